@@ -1,0 +1,44 @@
+# hubagent: the two commands that do all set-up on a fresh Debian / Raspberry Pi OS machine.
+#   make run    set up, then start the daemon with every device simulated
+#   make test   set up, then run the whole test suite (real Mosquitto and NUT servers)
+#   make install  set up only; leaves .venv/bin/hubagent
+
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.installed
+# Debian packages: the broker and UPS server the tests start, zbar for the camera decoder.
+SYSTEM_PACKAGES := mosquitto nut-server nut-client libzbar0
+SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: install run test bench system-deps clean
+
+install: system-deps $(STAMP)
+
+system-deps:
+	@missing=""; \
+	for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	python3 -c "import ensurepip, venv" 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing system packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[test]"
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/hubagent run --sim
+
+test: install
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: install
+	$(VENV)/bin/hubagent bench
+
+clean:
+	rm -rf $(VENV) state .pytest_cache .hypothesis

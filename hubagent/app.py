@@ -1,0 +1,255 @@
+"""The composition root: config in, a running hub out.
+
+:func:`build_app` turns a validated :class:`~hubagent.config.Config` into
+device instances (through the registry), the store, the command registry
+and the feature services, and hands them to each other by keyword. The
+:class:`App` owns the lifecycle and the core thread: device threads only
+``post`` events; everything that reads or writes the database runs here,
+on the asyncio loop, one thing at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Awaitable, Callable, Mapping
+
+from hubagent import __version__, registry
+from hubagent.commands import Commands
+from hubagent.config import Config
+from hubagent.errors import HubError, InputError
+from hubagent.events import DeviceHealthChanged, DeviceStatus, Event, Health
+from hubagent.ports import Device, DeviceEnv, SimControl
+from hubagent.store.store import Store
+
+log = logging.getLogger(__name__)
+
+StatusProvider = Callable[[], Any]
+EventHandler = Callable[[Any], None]
+Hook = Callable[[], Awaitable[None] | None]
+
+
+@dataclass(frozen=True)
+class DeviceEntry:
+    """A built device and where it came from."""
+
+    role: str
+    name: str
+    driver: str
+    device: Device
+
+
+class App:
+    """A running hub: devices, store, commands, features and their lifecycle."""
+
+    def __init__(self, config: Config, *, simulated: bool = False) -> None:
+        self.config = config
+        self.simulated = simulated
+        self.hub_id = config.hub.id
+        self.version = __version__
+        self.store = Store(config.state_dir / config.store.file)
+        max_payload = config.mqtt.max_payload if config.mqtt else 256 * 1024
+        self.commands = Commands(self.store, max_payload)
+        self.devices: dict[tuple[str, str], DeviceEntry] = {}
+        self.alerts: dict[str, str] = {}
+        # Feature services, set by their install functions (None when unused).
+        self.sync: Any = None
+        self.started_at = time.time()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self._handlers: dict[type, list[EventHandler]] = defaultdict(list)
+        self._status: dict[str, StatusProvider] = {}
+        self._start_hooks: list[Hook] = []
+        self._stop_hooks: list[Hook] = []
+        self._alert_listeners: list[Callable[[], None]] = []
+        self._health: dict[tuple[str, str], DeviceStatus] = {}
+        self._lock: IO[bytes] | None = None
+        self.on(DeviceHealthChanged, self._on_health)
+
+    # -- wiring used by features -----------------------------------------
+    def on(self, event_type: type, handler: EventHandler) -> None:
+        """Call ``handler(event)`` on the core thread for each event of a type."""
+        self._handlers[event_type].append(handler)
+
+    def add_status(self, name: str, provider: StatusProvider) -> None:
+        """Add a section to ``hubagent status``."""
+        self._status[name] = provider
+
+    def on_start(self, hook: Hook) -> None:
+        """Run ``hook`` after devices and store are up (in registration order)."""
+        self._start_hooks.append(hook)
+
+    def on_stop(self, hook: Hook) -> None:
+        """Run ``hook`` at shutdown, before devices close (in reverse order)."""
+        self._stop_hooks.append(hook)
+
+    def on_alerts_changed(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` whenever the set of alerts changes."""
+        self._alert_listeners.append(fn)
+
+    def set_alert(self, key: str, detail: str | None) -> None:
+        """Raise (detail given) or clear (None) an alert; drives hub state."""
+        before = dict(self.alerts)
+        if detail is None:
+            self.alerts.pop(key, None)
+        else:
+            self.alerts[key] = detail
+        if before != self.alerts:
+            for fn in self._alert_listeners:
+                fn()
+
+    def devices_of(self, role: str) -> list[DeviceEntry]:
+        """Built devices of one role."""
+        return [e for (r, _), e in self.devices.items() if r == role]
+
+    def device(self, role: str, name: str) -> Device:
+        """One device by role and name (KeyError if absent)."""
+        return self.devices[(role, name)].device
+
+    # -- events ------------------------------------------------------------
+    def post(self, event: Event) -> None:
+        """Thread-safe entry for device threads: queue the event for the core."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+        try:
+            loop.call_soon_threadsafe(self.dispatch, event)
+        except RuntimeError:
+            pass  # the loop is shutting down; the event dies with it
+
+    def dispatch(self, event: Any) -> None:
+        """Hand one event to its handlers (core thread); never raises."""
+        for handler in self._handlers.get(type(event), ()):
+            try:
+                handler(event)
+            except Exception:
+                log.exception("handler for %s failed", type(event).__name__)
+
+    def _on_health(self, ev: DeviceHealthChanged) -> None:
+        key = (ev.role, ev.device)
+        self._health[key] = ev.status
+        level = logging.INFO if ev.status.health is Health.OK else logging.WARNING
+        log.log(level, "%s %s: %s %s", ev.role, ev.device, ev.status.health.value, ev.status.detail)
+        faulted = ev.status.health in (Health.FAULTED, Health.OFFLINE)
+        self.set_alert(f"device:{ev.role}/{ev.device}",
+                       f"{ev.status.health.value}: {ev.status.detail}" if faulted else None)
+
+    # -- lifecycle ---------------------------------------------------------
+    def build_devices(self) -> None:
+        """Construct every configured device (opens nothing)."""
+        env = DeviceEnv(hub_id=self.hub_id, state_dir=self.config.state_dir)
+        for dc in self.config.devices:
+            dev = registry.build(dc.spec, dc.name, dc.settings, env)
+            self.devices[(dc.role, dc.name)] = DeviceEntry(dc.role, dc.name, dc.spec.name, dev)
+
+    async def start(self) -> None:
+        """Open the store, start devices, then run feature start hooks."""
+        self.loop = asyncio.get_running_loop()
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock_state_dir(self.config.state_dir)
+        self.store.open()
+        for entry in self.devices.values():
+            entry.device.start(self.post)
+        for hook in self._start_hooks:
+            result = hook()
+            if asyncio.iscoroutine(result):
+                await result
+        log.info("hub %s ready: %d device(s), %s", self.hub_id, len(self.devices),
+                 "simulated" if self.simulated else "hardware")
+
+    async def stop(self) -> None:
+        """Stop features, close every device, close the store. Never raises."""
+        for hook in reversed(self._stop_hooks):
+            try:
+                result = hook()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:
+                log.exception("stop hook failed")
+        for entry in self.devices.values():
+            try:
+                entry.device.close()
+            except Exception:
+                log.exception("closing %s %s failed", entry.role, entry.name)
+        try:
+            self.store.close()
+        except Exception:
+            log.exception("closing the store failed")
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+        log.info("hub %s stopped", self.hub_id)
+
+    # -- queries -----------------------------------------------------------
+    def device_status(self) -> list[dict[str, Any]]:
+        """Every device with its health."""
+        out = []
+        for (role, name), entry in self.devices.items():
+            try:
+                st = entry.device.status()
+            except Exception as e:  # a broken status() must not break status
+                st = DeviceStatus(Health.UNKNOWN, f"status failed: {e}")
+            out.append({"role": role, "name": name, "driver": entry.driver,
+                        "health": st.health.value, "detail": st.detail})
+        return out
+
+    def status(self) -> dict[str, Any]:
+        """Everything ``hubagent status`` shows."""
+        out: dict[str, Any] = {
+            "hub": self.hub_id,
+            "version": self.version,
+            "simulated": self.simulated,
+            "uptime_s": round(time.time() - self.started_at, 1),
+            "state": "alert" if self.alerts else "ok",
+            "alerts": dict(self.alerts),
+            "devices": self.device_status(),
+            "last_seq": self.store.last_seq(),
+        }
+        for name, provider in self._status.items():
+            try:
+                out[name] = provider()
+            except Exception as e:
+                log.exception("status section %s failed", name)
+                out[name] = {"error": str(e)}
+        return out
+
+    def sim_command(self, role: str, name: str | None, verb: str,
+                    args: Mapping[str, Any]) -> dict[str, Any]:
+        """Route ``hubagent sim ...`` to a simulated device."""
+        candidates = [e for e in self.devices_of(role) if isinstance(e.device, SimControl)]
+        if name is not None:
+            candidates = [e for e in candidates if e.name == name]
+        if not candidates:
+            which = f"{role} {name!r}" if name else f"any {role}"
+            raise InputError("no_sim_device", f"no simulated device for {which}")
+        if name is None and len(candidates) > 1:
+            names = ", ".join(e.name for e in candidates)
+            raise InputError("ambiguous", f"several simulated {role}: {names}; name one")
+        device = candidates[0].device
+        assert isinstance(device, SimControl)
+        return device.sim_command(verb, args)
+
+
+def _lock_state_dir(state_dir: Path) -> IO[bytes]:
+    """Hold an exclusive lock so two daemons never share one database."""
+    f = open(state_dir / "hubagent.lock", "ab")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise HubError(f"another hubagent is already running on {state_dir}") from None
+    return f
+
+
+def build_app(config: Config, *, simulated: bool = False) -> App:
+    """Build the app and every feature from config (opens nothing)."""
+    from hubagent import features
+
+    app = App(config, simulated=simulated)
+    app.build_devices()
+    features.install_all(app)
+    return app

@@ -1,0 +1,195 @@
+"""The ``hubagent`` command line.
+
+Exit status: 0 success; 1 a runtime failure; 2 a bad config file or bad
+arguments (before anything is opened); 3 the database was damaged and has
+been quarantined.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from hubagent import __version__
+from hubagent import config as config_mod
+from hubagent.errors import ConfigError, DatabaseCorrupt, HubError
+
+EXIT_FAILURE, EXIT_CONFIG, EXIT_CORRUPT = 1, 2, 3
+DEFAULT_SOCKET = Path("/run/hubagent/api.sock")
+
+
+def sim_config(hub_id: str | None, mqtt: str | None, state_dir: str | None) -> config_mod.Config:
+    """The embedded simulator config with the command line's overrides."""
+    doc = tomllib.loads(resources.files("hubagent").joinpath("sim.toml").read_text())
+    if hub_id:
+        doc["hub"]["id"] = hub_id
+    doc["hub"]["state_dir"] = state_dir or doc["hub"]["state_dir"]
+    if mqtt:
+        host, sep, port = mqtt.rpartition(":")
+        if not sep or not port.isdigit():
+            raise ConfigError("--mqtt", "mqtt", f"expected HOST:PORT, got {mqtt!r}")
+        doc["mqtt"] = {**doc.get("mqtt", {}), "host": host, "port": int(port)}
+    return config_mod.from_dict(doc, "<embedded sim config>")
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from hubagent import logsetup
+
+    if args.sim:
+        cfg = sim_config(args.hub_id, args.mqtt, args.state_dir)
+    elif args.config:
+        if args.hub_id or args.mqtt or args.state_dir:
+            raise ConfigError(args.config, "", "--hub-id/--mqtt/--state-dir go with --sim only")
+        cfg = config_mod.load(args.config)
+    else:
+        raise ConfigError("(command line)", "", "give --config FILE or --sim")
+    logsetup.configure(cfg.hub.log_level)
+    from hubagent.app import build_app
+    from hubagent.daemon import run
+
+    return run(build_app(cfg, simulated=args.sim))
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    cfg = config_mod.load(args.file)
+    roles = ", ".join(f"{d.role}.{d.name}={d.spec.name}" for d in cfg.devices) or "none"
+    print(f"{args.file}: ok (hub {cfg.hub.id}; devices: {roles})")
+    return 0
+
+
+def _socket(args: argparse.Namespace) -> Path:
+    if args.socket:
+        return Path(args.socket)
+    if args.config:
+        return config_mod.load(args.config).socket_path
+    if args.state_dir:
+        return Path(args.state_dir) / "api.sock"
+    local = Path(sim_config(None, None, None).state_dir) / "api.sock"
+    return DEFAULT_SOCKET if DEFAULT_SOCKET.exists() or not local.exists() else local
+
+
+def _call(args: argparse.Namespace, req: dict[str, Any]) -> dict[str, Any]:
+    from hubagent.api import request
+
+    path = _socket(args)
+    try:
+        reply = request(path, req)
+    except (FileNotFoundError, ConnectionRefusedError) as e:
+        raise HubError(f"no running hubagent at {path} ({e.strerror})") from None
+    except OSError as e:
+        raise HubError(f"cannot reach hubagent at {path}: {e}") from None
+    if not reply.get("ok"):
+        err = reply.get("error", {})
+        raise HubError(f"{err.get('code')}: {err.get('message')}")
+    return reply["result"]  # type: ignore[no-any-return]
+
+
+def _cmd_status(args: argparse.Namespace) -> int:
+    st = _call(args, {"op": "status"})
+    if args.json:
+        print(json.dumps(st, indent=2, sort_keys=True))
+        return 0
+    from hubagent.status_text import render
+
+    print(render(st))
+    return 0
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    role, name, verb, sim_args = args.sim_request(args)
+    result = _call(args, {"op": "sim", "role": role, "name": name, "verb": verb, "args": sim_args})
+    print(json.dumps(result, sort_keys=True))
+    return 0
+
+
+def _cmd_version(args: argparse.Namespace) -> int:
+    print(f"hubagent {__version__}")
+    return 0
+
+
+def _add_target(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("which daemon")
+    g.add_argument("--socket", help="API socket of the daemon")
+    g.add_argument("--config", help="config file of the daemon (its [api] socket)")
+    g.add_argument("--state-dir", help="state directory of a --sim daemon")
+
+
+def _sim_parsers(sub: Any) -> None:
+    sim = sub.add_parser("sim", help="drive the simulated devices of a running daemon")
+    _add_target(sim)
+    verbs = sim.add_subparsers(dest="sim_verb", required=True)
+    for extend in SIM_COMMANDS:
+        extend(verbs)
+    sim.set_defaults(func=_cmd_sim)
+
+
+def _scan_parser(verbs: Any) -> None:
+    p = verbs.add_parser("scan", help="type a code into a simulated scanner")
+    p.add_argument("code")
+    p.add_argument("--scanner", help="scanner name (needed when there are several)")
+    p.set_defaults(sim_request=lambda a: ("scanners", a.scanner, "scan", {"code": a.code}))
+
+
+# Each adds one `hubagent sim VERB` parser; features append theirs.
+SIM_COMMANDS: list[Callable[[Any], None]] = [_scan_parser]
+
+# Each adds top-level subcommands; features append theirs.
+EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``hubagent``."""
+    parser = argparse.ArgumentParser(prog="hubagent", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", help="config file (TOML)")
+    run.add_argument("--sim", action="store_true", help="run with every device simulated")
+    run.add_argument("--hub-id", help="hub id (with --sim)")
+    run.add_argument("--mqtt", metavar="HOST:PORT", help="broker (with --sim); default offline")
+    run.add_argument("--state-dir", help="state directory (with --sim); default ./state")
+    run.set_defaults(func=_cmd_run)
+
+    check = sub.add_parser("check-config", help="validate a config file and exit")
+    check.add_argument("file")
+    check.set_defaults(func=_cmd_check)
+
+    status = sub.add_parser("status", help="ask the running daemon how it is")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_target(status)
+    status.set_defaults(func=_cmd_status)
+
+    _sim_parsers(sub)
+    for extend in EXTRA_COMMANDS:
+        extend(sub)
+
+    version = sub.add_parser("version", help="print the version")
+    version.set_defaults(func=_cmd_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except ConfigError as e:
+        print(f"hubagent: config error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except DatabaseCorrupt as e:
+        print(f"hubagent: {e}", file=sys.stderr)
+        return EXIT_CORRUPT
+    except HubError as e:
+        print(f"hubagent: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,21 @@
+"""Commands every hub answers whatever its hardware: ``ping``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hubagent.commands import CommandContext, NoArgs
+from hubagent.store.store import utc_now
+
+if TYPE_CHECKING:
+    from hubagent.app import App
+
+
+def install(app: "App") -> None:
+    """Register the core commands."""
+
+    def ping(ctx: CommandContext, args: NoArgs) -> dict[str, Any]:
+        return {"pong": True, "hub": app.hub_id, "version": app.version,
+                "time": utc_now(), "last_seq": app.store.last_seq()}
+
+    app.commands.register("ping", ping)

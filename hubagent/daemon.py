@@ -1,0 +1,58 @@
+"""Running the daemon: signals, systemd notifications, the local API.
+
+SIGTERM and SIGINT stop the hub cleanly (exit 0) with every device closed;
+``READY=1`` is sent once the store, devices, features and API are up, and
+``WATCHDOG=1`` pings come from the core loop itself, so a wedged loop
+stops them and systemd restarts the service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from hubagent.api import ApiServer
+from hubagent.app import App
+from hubagent.sdnotify import Notifier
+
+log = logging.getLogger(__name__)
+
+
+async def serve(app: App, notifier: Notifier | None = None) -> None:
+    """Start ``app``, serve until SIGTERM/SIGINT, then stop it."""
+    notifier = notifier or Notifier()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    api = ApiServer(app, app.config.socket_path)
+    try:
+        await app.start()
+        await api.start()
+        notifier.ready(f"hub {app.hub_id} running")
+        log.info("ready; local API on %s", app.config.socket_path)
+        watchdog = asyncio.create_task(_watchdog(notifier)) if notifier.watchdog_interval else None
+        await stop.wait()
+        log.info("stopping")
+        notifier.stopping()
+        if watchdog is not None:
+            watchdog.cancel()
+    finally:
+        await api.stop()
+        await app.stop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _watchdog(notifier: Notifier) -> None:
+    interval = notifier.watchdog_interval or 10.0
+    while True:
+        notifier.watchdog()
+        await asyncio.sleep(interval)
+
+
+def run(app: App) -> int:
+    """Run the daemon to completion; the process exit status."""
+    asyncio.run(serve(app))
+    return 0

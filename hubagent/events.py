@@ -1,0 +1,133 @@
+"""Immutable events that device threads hand to the core.
+
+Library threads (serial readers, gpiozero callbacks, paho's network thread)
+do exactly one thing: build one of these and pass it to the ``EventSink``
+they were given. The core consumes them on its own thread, so everything
+that writes the database happens in one place and in one order.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Mapping
+
+
+def _now() -> float:
+    return time.monotonic()
+
+
+class Health(enum.Enum):
+    """What a device says about itself."""
+
+    OK = "ok"
+    FAULTED = "faulted"
+    OFFLINE = "offline"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class DeviceStatus:
+    """A device's health with a human-readable detail (``paper out``, ...)."""
+
+    health: Health
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class DeviceHealthChanged:
+    """A device changed health (unplugged, paper out, back online)."""
+
+    role: str
+    device: str
+    status: DeviceStatus
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class RawScan:
+    """One complete read from a scanner, before interpretation.
+
+    ``data`` is exactly what the scanner delivered between its framing
+    (prefix, suffix and terminator removed). ``symbology`` is set by
+    decoders that know it (camera); serial scanners may carry an AIM
+    identifier inside ``data`` instead.
+    """
+
+    device: str
+    data: bytes
+    symbology: str | None = None
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class ScanRejectedAtDevice:
+    """The driver received bytes it could not frame (over-long line, noise)."""
+
+    device: str
+    reason: str
+    detail: str = ""
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class DoorChanged:
+    """A locker door sensor settled (after debounce) in a new position."""
+
+    bank: str
+    compartment: str
+    is_open: bool
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class CodeEntered:
+    """A customer or staff member entered a code on a keypad or touchscreen."""
+
+    source: str
+    code: str
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class PowerReading:
+    """A reading from a power source.
+
+    ``flags`` are NUT ``ups.status`` words (``OL``, ``OB``, ``LB``, ...);
+    GPIO sources map their pins onto the same words. ``reachable`` is false
+    when the source cannot be read (NUT server down), and the figures are None.
+    """
+
+    source: str
+    reachable: bool
+    flags: frozenset[str] = frozenset()
+    charge: float | None = None
+    runtime: float | None = None
+    input_voltage: float | None = None
+    load: float | None = None
+    detail: str = ""
+    at: float = field(default_factory=_now)
+
+
+@dataclass(frozen=True)
+class Custom:
+    """An event of a kind a feature defines for itself."""
+
+    kind: str
+    data: Mapping[str, object]
+    at: float = field(default_factory=_now)
+
+
+Event = (
+    DeviceHealthChanged
+    | RawScan
+    | ScanRejectedAtDevice
+    | DoorChanged
+    | CodeEntered
+    | PowerReading
+    | Custom
+)
+
+EventSink = Callable[[Event], None]
+"""Thread-safe: may be called from any thread; returns at once."""

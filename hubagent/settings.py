@@ -1,0 +1,106 @@
+"""Typed settings of the core sections of the config file.
+
+Each struct is one TOML table. Unknown keys are errors (a typo must not be
+silently ignored on a hub nobody watches); every field has a default where
+a sensible one exists. Device tables (``[scanners.NAME]`` ...) are typed by
+their driver's own settings struct; see :mod:`hubagent.registry`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+from msgspec import Meta
+
+HubId = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
+Port = Annotated[int, Meta(ge=1, le=65535)]
+Seconds = Annotated[float, Meta(gt=0, le=86400)]
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Base for config tables: unknown keys rejected, values immutable."""
+
+
+class HubSettings(_Section):
+    """``[hub]``: who this hub is and where it keeps its state."""
+
+    # Unique id of this hub within the consortium; appears in every MQTT topic.
+    id: HubId
+    # Directory for the database, previews and the API socket.
+    state_dir: str = "/var/lib/hubagent"
+    # Log level: debug, info, warning or error.
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class ApiSettings(_Section):
+    """``[api]``: the local status/control API (a Unix socket)."""
+
+    # Socket path; empty means "<state_dir>/api.sock".
+    socket: str = ""
+
+
+class TlsSettings(_Section):
+    """``[mqtt.tls]``: TLS to the broker."""
+
+    # CA certificate file that signed the broker's certificate.
+    ca_file: str
+    # Client certificate and key, when the broker authenticates hubs by certificate.
+    cert_file: str | None = None
+    key_file: str | None = None
+    # Accept a broker certificate whose name does not match (testing only).
+    insecure: bool = False
+
+
+class MqttSettings(_Section):
+    """``[mqtt]``: the link to central ops. Absent = offline mode."""
+
+    # Broker host name or address.
+    host: str
+    # Broker port (8883 is usual with TLS).
+    port: Port = 1883
+    # Topic prefix; topics are "<prefix>/<hub id>/...".
+    prefix: Annotated[str, Meta(pattern=r"^[A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*$")] = "hubs"
+    # MQTT protocol version: "5" (default) or "3.1.1".
+    protocol: Literal["5", "3.1.1"] = "5"
+    # Client id; empty means "hubagent-<hub id>" (must be stable for a persistent session).
+    client_id: str = ""
+    # Keep-alive interval in seconds.
+    keepalive_s: Annotated[int, Meta(ge=5, le=3600)] = 30
+    # How long the broker keeps this hub's session while it is away (MQTT v5).
+    session_expiry_s: Annotated[int, Meta(ge=0, le=4294967295)] = 7 * 24 * 3600
+    # User name for the broker, if it asks for one.
+    username: str | None = None
+    # systemd credential name holding the broker password (preferred).
+    password_credential: str | None = None
+    # Environment variable holding the broker password (fallback).
+    password_env: str | None = None
+    # TLS settings; absent means plain TCP.
+    tls: TlsSettings | None = None
+    # Reconnect backoff: first and largest delay, in seconds.
+    reconnect_min_s: Seconds = 1.0
+    reconnect_max_s: Seconds = 60.0
+    # Events published but not acknowledged by central are re-sent after this long.
+    ack_timeout_s: Seconds = 30.0
+    # Events in flight at once (published, no PUBACK yet).
+    inflight: Annotated[int, Meta(ge=1, le=1000)] = 32
+    # Seconds between telemetry messages.
+    telemetry_s: Seconds = 60.0
+    # Largest command payload accepted, in bytes.
+    max_payload: Annotated[int, Meta(ge=1024, le=16 * 1024 * 1024)] = 256 * 1024
+
+
+class StoreSettings(_Section):
+    """``[store]``: the local SQLite database."""
+
+    # File name inside the state directory.
+    file: Annotated[str, Meta(pattern=r"^[^/]+$")] = "hubagent.db"
+    # Acknowledged events kept for events.replay before they are pruned.
+    keep_acked_events: Annotated[int, Meta(ge=0)] = 50_000
+
+
+class SimSettings(_Section):
+    """``[sim]``: behaviour of the simulator backend."""
+
+    # Record the power-off command instead of running it (always true in --sim).
+    record_shutdown: bool = True

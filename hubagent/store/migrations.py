@@ -1,0 +1,95 @@
+"""Schema migrations, applied at start-up.
+
+Migrations are named, not numbered, so features can add theirs
+independently; each is applied once, in the order listed, inside its own
+``BEGIN IMMEDIATE`` transaction together with its row in ``migrations``.
+A migration is never edited after release: add a new one instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sqlite3
+import time
+from typing import Iterable
+
+CORE: list[tuple[str, str]] = [
+    (
+        "core-0001-outbox-inbox",
+        """
+        CREATE TABLE meta (
+            key   TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+        -- Every event the hub emits, in seq order. seq is allocated from
+        -- meta.last_seq, never from MAX(seq), so pruning cannot cause reuse.
+        CREATE TABLE outbox (
+            seq      INTEGER PRIMARY KEY,
+            id       TEXT NOT NULL UNIQUE,
+            kind     TEXT NOT NULL,
+            at       TEXT NOT NULL,
+            data     TEXT NOT NULL
+        );
+        -- Commands already handled, with the reply they got, so a repeat
+        -- gets the same reply and has no second effect.
+        CREATE TABLE inbox (
+            id          TEXT PRIMARY KEY,
+            name        TEXT NOT NULL,
+            received_at TEXT NOT NULL,
+            ok          INTEGER NOT NULL,
+            reply       TEXT NOT NULL
+        );
+        """,
+    ),
+]
+
+# Feature migration lists, "module:ATTRIBUTE", in dependency order.
+FEATURES: list[str] = []
+
+
+def all_migrations() -> list[tuple[str, str]]:
+    """Core migrations followed by every feature's, in order."""
+    out = list(CORE)
+    for ref in FEATURES:
+        module, _, attr = ref.partition(":")
+        out.extend(getattr(importlib.import_module(module), attr))
+    return out
+
+
+def apply(conn: sqlite3.Connection, migrations: Iterable[tuple[str, str]]) -> list[str]:
+    """Apply the migrations not yet applied; return their names."""
+    conn.execute(
+        "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
+    done = {r[0] for r in conn.execute("SELECT name FROM migrations")}
+    applied = []
+    for name, sql in migrations:
+        if name in done:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _statements(sql):
+                conn.execute(statement)
+            conn.execute(
+                "INSERT INTO migrations(name, applied_at) VALUES (?, ?)",
+                (name, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+            )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        applied.append(name)
+    return applied
+
+
+def _statements(sql: str) -> list[str]:
+    """Split a script into statements (executescript would COMMIT for us)."""
+    out, buf = [], ""
+    for line in sql.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return [s for s in out if s]

@@ -1,0 +1,220 @@
+"""The one owner of writes to the hub's database.
+
+All writes go through :meth:`Store.write`, which opens a ``BEGIN
+IMMEDIATE`` transaction and hands out a :class:`Tx`. A business change,
+the event that tells central about it (:meth:`Tx.emit`) and the next
+sequence number are committed together or not at all; anything physical or
+networked that depends on the change runs only after the commit
+(:meth:`Tx.after_commit`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from sqlite_utils import Database
+
+from hubagent.errors import DiskFull, StoreError
+from hubagent.store import migrations
+from hubagent.store.db import integrity_check, open_database
+
+log = logging.getLogger(__name__)
+
+
+def utc_now() -> str:
+    """Current time as RFC 3339 UTC with milliseconds."""
+    now = datetime.now(timezone.utc)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def dumps(value: Any) -> str:
+    """Compact, deterministic JSON as stored in the database."""
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
+
+
+@dataclass(frozen=True)
+class EmittedEvent:
+    """An event row as written to the outbox."""
+
+    seq: int
+    id: str
+    kind: str
+    at: str
+    data: dict[str, Any]
+
+    def envelope(self, replayed: bool = False) -> dict[str, Any]:
+        """The MQTT payload of this event."""
+        return {"id": self.id, "seq": self.seq, "kind": self.kind, "at": self.at,
+                "replayed": replayed, "data": self.data}
+
+
+class Tx:
+    """One write transaction. Valid only inside ``with store.write()``."""
+
+    def __init__(self, store: "Store") -> None:
+        self._store = store
+        self.conn = store.conn
+        self.db = store.db
+        self.events: list[EmittedEvent] = []
+        self._after: list[Callable[[], None]] = []
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        """Run one statement inside the transaction."""
+        return self.conn.execute(sql, params)
+
+    def emit(self, kind: str, data: dict[str, Any]) -> EmittedEvent:
+        """Add an event to the outbox with the next gap-free seq."""
+        row = self.conn.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
+        seq = (int(row[0]) if row else 0) + 1
+        self.conn.execute(
+            "INSERT INTO meta(key, value) VALUES('last_seq', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (str(seq),),
+        )
+        ev = EmittedEvent(seq, uuid.uuid4().hex, kind, utc_now(), data)
+        self.conn.execute(
+            "INSERT INTO outbox(seq, id, kind, at, data) VALUES (?, ?, ?, ?, ?)",
+            (ev.seq, ev.id, ev.kind, ev.at, dumps(ev.data)),
+        )
+        self.events.append(ev)
+        return ev
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` once the transaction has committed (never on rollback)."""
+        self._after.append(fn)
+
+
+class Store:
+    """The hub's database: schema, the single writer, outbox and inbox."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+        self._db: Database | None = None
+        self._lock = threading.RLock()
+        self._listeners: list[Callable[[list[EmittedEvent]], None]] = []
+
+    # -- lifecycle -------------------------------------------------------
+    def open(self) -> list[str]:
+        """Open the file and apply pending migrations; return their names."""
+        self._conn = open_database(self.path)
+        self._db = Database(self._conn)
+        applied = migrations.apply(self._conn, migrations.all_migrations())
+        if applied:
+            log.info("applied migrations: %s", ", ".join(applied))
+        return applied
+
+    def close(self) -> None:
+        """Checkpoint the WAL and close; idempotent."""
+        if self._conn is None:
+            return
+        try:
+            self.checkpoint()
+        finally:
+            self._conn.close()
+            self._conn = None
+            self._db = None
+
+    def checkpoint(self) -> None:
+        """Fold the WAL into the main file (before power-off)."""
+        with self._lock:
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    @property
+    def conn(self) -> sqlite3.Connection:
+        """The connection; StoreError if the store is closed."""
+        if self._conn is None:
+            raise StoreError("the store is not open")
+        return self._conn
+
+    @property
+    def db(self) -> Database:
+        """An sqlite-utils view of the same connection, for reads and DDL."""
+        if self._db is None:
+            raise StoreError("the store is not open")
+        return self._db
+
+    def integrity(self) -> str:
+        """Full ``integrity_check`` ("ok" when healthy)."""
+        with self._lock:
+            return integrity_check(self.conn)
+
+    # -- writing ---------------------------------------------------------
+    def on_commit(self, fn: Callable[[list[EmittedEvent]], None]) -> None:
+        """Call ``fn(events)`` after every commit that emitted events."""
+        self._listeners.append(fn)
+
+    @contextmanager
+    def write(self) -> Iterator[Tx]:
+        """A ``BEGIN IMMEDIATE`` transaction; commits on normal exit."""
+        with self._lock:
+            tx = Tx(self)
+            self.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield tx
+                self.conn.execute("COMMIT")
+            except sqlite3.OperationalError as e:
+                self._rollback()
+                if "full" in str(e):
+                    raise DiskFull(f"disk full, nothing was written: {e}") from e
+                raise
+            except BaseException:
+                self._rollback()
+                raise
+        self._after_commit(tx)
+
+    def _rollback(self) -> None:
+        try:
+            self.conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # already rolled back by SQLite itself (e.g. disk full)
+
+    def _after_commit(self, tx: Tx) -> None:
+        for fn in tx._after:
+            try:
+                fn()
+            except Exception:
+                log.exception("after-commit action failed")
+        if tx.events:
+            for listener in self._listeners:
+                try:
+                    listener(tx.events)
+                except Exception:
+                    log.exception("commit listener failed")
+
+    # -- reading ---------------------------------------------------------
+    def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+        """Rows of a read-only query."""
+        with self._lock:
+            cur = self.conn.execute(sql, params)
+            cols = [c[0] for c in cur.description or ()]
+            return [dict(zip(cols, r)) for r in cur.fetchall()]  # type: ignore[misc]
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        """A value from the ``meta`` table."""
+        rows = self.query("SELECT value FROM meta WHERE key=?", (key,))
+        return rows[0]["value"] if rows else default
+
+    def last_seq(self) -> int:
+        """The highest seq ever allocated (0 if none)."""
+        return int(self.meta("last_seq", "0") or 0)
+
+
+def row_to_event(row: dict[str, Any]) -> EmittedEvent:
+    """An outbox row as an :class:`EmittedEvent`."""
+    return EmittedEvent(row["seq"], row["id"], row["kind"], row["at"], json.loads(row["data"]))
+
+
+def monotonic() -> float:
+    """Monotonic seconds (expiry and timeouts never use the wall clock)."""
+    return time.monotonic()

@@ -1,0 +1,280 @@
+"""Sync with central ops: outbox out, commands in, hub state, telemetry.
+
+Everything here runs on the core thread; :class:`~hubagent.sync.mqtt.MqttLink`
+brings the network events in. Without an ``[mqtt]`` section the hub runs
+offline: events accumulate in the outbox and go out once a broker is
+configured and reachable.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from hubagent import secrets
+from hubagent.store.store import EmittedEvent, dumps, utc_now
+from hubagent.sync import outbox
+from hubagent.sync.mqtt import Inbound, LinkListener, MqttLink
+from hubagent.sync.topics import Topics
+
+if TYPE_CHECKING:
+    from hubagent.app import App
+
+log = logging.getLogger(__name__)
+
+
+class SyncService(LinkListener):
+    """Keeps central in step with the hub's database."""
+
+    def __init__(self, app: "App") -> None:
+        self.app = app
+        cfg = app.config.mqtt
+        assert cfg is not None
+        self.settings = cfg
+        self.topics = Topics(cfg.prefix, app.hub_id)
+        self.session = 0
+        self.state = "offline"
+        self.state_since = utc_now()
+        self._cursor = 0
+        self._inflight: dict[int, int] = {}
+        self._last_ack_progress = time.monotonic()
+        self._refused = 0
+        self._timers: list[asyncio.TimerHandle] = []
+        self.link: MqttLink | None = None
+        self._telemetry_sources: list[Any] = []
+
+    # -- lifecycle -------------------------------------------------------------
+    def start(self) -> None:
+        """Allocate this run's session number and start connecting."""
+        with self.app.store.write() as tx:
+            row = tx.execute("SELECT value FROM meta WHERE key='session'").fetchone()
+            self.session = (int(row[0]) if row else 0) + 1
+            tx.execute("INSERT INTO meta(key, value) VALUES('session', ?) "
+                       "ON CONFLICT(key) DO UPDATE SET value=excluded.value", (str(self.session),))
+        password = secrets.read_secret(self.settings.password_credential, self.settings.password_env)
+        client_id = self.settings.client_id or f"hubagent-{self.app.hub_id}"
+        will = (self.topics.state, self._state_payload("lost"))
+        self.link = MqttLink(self.settings, client_id, password, will, self._post, self)
+        self.app.store.on_commit(lambda events: self.pump())
+        self.app.on_alerts_changed(self._publish_state)
+        self.link.start()
+        self._every(max(1.0, self.settings.ack_timeout_s / 2), self._check_ack_timeout)
+        self._every(self.settings.telemetry_s, self.publish_telemetry)
+
+    def stop(self) -> None:
+        """Publish ``offline`` (retained) and disconnect."""
+        for t in self._timers:
+            t.cancel()
+        if self.link is not None:
+            self.link.stop(final=(self.topics.state, self._state_payload("offline")))
+
+    def _post(self, fn: Any) -> None:
+        loop = self.app.loop
+        if loop is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(self._guard, fn)
+            except RuntimeError:
+                pass  # loop closing
+
+    @staticmethod
+    def _guard(fn: Any) -> None:
+        try:
+            fn()
+        except Exception:
+            log.exception("sync handler failed")
+
+    def _every(self, seconds: float, fn: Any) -> None:
+        loop = self.app.loop
+        assert loop is not None
+
+        def tick() -> None:
+            self._guard(fn)
+            self._timers.append(loop.call_later(seconds, tick))
+
+        self._timers.append(loop.call_later(seconds, tick))
+
+    # -- hub state ---------------------------------------------------------------
+    def _state_payload(self, state: str) -> bytes:
+        return dumps({"state": state, "session": self.session, "version": self.app.version,
+                      "since": self.state_since if state == self.state else utc_now(),
+                      "alerts": sorted(self.app.alerts)}).encode()
+
+    def _publish_state(self) -> None:
+        state = "alert" if self.app.alerts else "online"
+        if state != self.state:
+            self.state, self.state_since = state, utc_now()
+        if self.link is not None and self.link.connected:
+            self.link.publish(self.topics.state, self._state_payload(self.state), retain=True)
+
+    # -- LinkListener (core thread) ---------------------------------------------
+    def connected(self, session_present: bool) -> None:
+        """Resubscribe, announce state and resend everything unacknowledged."""
+        assert self.link is not None
+        log.info("connected to %s:%d (session %s)", self.settings.host, self.settings.port,
+                 "resumed" if session_present else "new")
+        self.link.subscribe([self.topics.commands, self.topics.ack])
+        self._publish_state()
+        self._inflight.clear()
+        self._cursor = outbox.acked_seq(self.app.store)
+        self._last_ack_progress = time.monotonic()
+        self.pump()
+
+    def disconnected(self, reason: str) -> None:
+        """Forget in-flight publishes; they are resent after reconnecting."""
+        log.warning("disconnected from broker: %s", reason)
+        self._inflight.clear()
+        self.state = "offline"
+
+    def published(self, mid: int, ok: bool, reason: str) -> None:
+        """A PUBACK: free the window slot, note refusals, send more."""
+        seq = self._inflight.pop(mid, None)
+        if seq is not None and not ok:
+            # The broker refused it (ACL): it was not delivered. It stays in
+            # the outbox and is resent after the ack timeout.
+            self._refused += 1
+            log.error("broker refused event seq %d: %s", seq, reason)
+        self.pump()
+
+    def message(self, msg: Inbound) -> None:
+        """A command or an ack from central."""
+        assert self.link is not None
+        if msg.topic == self.topics.ack:
+            self._on_ack(msg.payload)
+        else:
+            name = self.topics.command_name(msg.topic)
+            if name is not None:
+                self._on_command(name, msg)
+        self.link.ack(msg)
+
+    # -- outbox ------------------------------------------------------------------
+    def pump(self) -> None:
+        """Publish unacknowledged events while the in-flight window has room."""
+        link = self.link
+        if link is None or not link.connected:
+            return
+        room = self.settings.inflight - len(self._inflight)
+        while room > 0:
+            batch = outbox.pending(self.app.store, self._cursor, room)
+            if not batch:
+                return
+            for ev in batch:
+                mid = link.publish(self.topics.event(ev.kind), self._payload(ev))
+                if mid is None:
+                    return
+                self._inflight[mid] = ev.seq
+                self._cursor = ev.seq
+                room -= 1
+
+    @staticmethod
+    def _payload(ev: EmittedEvent, replayed: bool = False) -> bytes:
+        return json.dumps(ev.envelope(replayed), separators=(",", ":")).encode()
+
+    def _on_ack(self, payload: bytes) -> None:
+        try:
+            doc = json.loads(payload)
+            upto = doc["upto_seq"]
+            if not isinstance(upto, int) or isinstance(upto, bool) or upto < 0:
+                raise ValueError("upto_seq must be a non-negative integer")
+        except (ValueError, KeyError, TypeError) as e:
+            log.warning("ignored a malformed ack: %s", e)
+            return
+        before = outbox.acked_seq(self.app.store)
+        after = outbox.acknowledge(self.app.store, upto, self.app.config.store.keep_acked_events)
+        if after > before:
+            self._last_ack_progress = time.monotonic()
+
+    def _check_ack_timeout(self) -> None:
+        """Resend from the last acked seq if central has stopped acknowledging."""
+        acked = outbox.acked_seq(self.app.store)
+        if self._cursor <= acked:
+            self._last_ack_progress = time.monotonic()
+            return
+        if time.monotonic() - self._last_ack_progress > self.settings.ack_timeout_s:
+            log.warning("no ack from central for %.0f s; resending from seq %d",
+                        self.settings.ack_timeout_s, acked + 1)
+            self._cursor = acked
+            self._last_ack_progress = time.monotonic()
+            self.pump()
+
+    # -- commands ----------------------------------------------------------------
+    def _on_command(self, name: str, msg: Inbound) -> None:
+        if msg.expiry_s is not None and time.monotonic() - msg.received > msg.expiry_s:
+            reply = {"id": None, "ok": False,
+                     "error": {"code": "expired", "message": "the command expired before it could run"}}
+            try:
+                cid = json.loads(msg.payload).get("id")
+                reply["id"] = cid if isinstance(cid, str) else None
+            except (ValueError, AttributeError):
+                pass
+        else:
+            extra = {"expires_at_monotonic": msg.received + msg.expiry_s} if msg.expiry_s else {}
+            reply = self.app.commands.handle(name, msg.payload, source="mqtt", extra=extra)
+        self._reply(msg, reply)
+
+    def _reply(self, msg: Inbound, reply: dict[str, Any]) -> None:
+        assert self.link is not None
+        body = json.dumps(reply, separators=(",", ":")).encode()
+        if self.link.v5 and msg.response_topic:
+            props = Properties(PacketTypes.PUBLISH)
+            if msg.correlation is not None:
+                props.CorrelationData = msg.correlation
+            self.link.publish(msg.response_topic, body, properties=props)
+        else:
+            self.link.publish(self.topics.reply, body)
+
+    # -- telemetry and status -----------------------------------------------------
+    def add_telemetry(self, source: Any) -> None:
+        """Add ``source()`` (returning a dict) to each telemetry message."""
+        self._telemetry_sources.append(source)
+
+    def metrics(self) -> dict[str, Any]:
+        """Sync figures for telemetry and status."""
+        st = outbox.stats(self.app.store)
+        return {
+            "connected": bool(self.link and self.link.connected),
+            "session": self.session,
+            "last_seq": st.last_seq,
+            "acked_seq": st.acked_seq,
+            "outbox_depth": st.depth,
+            "oldest_unacked_at": st.oldest_unacked_at,
+            "inflight": len(self._inflight),
+            "refused": self._refused,
+            "reconnects": max(0, (self.link.connects if self.link else 0) - 1),
+        }
+
+    def publish_telemetry(self) -> None:
+        """Send one telemetry message (QoS 0: the next one supersedes it)."""
+        if self.link is None or not self.link.connected:
+            return
+        body: dict[str, Any] = {"at": utc_now(), "sync": self.metrics()}
+        for source in self._telemetry_sources:
+            try:
+                body.update(source())
+            except Exception:
+                log.exception("telemetry source failed")
+        self.link.publish(self.topics.telemetry, dumps(body).encode(), qos=0)
+
+
+def install(app: "App") -> None:
+    """Wire sync into the app when ``[mqtt]`` is configured."""
+    if app.config.mqtt is None:
+        app.add_status("sync", lambda: {"connected": False, "mode": "offline (no [mqtt] configured)",
+                                        **_offline_stats(app)})
+        return
+    svc = SyncService(app)
+    app.sync = svc
+    app.on_start(svc.start)
+    app.on_stop(svc.stop)
+    app.add_status("sync", svc.metrics)
+
+
+def _offline_stats(app: "App") -> dict[str, Any]:
+    st = outbox.stats(app.store)
+    return {"last_seq": st.last_seq, "acked_seq": st.acked_seq, "outbox_depth": st.depth,
+            "oldest_unacked_at": st.oldest_unacked_at}

@@ -1,0 +1,234 @@
+"""The one owner of the paho-mqtt client.
+
+paho's network thread does one thing in each callback: hand an immutable
+message to the core (``post``) and return, with every exception caught,
+because an exception in a paho callback kills its network loop. The loop
+itself runs in a thread of ours that restarts it if it dies anyway, so the
+link survives whatever a callback or the broker does.
+
+Session: MQTT v5 with an explicit session expiry and ``clean_start``
+false (or 3.1.1 with ``clean_session`` false and a stable client id), so
+commands queued by the broker while the hub was away are delivered.
+Inbound messages are acknowledged (``manual_ack``) only after the core has
+committed their effect.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.properties import Properties
+from paho.mqtt.packettypes import PacketTypes
+
+from hubagent.settings import MqttSettings
+
+log = logging.getLogger(__name__)
+
+Post = Callable[[Callable[[], None]], None]
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A message from the broker, copied out of paho's objects."""
+
+    topic: str
+    payload: bytes
+    qos: int
+    mid: int
+    response_topic: str | None
+    correlation: bytes | None
+    expiry_s: int | None
+    received: float
+
+
+class LinkListener:
+    """What the link reports to the core (all called on the core thread)."""
+
+    def connected(self, session_present: bool) -> None:
+        """The broker accepted the connection."""
+
+    def disconnected(self, reason: str) -> None:
+        """The connection is gone; paho reconnects by itself."""
+
+    def published(self, mid: int, ok: bool, reason: str) -> None:
+        """A QoS 1 publish was PUBACKed (``ok``) or refused by the broker."""
+
+    def message(self, msg: Inbound) -> None:
+        """A message arrived; the core must call :meth:`MqttLink.ack` after commit."""
+
+
+class MqttLink:
+    """Owns the paho client, its network thread and reconnection."""
+
+    def __init__(self, settings: MqttSettings, client_id: str, password: str | None,
+                 will: tuple[str, bytes], post: Post, listener: LinkListener) -> None:
+        self._s = settings
+        self._post = post
+        self._listener = listener
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.v5 = settings.protocol == "5"
+        self.connected = False
+        self.connects = 0
+        self.client = self._make_client(client_id, password, will)
+
+    # -- construction --------------------------------------------------------
+    def _make_client(self, client_id: str, password: str | None,
+                     will: tuple[str, bytes]) -> mqtt.Client:
+        s = self._s
+        kwargs: dict[str, Any] = {"manual_ack": True}
+        if self.v5:
+            kwargs["protocol"] = mqtt.MQTTv5
+        else:
+            kwargs.update(protocol=mqtt.MQTTv311, clean_session=False)
+        c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, **kwargs)
+        if s.username is not None:
+            c.username_pw_set(s.username, password)
+        if s.tls is not None:
+            c.tls_set(ca_certs=s.tls.ca_file, certfile=s.tls.cert_file,
+                      keyfile=s.tls.key_file, cert_reqs=ssl.CERT_REQUIRED)
+            c.tls_insecure_set(s.tls.insecure)
+        c.will_set(will[0], will[1], qos=1, retain=True)
+        c.reconnect_delay_set(max(1, int(s.reconnect_min_s)), max(1, int(s.reconnect_max_s)))
+        c.max_inflight_messages_set(s.inflight)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_publish = self._on_publish
+        c.on_message = self._on_message
+        return c
+
+    def _connect_properties(self) -> Properties | None:
+        if not self.v5:
+            return None
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self._s.session_expiry_s
+        return props
+
+    # -- lifecycle -----------------------------------------------------------
+    def start(self) -> None:
+        """Begin connecting in the background; never blocks on the network."""
+        kwargs: dict[str, Any] = {}
+        if self.v5:
+            kwargs = {"clean_start": False, "properties": self._connect_properties()}
+        self.client.connect_async(self._s.host, self._s.port, self._s.keepalive_s, **kwargs)
+        self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        backoff = self._s.reconnect_min_s
+        while not self._stop.is_set():
+            try:
+                self.client.loop_forever(retry_first_connection=True)
+                if self._stop.is_set():
+                    return
+            except Exception:
+                # Should not happen (callbacks are wrapped), but if paho's
+                # loop dies the hub must not silently go deaf.
+                log.exception("MQTT network loop failed; restarting it")
+            self._stop.wait(backoff)
+            backoff = min(backoff * 2, self._s.reconnect_max_s)
+
+    def stop(self, final: tuple[str, bytes] | None = None, timeout: float = 3.0) -> None:
+        """Publish ``final`` (the clean ``offline`` state) if connected, then disconnect."""
+        self._stop.set()
+        if final is not None and self.connected:
+            info = self.client.publish(final[0], final[1], qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as e:
+                log.warning("could not publish the offline state: %s", e)
+        self.client.disconnect()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def alive(self) -> bool:
+        """Whether the network thread is running."""
+        return self._thread is not None and self._thread.is_alive()
+
+    # -- core-thread API -----------------------------------------------------
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
+                properties: Properties | None = None) -> int | None:
+        """Queue a publish; returns its mid, or None if not connected."""
+        if not self.connected:
+            return None
+        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            log.debug("publish to %s not queued: %s", topic, mqtt.error_string(info.rc))
+            return None
+        return info.mid
+
+    def ack(self, msg: Inbound) -> None:
+        """Acknowledge an inbound message to the broker (after commit)."""
+        if msg.qos > 0:
+            self.client.ack(msg.mid, msg.qos)
+
+    def subscribe(self, topics: list[str]) -> None:
+        """Subscribe (QoS 1) to each topic filter."""
+        if topics:
+            self.client.subscribe([(t, 1) for t in topics])
+
+    # -- paho callbacks (network thread): copy, post, never raise ------------
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any,
+                    reason_code: Any, properties: Any) -> None:
+        try:
+            if reason_code.is_failure:
+                log.warning("broker refused the connection: %s", reason_code)
+                return
+            self.connected = True
+            self.connects += 1
+            present = bool(getattr(flags, "session_present", False))
+            self._post(lambda: self._listener.connected(present))
+        except Exception:
+            log.exception("on_connect failed")
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any,
+                       reason_code: Any, properties: Any) -> None:
+        try:
+            was = self.connected
+            self.connected = False
+            if was:
+                reason = str(reason_code)
+                self._post(lambda: self._listener.disconnected(reason))
+        except Exception:
+            log.exception("on_disconnect failed")
+
+    def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int,
+                    reason_code: Any, properties: Any) -> None:
+        try:
+            # A PUBACK with a failure reason (e.g. not authorized) still
+            # fires this callback: such a message was not delivered.
+            ok = not reason_code.is_failure
+            reason = str(reason_code)
+            self._post(lambda: self._listener.published(mid, ok, reason))
+        except Exception:
+            log.exception("on_publish failed")
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        try:
+            props = getattr(message, "properties", None)
+            msg = Inbound(
+                topic=message.topic,
+                payload=bytes(message.payload),
+                qos=message.qos,
+                mid=message.mid,
+                response_topic=getattr(props, "ResponseTopic", None) if props else None,
+                correlation=getattr(props, "CorrelationData", None) if props else None,
+                expiry_s=getattr(props, "MessageExpiryInterval", None) if props else None,
+                received=time.monotonic(),
+            )
+            self._post(lambda: self._listener.message(msg))
+        except Exception:
+            # E.g. a topic that is not UTF-8. Acknowledge it so it does not
+            # hold a slot of the broker's in-flight window for ever.
+            log.exception("on_message failed; message dropped")
+            try:
+                client.ack(message.mid, message.qos)
+            except Exception:
+                log.exception("could not acknowledge a dropped message")

@@ -1,0 +1,88 @@
+"""Reading and acknowledging the outbox (core thread only).
+
+A row is committed together with the change it reports, and stays until
+central's application ack (``meta.acked_seq``) covers it; only then, and
+only beyond the configured retention, is it pruned, so ``events.replay``
+can still serve recent history. Whether the broker PUBACKed a row is
+tracked in memory by the link, not written here: after a restart every
+unacknowledged row is sent again anyway, and a write per PUBACK would cost
+an fsync per event on an SD card.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from hubagent.store.store import EmittedEvent, Store, row_to_event
+
+
+@dataclass(frozen=True)
+class OutboxStats:
+    """Depth and age of what central has not acknowledged yet."""
+
+    last_seq: int
+    acked_seq: int
+    depth: int
+    oldest_unacked_at: str | None
+
+
+def acked_seq(store: Store) -> int:
+    """The highest seq central has acknowledged."""
+    return int(store.meta("acked_seq", "0") or 0)
+
+
+def pending(store: Store, after_seq: int, limit: int) -> list[EmittedEvent]:
+    """Unacknowledged events with seq > ``after_seq``, in seq order."""
+    floor = max(after_seq, acked_seq(store))
+    rows = store.query(
+        "SELECT seq, id, kind, at, data FROM outbox WHERE seq > ? ORDER BY seq LIMIT ?",
+        (floor, limit),
+    )
+    return [row_to_event(r) for r in rows]
+
+
+def acknowledge(store: Store, upto_seq: int, keep: int) -> int:
+    """Apply central's ack; prune beyond retention. Returns the new acked seq.
+
+    An ack beyond the last seq the hub ever allocated is clamped: central
+    cannot acknowledge what the hub has not sent.
+    """
+    current = acked_seq(store)
+    target = min(upto_seq, store.last_seq())
+    if target <= current:
+        return current
+    with store.write() as tx:
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES('acked_seq', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (str(target),),
+        )
+        tx.execute("DELETE FROM outbox WHERE seq <= ?", (target - keep,))
+    return target
+
+
+def stats(store: Store) -> OutboxStats:
+    """Outbox depth and the timestamp of the oldest unacknowledged event.
+
+    seq is gap-free and rows are only pruned below the acked seq, so the
+    depth is a subtraction, not a COUNT over a possibly large table.
+    """
+    acked = acked_seq(store)
+    last = store.last_seq()
+    rows = store.query("SELECT at FROM outbox WHERE seq > ? ORDER BY seq LIMIT 1", (acked,))
+    return OutboxStats(last, acked, last - acked, rows[0]["at"] if rows else None)
+
+
+def replay(store: Store, from_seq: int, limit: int) -> list[EmittedEvent]:
+    """Stored events with seq >= ``from_seq`` (acknowledged or not)."""
+    rows = store.query(
+        "SELECT seq, id, kind, at, data FROM outbox WHERE seq >= ? ORDER BY seq LIMIT ?",
+        (from_seq, limit),
+    )
+    return [row_to_event(r) for r in rows]
+
+
+def oldest_retained(store: Store) -> int | None:
+    """The lowest seq still stored, or None when the outbox is empty."""
+    row = store.query("SELECT MIN(seq) AS s FROM outbox")[0]
+    return row["s"]

@@ -1,0 +1,46 @@
+"""Shared fixtures: real daemons, real brokers, real UPS servers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from hubproc import Daemon
+
+pytest_plugins: list[str] = []
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    """A fresh state directory."""
+    d = tmp_path / "state"
+    d.mkdir()
+    return d
+
+
+@pytest.fixture
+def daemon_factory(tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    """Start real ``hubagent run`` processes; all are killed at teardown."""
+    made: list[Daemon] = []
+
+    def make(*args: str, state_dir: Path | None = None, env: dict[str, str] | None = None,
+             wait_ready: bool = True) -> Daemon:
+        sd = state_dir or tmp_path / f"state{len(made)}"
+        sd.mkdir(exist_ok=True)
+        d = Daemon(list(args), sd, env)
+        made.append(d)
+        return d.start(wait_ready=wait_ready)
+
+    yield make
+    for d in made:
+        d.close()
+
+
+@pytest.fixture
+def sim_daemon(daemon_factory: Callable[..., Daemon], tmp_path: Path) -> Daemon:
+    """``hubagent run --sim`` with state in a temp dir, offline."""
+    sd = tmp_path / "simstate"
+    sd.mkdir()
+    return daemon_factory("run", "--sim", "--state-dir", str(sd), state_dir=sd)
