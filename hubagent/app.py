@@ -59,6 +59,7 @@ class App:
         self.alerts: dict[str, str] = {}
         # Feature services, set by their install functions (None when unused).
         self.sync: Any = None
+        self.stock: Any = None
         self.started_at = time.time()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._handlers: dict[type, list[EventHandler]] = defaultdict(list)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 FEATURES: list[str] = [
     "hubagent.core_feature:install",
     "hubagent.sync.feature:install",
+    "hubagent.stock.feature:install",
 ]
 
 

@@ -44,7 +44,9 @@ CORE: list[tuple[str, str]] = [
 ]
 
 # Feature migration lists, "module:ATTRIBUTE", in dependency order.
-FEATURES: list[str] = []
+FEATURES: list[str] = [
+    "hubagent.stock.ledger:MIGRATIONS",
+]
 
 
 def all_migrations() -> list[tuple[str, str]]:

@@ -12,12 +12,17 @@ import asyncio
 import json
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Annotated, Any
+
+import msgspec
+from msgspec import Meta
 
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from hubagent import secrets
+from hubagent.commands import CommandContext
+from hubagent.errors import CommandError
 from hubagent.store.store import EmittedEvent, dumps, utc_now
 from hubagent.sync import outbox
 from hubagent.sync.mqtt import Inbound, LinkListener, MqttLink
@@ -25,6 +30,15 @@ from hubagent.sync.topics import Topics
 
 if TYPE_CHECKING:
     from hubagent.app import App
+
+
+class ReplayArgs(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """``events.replay`` arguments."""
+
+    # First seq to send again.
+    from_seq: Annotated[int, Meta(ge=1)]
+    # At most this many events per command (central pages through larger gaps).
+    limit: Annotated[int, Meta(ge=1, le=10_000)] = 10_000
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +62,7 @@ class SyncService(LinkListener):
         self._timers: list[asyncio.TimerHandle] = []
         self.link: MqttLink | None = None
         self._telemetry_sources: list[Any] = []
+        self._connect_hooks: list[Any] = []
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -124,6 +139,12 @@ class SyncService(LinkListener):
         self._cursor = outbox.acked_seq(self.app.store)
         self._last_ack_progress = time.monotonic()
         self.pump()
+        for hook in self._connect_hooks:
+            self._guard(hook)
+
+    def on_connected(self, fn: Any) -> None:
+        """Call ``fn()`` after every (re)connect, once subscriptions are made."""
+        self._connect_hooks.append(fn)
 
     def disconnected(self, reason: str) -> None:
         """Forget in-flight publishes; they are resent after reconnecting."""
@@ -228,6 +249,20 @@ class SyncService(LinkListener):
         else:
             self.link.publish(self.topics.reply, body)
 
+    # -- events.replay ---------------------------------------------------------
+    def replay(self, ctx: CommandContext, args: "ReplayArgs") -> dict[str, Any]:
+        """Publish stored events again, marked ``replayed``, keeping their timestamps."""
+        if self.link is None or not self.link.connected:
+            raise CommandError("not_connected", "events.replay needs the MQTT link")
+        events = outbox.replay(self.app.store, args.from_seq, args.limit)
+        for ev in events:
+            self.link.publish(self.topics.event(ev.kind), self._payload(ev, replayed=True))
+        oldest = outbox.oldest_retained(self.app.store)
+        return {"from_seq": args.from_seq, "count": len(events),
+                "to_seq": events[-1].seq if events else None,
+                "last_seq": self.app.store.last_seq(), "oldest_retained_seq": oldest,
+                "missing_before": oldest if oldest is not None and oldest > args.from_seq else None}
+
     # -- telemetry and status -----------------------------------------------------
     def add_telemetry(self, source: Any) -> None:
         """Add ``source()`` (returning a dict) to each telemetry message."""
@@ -269,6 +304,7 @@ def install(app: "App") -> None:
         return
     svc = SyncService(app)
     app.sync = svc
+    app.commands.register("events.replay", svc.replay, ReplayArgs)
     app.on_start(svc.start)
     app.on_stop(svc.stop)
     app.add_status("sync", svc.metrics)
