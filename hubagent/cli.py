@@ -11,6 +11,7 @@ import argparse
 import json
 import sys
 import tomllib
+import uuid
 from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -129,17 +130,114 @@ def _sim_parsers(sub: Any) -> None:
 
 
 def _scan_parser(verbs: Any) -> None:
-    p = verbs.add_parser("scan", help="type a code into a simulated scanner")
+    p = verbs.add_parser("scan", help="type a code into a simulated scanner (as a serial scanner would)")
     p.add_argument("code")
     p.add_argument("--scanner", help="scanner name (needed when there are several)")
     p.set_defaults(sim_request=lambda a: ("scanners", a.scanner, "scan", {"code": a.code}))
+    p = verbs.add_parser("bytes", help="send raw bytes (hex) to a simulated scanner: noise, bad UTF-8")
+    p.add_argument("hex")
+    p.add_argument("--scanner", help="scanner name")
+    p.set_defaults(sim_request=lambda a: ("scanners", a.scanner, "bytes", {"hex": a.hex}))
 
 
-# Each adds one `hubagent sim VERB` parser; features append theirs.
-SIM_COMMANDS: list[Callable[[Any], None]] = [_scan_parser]
+def _printer_parser(verbs: Any) -> None:
+    p = verbs.add_parser("printer", help="inject printer faults: paper-out, paper-in, offline, online")
+    p.add_argument("action", choices=["paper-out", "paper-in", "offline", "online"])
+    p.add_argument("name", nargs="?", help="printer name (needed when there are several)")
+    p.set_defaults(sim_request=lambda a: ("printers", a.name, a.action, {}))
+
+
+def _door_parser(verbs: Any) -> None:
+    p = verbs.add_parser("door", help="open, close, jam or unjam a simulated locker door")
+    p.add_argument("where", metavar="BANK/COMPARTMENT")
+    p.add_argument("action", choices=["open", "close", "jam", "unjam"])
+
+    def request(a: argparse.Namespace) -> tuple[str, str, str, dict[str, Any]]:
+        bank, sep, comp = a.where.partition("/")
+        if not sep or not bank or not comp:
+            raise ConfigError("(command line)", "door", f"expected BANK/COMPARTMENT, got {a.where!r}")
+        return "lockers", bank, a.action, {"compartment": comp}
+
+    p.set_defaults(sim_request=request)
+
+
+def _code_parser(verbs: Any) -> None:
+    p = verbs.add_parser("code", help="enter a pickup, staff or return code on a simulated keypad")
+    p.add_argument("code")
+    p.add_argument("--keypad", help="keypad name (needed when there are several)")
+    p.set_defaults(sim_request=lambda a: ("keypads", a.keypad, "code", {"code": a.code}))
+
+
+def _power_parser(verbs: Any) -> None:
+    p = verbs.add_parser("power", help="switch the simulated UPS: mains, battery, low")
+    p.add_argument("state", choices=["mains", "battery", "low"])
+    p.add_argument("--charge", type=float, help="battery charge in percent")
+    p.add_argument("--runtime", type=float, help="battery runtime in seconds")
+    p.add_argument("--source", help="power source name (needed when there are several)")
+
+    def request(a: argparse.Namespace) -> tuple[str, str | None, str, dict[str, Any]]:
+        args = {k: v for k, v in (("charge", a.charge), ("runtime", a.runtime)) if v is not None}
+        return "power", a.source, a.state, args
+
+    p.set_defaults(sim_request=request)
+
+
+# Each adds one `hubagent sim VERB` parser.
+SIM_COMMANDS: list[Callable[[Any], None]] = [
+    _scan_parser, _printer_parser, _door_parser, _code_parser, _power_parser,
+]
+
+
+def _cmd_print(args: argparse.Namespace) -> int:
+    fields: dict[str, str] = {}
+    for item in args.field or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError("(command line)", "--field", f"expected KEY=VALUE, got {item!r}")
+        fields[key] = value
+    payload: dict[str, Any] = {"id": args.job_id or f"cli-{uuid.uuid4().hex[:12]}",
+                               "template": args.template, "fields": fields, "copies": args.copies}
+    if args.printer:
+        payload["printer"] = args.printer
+    reply = _call(args, {"op": "command", "name": "print", "payload": payload})
+    print(json.dumps(reply, sort_keys=True))
+    return 0 if reply.get("ok") else EXIT_FAILURE
+
+
+def _print_parser(sub: Any) -> None:
+    p = sub.add_parser("print", help="queue a label on the running daemon's printer")
+    p.add_argument("template", help="template name: shelf, parcel, pickup, return, picklist, bin, command_sheet")
+    p.add_argument("--field", action="append", metavar="KEY=VALUE", help="a template field (repeat)")
+    p.add_argument("--printer", help="printer name (default: the template's printer)")
+    p.add_argument("--copies", type=int, default=1)
+    p.add_argument("--job-id", help="job id (a repeated id is not printed twice)")
+    _add_target(p)
+    p.set_defaults(func=_cmd_print)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from hubagent.bench import run_all
+
+    report = run_all(args.only, quick=args.quick)
+    if args.json:
+        print(json.dumps(report, indent=2, sort_keys=True))
+    else:
+        from hubagent.bench import render
+
+        print(render(report))
+    return 0
+
+
+def _bench_parser(sub: Any) -> None:
+    p = sub.add_parser("bench", help="measure this machine: commit latency, drain rate, scans, labels")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--only", action="append", help="run only these benchmarks (repeat)")
+    p.add_argument("--quick", action="store_true", help="smaller sample sizes")
+    p.set_defaults(func=_cmd_bench)
+
 
 # Each adds top-level subcommands; features append theirs.
-EXTRA_COMMANDS: list[Callable[[Any], None]] = []
+EXTRA_COMMANDS: list[Callable[[Any], None]] = [_print_parser, _bench_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:
