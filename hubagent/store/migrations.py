@@ -21,6 +21,9 @@ CORE: list[tuple[str, str]] = [
             key   TEXT PRIMARY KEY,
             value TEXT NOT NULL
         );
+        -- Identifies this database file: a quarantined and recreated
+        -- database starts seq at 1 again, and central sees a new db id.
+        INSERT INTO meta(key, value) VALUES ('db_id', lower(hex(randomblob(16))));
         -- Every event the hub emits, in seq order. seq is allocated from
         -- meta.last_seq, never from MAX(seq), so pruning cannot cause reuse.
         CREATE TABLE outbox (

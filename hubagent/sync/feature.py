@@ -116,7 +116,8 @@ class SyncService(LinkListener):
 
     # -- hub state ---------------------------------------------------------------
     def _state_payload(self, state: str) -> bytes:
-        return dumps({"state": state, "session": self.session, "version": self.app.version,
+        return dumps({"state": state, "session": self.session, "db": self.app.store.meta("db_id"),
+                      "version": self.app.version,
                       "since": self.state_since if state == self.state else utc_now(),
                       "alerts": sorted(self.app.alerts)}).encode()
 

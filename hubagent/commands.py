@@ -1,0 +1,191 @@
+"""Commands from central ops (and the local API): validation, dedup, replies.
+
+A command is ``{"id": <command id>, ...arguments}``. Its effect, its
+outgoing events and its entry in the ``inbox`` table commit in one
+transaction, so a repeated id (at-least-once delivery, a replay after a
+restart) gets the first reply again, marked ``duplicate``, and has no
+second effect. Nothing a client sends can raise out of :meth:`handle`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import msgspec
+
+from hubagent.errors import CommandError, HubError
+from hubagent.store.store import Store, Tx, dumps, utc_now
+
+log = logging.getLogger(__name__)
+
+MAX_ID_LENGTH = 128
+
+
+@dataclass
+class CommandContext:
+    """What a handler gets besides its arguments."""
+
+    tx: Tx
+    id: str
+    name: str
+    source: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Handler = Callable[[CommandContext, Any], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    handler: Handler
+    schema: type | None
+
+
+class NoArgs(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+    """Arguments of a command that takes none."""
+
+
+def error_reply(cmd_id: Any, code: str, message: str) -> dict[str, Any]:
+    """An ``ok: false`` reply."""
+    return {"id": cmd_id, "ok": False, "error": {"code": code, "message": message}}
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def parse_payload(payload: bytes, max_bytes: int) -> dict[str, Any]:
+    """Decode a command payload or raise CommandError saying what is wrong."""
+    if len(payload) > max_bytes:
+        raise CommandError("too_large", f"payload is {len(payload)} bytes; the limit is {max_bytes}")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CommandError("not_utf8", f"payload is not UTF-8 ({e.reason} at byte {e.start})") from None
+    try:
+        doc = json.loads(text, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as e:
+        raise CommandError("bad_json", f"payload is not valid JSON: {e}") from None
+    if not isinstance(doc, dict):
+        raise CommandError("bad_payload", f"payload must be a JSON object, not {type(doc).__name__}")
+    return doc
+
+
+def _command_id(doc: Mapping[str, Any]) -> str:
+    cid = doc.get("id")
+    if cid is None:
+        raise CommandError("missing_id", "the command has no \"id\"")
+    if not isinstance(cid, str) or not cid.strip():
+        raise CommandError("bad_id", "\"id\" must be a non-empty string")
+    if len(cid) > MAX_ID_LENGTH:
+        raise CommandError("bad_id", f"\"id\" is longer than {MAX_ID_LENGTH} characters")
+    return cid
+
+
+def _safe_id(doc: Any) -> Any:
+    """The id to echo in an error reply: only if it is a sane string."""
+    if isinstance(doc, dict):
+        cid = doc.get("id")
+        if isinstance(cid, str) and 0 < len(cid) <= MAX_ID_LENGTH:
+            return cid
+    return None
+
+
+class Commands:
+    """The command registry and dispatcher (runs on the core thread)."""
+
+    def __init__(self, store: Store, max_payload: int = 256 * 1024) -> None:
+        self._store = store
+        self._entries: dict[str, _Entry] = {}
+        self.max_payload = max_payload
+
+    def register(self, name: str, handler: Handler, schema: type | None = NoArgs) -> None:
+        """Add a command; ``schema`` is a msgspec Struct for its arguments."""
+        if name in self._entries:
+            raise ValueError(f"command {name!r} registered twice")
+        self._entries[name] = _Entry(handler, schema)
+
+    def names(self) -> list[str]:
+        """Registered command names."""
+        return sorted(self._entries)
+
+    def handle(self, name: str, payload: bytes, source: str = "mqtt",
+               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Carry out one command and return its reply; never raises."""
+        doc: Any = None
+        try:
+            doc = parse_payload(payload, self.max_payload)
+            cid = _command_id(doc)
+        except CommandError as e:
+            return error_reply(_safe_id(doc), e.code, e.message)
+        try:
+            return self._run(name, cid, doc, source, extra or {})
+        except HubError as e:
+            log.error("command %s %s failed: %s", name, cid, e)
+            return error_reply(cid, "unavailable", str(e))
+        except Exception:
+            log.exception("command %s %s failed unexpectedly", name, cid)
+            return error_reply(cid, "internal", "internal error; see the hub's log")
+
+    def previous_reply(self, cid: str) -> dict[str, Any] | None:
+        """The stored reply of an already handled command id."""
+        rows = self._store.query("SELECT reply FROM inbox WHERE id=?", (cid,))
+        if not rows:
+            return None
+        reply: dict[str, Any] = json.loads(rows[0]["reply"])
+        reply["duplicate"] = True
+        return reply
+
+    def _run(self, name: str, cid: str, doc: dict[str, Any], source: str,
+             extra: dict[str, Any]) -> dict[str, Any]:
+        prior = self.previous_reply(cid)
+        if prior is not None:
+            return prior
+        entry = self._entries.get(name)
+        if entry is None:
+            # Not recorded: an unknown name has no effect to protect, and the
+            # id may be reused once the hub learns the command.
+            known = ", ".join(self.names())
+            return error_reply(cid, "unknown_command", f"unknown command {name!r} (known: {known})")
+        try:
+            args = self._args(entry, doc)
+            with self._store.write() as tx:
+                result = dict(entry.handler(CommandContext(tx, cid, name, source, extra), args))
+                reply = {"id": cid, "ok": True, "result": result}
+                self._record(tx, cid, name, reply)
+            return reply
+        except CommandError as e:
+            reply = error_reply(cid, e.code, e.message)
+            # The failed effect was rolled back; remember the answer so a
+            # retry of the same id gets it again instead of a second try.
+            with self._store.write() as tx:
+                self._record(tx, cid, name, reply)
+            return reply
+
+    @staticmethod
+    def _args(entry: _Entry, doc: dict[str, Any]) -> Any:
+        body = {k: v for k, v in doc.items() if k != "id"}
+        if entry.schema is None:
+            return body
+        try:
+            return msgspec.convert(body, entry.schema, strict=True)
+        except msgspec.ValidationError as e:
+            raise CommandError("bad_args", str(e).replace("$.", "")) from None
+
+    @staticmethod
+    def _record(tx: Tx, cid: str, name: str, reply: dict[str, Any]) -> None:
+        tx.execute(
+            "INSERT INTO inbox(id, name, received_at, ok, reply) VALUES (?, ?, ?, ?, ?)",
+            (cid, name, utc_now(), 1 if reply["ok"] else 0, dumps(reply)),
+        )
+
+
+def finite(value: float, what: str) -> float:
+    """Reject NaN and infinities in numeric arguments."""
+    if not math.isfinite(value):
+        raise CommandError("bad_args", f"{what} must be a finite number")
+    return value

@@ -1,0 +1,73 @@
+"""Simulated keypad: ``hubagent sim code`` types a whole code and presses Enter."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Mapping
+
+from hubagent.errors import CommandError, InputError
+from hubagent.events import CodeEntered, DeviceStatus, EventSink, Health
+from hubagent.lockers.settings import SimKeypadSettings
+from hubagent.ports import DeviceEnv
+
+log = logging.getLogger(__name__)
+
+
+class SimKeypad:
+    """A :class:`~hubagent.ports.CodeInput` driven by the ``code`` sim verb.
+
+    Like a real keypad it delivers what was typed without judging it (the
+    core checks codes); it only refuses what no keypad could produce: more
+    than ``max_length`` keys or control characters.
+    """
+
+    def __init__(self, name: str, settings: SimKeypadSettings, env: DeviceEnv) -> None:
+        """Remember the configuration; opens nothing."""
+        self.name = name
+        self.settings = settings
+        self.env = env
+        self._lock = threading.Lock()
+        self._sink: EventSink | None = None
+        self._closed = False
+
+    def start(self, sink: EventSink) -> None:
+        """Accept ``code`` commands from now on."""
+        with self._lock:
+            self._sink = sink
+
+    def status(self) -> DeviceStatus:
+        """OK while started, OFFLINE once closed."""
+        with self._lock:
+            if self._closed:
+                return DeviceStatus(Health.OFFLINE, "closed")
+            if self._sink is None:
+                return DeviceStatus(Health.UNKNOWN, "not started")
+            return DeviceStatus(Health.OK, "simulated keypad")
+
+    def close(self) -> None:
+        """Stop accepting codes. Idempotent; never raises."""
+        with self._lock:
+            self._closed = True
+            self._sink = None
+
+    def sim_command(self, verb: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        """``code`` with ``{"code": "123456"}`` emits CodeEntered; InputError otherwise."""
+        if verb != "code":
+            raise InputError("unknown_verb", "keypad sim verbs are: code")
+        code = args.get("code") if isinstance(args, Mapping) else None
+        if not isinstance(code, str) or not code:
+            raise InputError("bad_args", "code needs {\"code\": \"<keys typed>\"}")
+        if len(code) > self.settings.max_length:
+            raise InputError("bad_code", f"a keypad takes at most {self.settings.max_length} keys")
+        if not code.isprintable():
+            raise InputError("bad_code", "a keypad cannot type control characters")
+        with self._lock:
+            sink = self._sink
+        if sink is None:
+            raise CommandError("not_started", f"keypad {self.name} is not running")
+        try:
+            sink(CodeEntered(self.name, code))
+        except Exception:
+            log.exception("keypad %s: event sink failed", self.name)
+        return {"source": self.name, "code": code}

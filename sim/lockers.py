@@ -1,0 +1,172 @@
+"""Simulated locker bank: the real GPIO driver on gpiozero MockFactory pins.
+
+Everything the core sees (pulse timing, busy refusal, debounce, events) is
+:class:`~hubagent.drivers.gpio_lockers.GpioLockerBank` itself; this module
+only adds the world outside the pins: a door springs ajar shortly after its
+lock is energised (unless jammed), and ``sim_command`` plays the person at
+the locker. Each bank gets its own MockFactory, never gpiozero's global
+default, so banks and tests never share pin reservations.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Mapping
+
+from hubagent.drivers.gpio_lockers import GpioLockerBank
+from hubagent.errors import CommandError, InputError
+from hubagent.lockers.settings import GpioLockerSettings, normalise_pin
+from hubagent.ports import DeviceEnv
+
+log = logging.getLogger(__name__)
+
+SPRING_DELAY_S = 0.05
+"""How long after the lock is energised the door springs ajar."""
+UNLATCHED_FOR_S = 5.0
+"""A door pulled open this soon after its lock was released is not forced."""
+
+
+class SimLockerBank(GpioLockerBank):
+    """:class:`GpioLockerBank` on private mock pins, with door physics.
+
+    Verbs (every one takes ``{"compartment": name}``): ``open`` (a person
+    pulls the door; forced if the lock was not just released), ``close``,
+    ``jam`` / ``unjam`` (the lock does not release: the door never springs),
+    ``occupancy`` (with ``"occupied": bool``) and ``state``.
+    """
+
+    def __init__(self, name: str, settings: GpioLockerSettings, env: DeviceEnv) -> None:
+        """Create the bank's own MockFactory; opens nothing."""
+        from gpiozero.pins.mock import MockFactory
+
+        self._mock = MockFactory()
+        super().__init__(name, settings, env, pin_factory=self._mock)
+        self._physics = threading.Lock()
+        self._jammed: set[str] = set()
+        self._released_at: dict[str, float] = {}
+        self._timers: list[threading.Timer] = []
+        self._closed = False
+
+    def close(self) -> None:
+        """Stop the physics, close the bank, drop the mock pins. Never raises."""
+        with self._physics:
+            self._closed = True
+            timers, self._timers = self._timers, []
+        for timer in timers:
+            timer.cancel()
+        super().close()
+        try:
+            self._mock.close()
+        except Exception:
+            log.warning("closing mock pins of %s failed", self.name, exc_info=True)
+
+    def sim_command(self, verb: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        """Carry out a test verb; InputError for an unknown verb or bad args."""
+        handlers = {"open": self._cmd_open, "close": self._cmd_close, "jam": self._cmd_jam,
+                    "unjam": self._cmd_unjam, "occupancy": self._cmd_occupancy,
+                    "state": self._cmd_state}
+        handler = handlers.get(verb)
+        if handler is None:
+            raise InputError("unknown_verb", f"locker sim verbs are {', '.join(sorted(handlers))}")
+        if not isinstance(args, Mapping):
+            raise InputError("bad_args", "arguments must be a mapping")
+        compartment = args.get("compartment")
+        if compartment not in self.settings.compartments:
+            raise InputError("unknown_compartment", f"bank {self.name} has no compartment {compartment!r}")
+        if self._comps.get(compartment) is None:
+            raise CommandError("not_started", f"locker bank {self.name} is not running")
+        return handler(compartment, args)
+
+    def sim_state(self) -> dict[str, dict[str, Any]]:
+        """Per compartment: door open, energised, jammed, occupied."""
+        return {name: self._cmd_state(name, {}) for name in self._comps}
+
+    # -- physics ----------------------------------------------------------
+
+    def _pins_opened(self) -> None:
+        # The simulated world starts with every door shut and every compartment empty.
+        for name in self.settings.compartments:
+            self._drive_door(name, is_open=False)
+            self._drive_occupancy(name, occupied=False)
+
+    def _lock_changed(self, compartment: str, energised: bool) -> None:
+        if not energised:
+            return
+        with self._physics:
+            if self._closed or compartment in self._jammed:
+                return
+            self._released_at[compartment] = time.monotonic()
+            timer = threading.Timer(SPRING_DELAY_S, self._spring_open, args=(compartment,))
+            timer.daemon = True
+            self._timers = [t for t in self._timers if t.is_alive()] + [timer]
+        timer.start()
+
+    def _spring_open(self, compartment: str) -> None:
+        with self._physics:
+            if self._closed or compartment in self._jammed:
+                return
+            self._drive_door(compartment, is_open=True)
+
+    def _drive_door(self, compartment: str, *, is_open: bool) -> None:
+        cs = self.settings.compartments[compartment]
+        self._drive(cs.door_pin, high=is_open == (cs.door_open_when == "high"))
+
+    def _drive_occupancy(self, compartment: str, *, occupied: bool) -> None:
+        cs = self.settings.compartments[compartment]
+        if cs.occupancy_pin is not None:
+            self._drive(cs.occupancy_pin, high=occupied == (cs.occupied_when == "high"))
+
+    def _drive(self, spec: int | str, *, high: bool) -> None:
+        pin = self._mock.pin(normalise_pin(spec))
+        if high:
+            pin.drive_high()
+        else:
+            pin.drive_low()
+
+    # -- verbs ------------------------------------------------------------
+
+    def _cmd_open(self, compartment: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        with self._physics:
+            released = self._released_at.get(compartment)
+            unlatched = (compartment not in self._jammed and released is not None
+                         and time.monotonic() - released <= UNLATCHED_FOR_S)
+            forced = not (unlatched or self.energised(compartment) and compartment not in self._jammed)
+            self._drive_door(compartment, is_open=True)
+        if forced:
+            log.info("sim bank %s: door %s forced open", self.name, compartment)
+        return {"compartment": compartment, "forced": forced}
+
+    def _cmd_close(self, compartment: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        with self._physics:
+            self._released_at.pop(compartment, None)  # The latch catches as the door shuts.
+            self._drive_door(compartment, is_open=False)
+        return {"compartment": compartment}
+
+    def _cmd_jam(self, compartment: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        with self._physics:
+            self._jammed.add(compartment)
+        return {"compartment": compartment, "jammed": True}
+
+    def _cmd_unjam(self, compartment: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        with self._physics:
+            self._jammed.discard(compartment)
+        return {"compartment": compartment, "jammed": False}
+
+    def _cmd_occupancy(self, compartment: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        occupied = args.get("occupied")
+        if not isinstance(occupied, bool):
+            raise InputError("bad_args", "occupancy needs \"occupied\": true or false")
+        if self.settings.compartments[compartment].occupancy_pin is None:
+            raise InputError("no_sensor", f"compartment {compartment} has no occupancy_pin")
+        with self._physics:
+            self._drive_occupancy(compartment, occupied=occupied)
+        return {"compartment": compartment, "occupied": occupied}
+
+    def _cmd_state(self, compartment: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        with self._physics:
+            jammed = compartment in self._jammed
+        return {"compartment": compartment, "door_open": self.door_open(compartment),
+                "energised": self.energised(compartment), "jammed": jammed,
+                "occupied": self.occupied(compartment)}
