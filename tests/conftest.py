@@ -9,7 +9,7 @@ import pytest
 
 from hubproc import Daemon
 
-pytest_plugins: list[str] = []
+pytest_plugins = ["fixtures_nut"]
 
 
 @pytest.fixture
