@@ -60,6 +60,15 @@ class App:
         # Feature services, set by their install functions (None when unused).
         self.sync: Any = None
         self.stock: Any = None
+        self.scanning: Any = None
+        self.printing: Any = None
+        self.lockers: Any = None
+        self.power: Any = None
+        # Scan kinds (hubagent.scanning.codes.ScanKind values) that another
+        # feature handles, e.g. lockers claim "parcel", "pickup", "staff",
+        # "return". A handler is called on the core thread as
+        # handler(scan, scanner_name) and returns a FeedbackPattern.
+        self.scan_handlers: dict[str, Callable[[Any, str], Any]] = {}
         self.started_at = time.time()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._handlers: dict[type, list[EventHandler]] = defaultdict(list)
@@ -102,6 +111,12 @@ class App:
         if before != self.alerts:
             for fn in self._alert_listeners:
                 fn()
+
+    def claim_scans(self, kind: str, handler: Callable[[Any, str], Any]) -> None:
+        """Route scans of ``kind`` to ``handler`` instead of the stock workflows."""
+        if kind in self.scan_handlers:
+            raise ValueError(f"scans of kind {kind!r} are already claimed")
+        self.scan_handlers[kind] = handler
 
     def devices_of(self, role: str) -> list[DeviceEntry]:
         """Built devices of one role."""

@@ -27,7 +27,12 @@ from hubagent.settings import (
 
 # Sections owned by features: name -> "module:Struct". Imported lazily so
 # the loader stays light; each module imports no hardware library.
-FEATURE_SECTIONS: dict[str, str] = {}
+FEATURE_SECTIONS: dict[str, str] = {
+    # printing section
+    # scanning section
+    # lockers section
+    # power section
+}
 
 _CORE_SECTIONS: dict[str, type] = {
     "api": ApiSettings,
@@ -39,7 +44,11 @@ _CORE_SECTIONS: dict[str, type] = {
 # Called after all sections are typed, for checks across sections
 # (a GPIO pin used twice, a scanner naming a feedback device that is absent).
 CrossCheck = Callable[["Config"], None]
-CROSS_CHECKS: list[CrossCheck] = []
+CROSS_CHECKS: list[CrossCheck] = [
+    # scanning cross-check
+    # lockers cross-check
+    # power cross-check
+]
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,10 @@ FEATURES: list[str] = [
     "hubagent.core_feature:install",
     "hubagent.sync.feature:install",
     "hubagent.stock.feature:install",
+    # printing feature
+    # scanning feature
+    # lockers feature
+    # power feature
 ]
 
 

@@ -29,6 +29,10 @@ class Row(TypedDict, total=False):
 
 BENCHES: dict[str, str] = {
     "startup": "hubagent.bench.startup:bench",
+    # sync benchmarks
+    # scanning benchmarks
+    # printing benchmarks
+    # lockers benchmarks
 }
 
 

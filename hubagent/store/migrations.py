@@ -49,6 +49,10 @@ CORE: list[tuple[str, str]] = [
 # Feature migration lists, "module:ATTRIBUTE", in dependency order.
 FEATURES: list[str] = [
     "hubagent.stock.ledger:MIGRATIONS",
+    # printing migrations
+    # scanning migrations
+    # lockers migrations
+    # power migrations
 ]
 
 
