@@ -1,0 +1,182 @@
+"""Validated settings for scanners and scan feedback devices.
+
+One msgspec Struct per driver name in :mod:`hubagent.registry`. The config
+loader strips the ``driver`` key and converts the rest of the device's table
+with ``msgspec.convert(table, XSettings, strict=True)``. This module imports
+no hardware library: it is loaded while the configuration is checked.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
+"""A positive duration in seconds."""
+
+Terminator = Literal["\r\n", "\r", "\n", "\t"]
+"""What a scanner sends after each code."""
+
+MaxLength = Annotated[int, msgspec.Meta(ge=8, le=65536)]
+"""The longest code accepted, in bytes."""
+
+Pin = int | str
+"""A gpiozero pin: a BCM number (17) or a name ("GPIO17", "BOARD11")."""
+
+PatternStep = Annotated[float, msgspec.Meta(ge=0.0, le=5.0)]
+"""One on or off duration of a feedback pattern, in seconds."""
+
+Pattern = Annotated[list[PatternStep], msgspec.Meta(min_length=1, max_length=32)]
+"""Alternating on/off durations, starting with "on": [on, off, on, ...]."""
+
+
+class _Base(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """Common struct options for every settings struct here."""
+
+
+def _check_framing(prefix: str, suffix: str, terminator: str) -> None:
+    """Refuse prefixes/suffixes that would make the framing ambiguous."""
+    for label, text in (("prefix", prefix), ("suffix", suffix)):
+        if any(ch in text for ch in "\r\n") or terminator in text:
+            raise ValueError(f"{label} must not contain the terminator or line breaks")
+
+
+class SerialScannerSettings(_Base):
+    """A scanner that types into a serial port (USB CDC-ACM or RS-232)."""
+
+    # pyserial URL or device path, e.g. "/dev/hubagent-scanner0" or "rfc2217://host:port".
+    url: Annotated[str, msgspec.Meta(min_length=1)]
+    # Line speed; USB CDC-ACM scanners ignore it, RS-232 scanners must match it.
+    baud: Annotated[int, msgspec.Meta(ge=300, le=921600)] = 9600
+    # Text the scanner is configured to send before each code; removed if present.
+    prefix: str = ""
+    # Text the scanner is configured to send after each code (before the terminator); removed if present.
+    suffix: str = ""
+    # End-of-code marker the scanner sends.
+    terminator: Terminator = "\r"
+    # Longer reads are rejected as "too_long" (a stuck or misconfigured scanner).
+    max_length: MaxLength = 512
+    # First wait before reopening an unplugged port; doubles on each failure.
+    reopen_initial_s: Seconds = 0.5
+    # Longest wait between reopen attempts.
+    reopen_max_s: Seconds = 30.0
+    # Name of the feedback device (section [feedback.NAME]) that beeps for this scanner.
+    feedback: str | None = None
+
+    def __post_init__(self) -> None:
+        """Cross-field checks."""
+        _check_framing(self.prefix, self.suffix, self.terminator)
+        if self.reopen_initial_s > self.reopen_max_s:
+            raise ValueError("reopen_initial_s must not exceed reopen_max_s")
+
+
+class HidScannerSettings(_Base):
+    """A USB keyboard-wedge scanner read through the Linux input layer."""
+
+    # Input device, preferably a stable /dev/input/by-id/... path.
+    device: Annotated[str, msgspec.Meta(min_length=1)]
+    # Keyboard layout the scanner is configured for.
+    layout: Literal["us", "de", "fr", "uk"] = "us"
+    # Take the device exclusively so scans do not also type into the console.
+    grab: bool = True
+    # Longer reads are rejected as "too_long".
+    max_length: MaxLength = 512
+    # First wait before reopening an unplugged device; doubles on each failure.
+    reopen_initial_s: Seconds = 0.5
+    # Longest wait between reopen attempts.
+    reopen_max_s: Seconds = 30.0
+    # Name of the feedback device that beeps for this scanner.
+    feedback: str | None = None
+
+    def __post_init__(self) -> None:
+        """Cross-field checks."""
+        if self.reopen_initial_s > self.reopen_max_s:
+            raise ValueError("reopen_initial_s must not exceed reopen_max_s")
+
+
+class CameraScannerSettings(_Base):
+    """A camera (or video file / stream) decoded with zbar or zxing-cpp."""
+
+    # Camera index (0 for /dev/video0) or a file path / stream URL.
+    source: int | str = 0
+    # Requested capture width in pixels (cameras only; files keep their size).
+    width: Annotated[int, msgspec.Meta(ge=16, le=7680)] = 640
+    # Requested capture height in pixels.
+    height: Annotated[int, msgspec.Meta(ge=16, le=4320)] = 480
+    # Region of interest [x, y, w, h] in captured pixels; only this part is decoded.
+    roi: Annotated[list[Annotated[int, msgspec.Meta(ge=0)]], msgspec.Meta(min_length=4, max_length=4)] | None = None
+    # Shrink each frame by this factor before decoding (1.0 = full size); saves CPU.
+    downscale: Annotated[float, msgspec.Meta(ge=1.0, le=8.0)] = 1.0
+    # Frames decoded per second at most; the power policy may lower it on battery.
+    max_fps: Annotated[float, msgspec.Meta(gt=0, le=120)] = 10.0
+    # A code seen again within this many seconds of its last sighting is not reported again.
+    dedupe_s: Annotated[float, msgspec.Meta(ge=0, le=600)] = 2.0
+    # Decoder library: "zbar" (pyzbar) or "zxing" (zxing-cpp, also reads DataMatrix).
+    decoder: Literal["zbar", "zxing"] = "zbar"
+    # First wait before reopening a camera that failed; doubles on each failure.
+    reopen_initial_s: Seconds = 1.0
+    # Longest wait between reopen attempts.
+    reopen_max_s: Seconds = 30.0
+    # Name of the feedback device that beeps for this scanner.
+    feedback: str | None = None
+
+    def __post_init__(self) -> None:
+        """Cross-field checks."""
+        if isinstance(self.source, int) and not 0 <= self.source <= 63:
+            raise ValueError("source camera index must be between 0 and 63")
+        if isinstance(self.source, str) and not self.source.strip():
+            raise ValueError("source must not be empty")
+        if self.roi is not None and (self.roi[2] < 8 or self.roi[3] < 8):
+            raise ValueError("roi width and height must be at least 8 pixels")
+        if self.reopen_initial_s > self.reopen_max_s:
+            raise ValueError("reopen_initial_s must not exceed reopen_max_s")
+
+
+class SimScannerSettings(_Base):
+    """A simulated serial scanner on a pseudo-terminal."""
+
+    # End-of-code marker the simulated scanner sends.
+    terminator: Terminator = "\r"
+    # Longer reads are rejected as "too_long".
+    max_length: MaxLength = 512
+    # Name of the feedback device that beeps for this scanner.
+    feedback: str | None = None
+
+
+class GpioFeedbackSettings(_Base):
+    """A buzzer and LEDs on GPIO pins beside a scanner."""
+
+    # Pin of the buzzer; none for a silent station.
+    buzzer_pin: Pin | None = None
+    # Pin of the green "ok" LED; none if absent.
+    ok_led_pin: Pin | None = None
+    # Pin of the red "error" LED; none if absent (errors then only beep).
+    error_led_pin: Pin | None = None
+    # True if a high pin level switches the buzzer/LED on.
+    active_high: bool = True
+    # Accepted scan: [on, off, on, ...] seconds.
+    ok_pattern: Pattern = msgspec.field(default_factory=lambda: [0.08])
+    # Refused scan: [on, off, on, ...] seconds.
+    error_pattern: Pattern = msgspec.field(default_factory=lambda: [0.15, 0.1, 0.15, 0.1, 0.15])
+    # Needs a look (e.g. "scan the bin next"): [on, off, on, ...] seconds.
+    attention_pattern: Pattern = msgspec.field(default_factory=lambda: [0.4, 0.2, 0.4])
+
+    def __post_init__(self) -> None:
+        """Cross-field checks."""
+        pins = [p for p in (self.buzzer_pin, self.ok_led_pin, self.error_led_pin) if p is not None]
+        if not pins:
+            raise ValueError("at least one of buzzer_pin, ok_led_pin, error_led_pin is required")
+        if len(set(pins)) != len(pins):
+            raise ValueError("buzzer_pin, ok_led_pin and error_led_pin must differ")
+        for label, pattern in (("ok_pattern", self.ok_pattern), ("error_pattern", self.error_pattern),
+                               ("attention_pattern", self.attention_pattern)):
+            if sum(pattern[0::2]) <= 0:
+                raise ValueError(f"{label} must switch on for some time")
+
+
+class SimFeedbackSettings(_Base):
+    """A feedback device that only records what it was asked to play."""
+
+    # How many recent patterns to keep for status and tests.
+    history: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 50

@@ -1,0 +1,70 @@
+"""Simulated scan feedback: remembers the patterns it was asked to play.
+
+Tests and ``hubagent sim`` read what a hub would have beeped with
+``history()`` or the ``history`` verb; the last pattern shows in status.
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from typing import Any, Mapping
+
+from hubagent.errors import InputError
+from hubagent.events import DeviceStatus, EventSink, Health
+from hubagent.ports import DeviceEnv, FeedbackPattern
+from hubagent.scanning.settings import SimFeedbackSettings
+
+
+class SimFeedback:
+    """Feedback port that records ``(wall-clock time, pattern)`` pairs."""
+
+    role = "feedback"
+
+    def __init__(self, name: str, settings: SimFeedbackSettings, env: DeviceEnv) -> None:
+        """Keep the last ``settings.history`` patterns."""
+        self.name = name
+        self.settings = settings
+        self.env = env
+        self._lock = threading.Lock()
+        self._history: collections.deque[tuple[float, FeedbackPattern]] = collections.deque(
+            maxlen=settings.history)
+        self._running = False
+
+    def start(self, sink: EventSink) -> None:
+        """Nothing to open; no events to deliver."""
+        self._running = True
+
+    def signal(self, pattern: FeedbackPattern) -> None:
+        """Record ``pattern`` with the time it was asked for."""
+        if not isinstance(pattern, FeedbackPattern):
+            raise TypeError(f"expected a FeedbackPattern, got {pattern!r}")
+        with self._lock:
+            self._history.append((time.time(), pattern))
+
+    def history(self) -> list[tuple[float, FeedbackPattern]]:
+        """Recorded patterns, oldest first."""
+        with self._lock:
+            return list(self._history)
+
+    def status(self) -> DeviceStatus:
+        """OK while running; the detail names the last pattern."""
+        with self._lock:
+            last = self._history[-1] if self._history else None
+        detail = f"last {last[1].value} at {time.strftime('%H:%M:%S', time.localtime(last[0]))}" if last else "silent"
+        return DeviceStatus(Health.OK if self._running else Health.OFFLINE, detail)
+
+    def close(self) -> None:
+        """Stop; the history is kept for inspection."""
+        self._running = False
+
+    def sim_command(self, verb: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        """``history`` returns the recorded patterns; ``clear`` forgets them."""
+        if verb == "history":
+            return {"history": [{"at": at, "pattern": p.value} for at, p in self.history()]}
+        if verb == "clear":
+            with self._lock:
+                self._history.clear()
+            return {"cleared": True}
+        raise InputError("unknown_verb", f"feedback simulator has no verb {verb!r} (history, clear)")
