@@ -250,6 +250,17 @@ class SyncService(LinkListener):
         else:
             self.link.publish(self.topics.reply, body)
 
+    def pending_publish(self) -> int:
+        """Events committed but not yet PUBACKed on the current connection."""
+        if self.link is None or not self.link.connected:
+            return self.app.store.last_seq() - outbox.acked_seq(self.app.store)
+        return self.app.store.last_seq() - self._cursor + len(self._inflight)
+
+    def publish_offline(self) -> None:
+        """Publish the retained ``offline`` state now (before a power-off)."""
+        if self.link is not None and self.link.connected:
+            self.link.publish(self.topics.state, self._state_payload("offline"), retain=True)
+
     # -- events.replay ---------------------------------------------------------
     def replay(self, ctx: CommandContext, args: "ReplayArgs") -> dict[str, Any]:
         """Publish stored events again, marked ``replayed``, keeping their timestamps."""
