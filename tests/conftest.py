@@ -9,7 +9,7 @@ import pytest
 
 from hubproc import Daemon
 
-pytest_plugins = ["fixtures_nut"]
+pytest_plugins = ["fixtures_mqtt", "fixtures_nut"]
 
 
 @pytest.fixture
