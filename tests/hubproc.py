@@ -26,8 +26,8 @@ class Daemon:
         self._notify_path = os.path.join(self._notify_dir, "notify.sock")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         self.notify.bind(self._notify_path)
-        self.env = {**os.environ, "NOTIFY_SOCKET": self._notify_path, **(env or {})}
-        self.env.pop("JOURNAL_STREAM", None)
+        base = {k: v for k, v in os.environ.items() if k != "JOURNAL_STREAM"}
+        self.env = {**base, "NOTIFY_SOCKET": self._notify_path, **(env or {})}
         self.log_path = state_dir.parent / f"{state_dir.name}-daemon.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready_after: float | None = None

@@ -49,6 +49,17 @@ def test_watchdog_pings_when_systemd_asks(daemon_factory: Callable[..., Daemon],
     assert d.terminate() == 0
 
 
+def test_logs_carry_syslog_priorities_under_journald(daemon_factory: Callable[..., Daemon],
+                                                      tmp_path: Path) -> None:
+    sd = tmp_path / "j"
+    d = daemon_factory("run", "--sim", "--state-dir", str(sd), state_dir=sd,
+                       env={"JOURNAL_STREAM": "8:12345"})
+    assert d.terminate() == 0
+    lines = [line for line in d.log().splitlines() if line.strip()]
+    assert lines and all(line[:3] in ("<6>", "<4>", "<3>", "<7>", "<2>") for line in lines), lines
+    assert any(line.startswith("<6>hubagent.daemon: ready") for line in lines)
+
+
 def test_status_without_daemon_is_a_clear_error(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "hubagent", "status", "--state-dir", str(tmp_path)],
                           capture_output=True, text=True, timeout=30)
