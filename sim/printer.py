@@ -1,0 +1,182 @@
+"""A simulated label printer that shows a person every label it prints.
+
+It produces the exact bytes the real driver would send (ESC/POS through the
+same :func:`~hubagent.drivers.escpos_printer.write_label` on python-escpos'
+``Dummy``; ZPL through the same :mod:`hubagent.printing.zpl` encoder),
+keeps them, decodes them back into an image with an independent decoder and
+writes that as a PNG preview, one per job, under the state directory.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import re
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hubagent.sim import escpos_decode, zpl_decode
+from PIL import Image, ImageDraw
+
+from hubagent.errors import DeviceError, DeviceUnavailable, InputError
+from hubagent.events import DeviceHealthChanged, DeviceStatus, EventSink, Health
+from hubagent.ports import DeviceEnv, PrinterState
+from hubagent.printing import zpl
+from hubagent.printing.model import Label
+from hubagent.printing.render import render
+from hubagent.printing.settings import SimPrinterSettings
+
+log = logging.getLogger(__name__)
+
+_VERBS = ("paper-out", "paper-in", "offline", "online")
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class SimJob:
+    """One captured job: the exact printer bytes and its PNG preview."""
+
+    seq: int
+    label: str
+    copies: int
+    data: bytes
+    preview: Path
+
+
+class SimPrinter:
+    """The :class:`~hubagent.ports.Printer` port plus test verbs, printing to PNG files."""
+
+    def __init__(self, name: str, settings: SimPrinterSettings, env: DeviceEnv) -> None:
+        """Remember the settings; creates nothing on disk yet."""
+        self.name = name
+        self.settings = settings
+        self.language = settings.language
+        self.dpi = settings.dpi
+        self.width_dots = settings.width_dots
+        self.height_dots = int(settings.height_mm * settings.dpi / 25.4 + 1e-6)
+        self.preview_dir = env.state_dir / settings.preview_dir
+        self._lock = threading.Lock()
+        self._jobs: collections.deque[SimJob] = collections.deque(maxlen=settings.keep_jobs)
+        self._seq = 0
+        self._offline = False
+        self._paper_out = False
+        self._sink: EventSink | None = None
+        self._closed = False
+
+    # -- lifecycle -----------------------------------------------------
+    def start(self, sink: EventSink) -> None:
+        """Create the preview directory and report the printer online."""
+        self._sink = sink
+        self._closed = False
+        self.preview_dir.mkdir(parents=True, exist_ok=True)
+        self._emit()
+
+    def status(self) -> DeviceStatus:
+        """OK while online; FAULTED with the reason otherwise."""
+        state = self.printer_state()
+        if state is PrinterState.ONLINE:
+            return DeviceStatus(Health.OK)
+        if state is PrinterState.OFFLINE:
+            return DeviceStatus(Health.OFFLINE, "offline")
+        return DeviceStatus(Health.FAULTED, state.value.replace("_", " "))
+
+    def close(self) -> None:
+        """Stop accepting jobs. Idempotent; never raises."""
+        self._closed = True
+
+    # -- Printer port --------------------------------------------------
+    def printer_state(self) -> PrinterState:
+        """The state the test verbs have set."""
+        if self._offline:
+            return PrinterState.OFFLINE
+        return PrinterState.PAPER_OUT if self._paper_out else PrinterState.ONLINE
+
+    def print_label(self, label: Label, copies: int = 1) -> None:
+        """Encode ``label`` like the real driver, capture the bytes and write a preview."""
+        if copies < 1:
+            raise InputError("bad_copies", f"copies must be at least 1, not {copies}")
+        state = self.printer_state()
+        if self._closed or state is PrinterState.OFFLINE:
+            raise DeviceUnavailable(f"printer {self.name} is offline")
+        if state is not PrinterState.ONLINE:
+            raise DeviceError(f"printer {self.name}: {state.value.replace('_', ' ')}")
+        if label.width > self.width_dots:
+            raise InputError("label_too_wide", f"label is {label.width} dots wide; printer prints {self.width_dots}")
+        image = render(label)
+        data, preview = self._encode(image, copies)
+        with self._lock:
+            self._seq += 1
+            seq = self._seq
+        path = self._write_preview(preview, seq, label.name)
+        with self._lock:
+            self._jobs.append(SimJob(seq, label.name, copies, data, path))
+        log.info("printer %s: job %d (%s, %d bytes) -> %s", self.name, seq, label.name, len(data), path)
+
+    def jobs(self) -> list[SimJob]:
+        """The captured jobs, oldest first (the last ``keep_jobs``)."""
+        with self._lock:
+            return list(self._jobs)
+
+    # -- SimControl ----------------------------------------------------
+    def sim_command(self, verb: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        """``paper-out``, ``paper-in``, ``offline``, ``online``; returns the new state."""
+        if verb not in _VERBS:
+            raise InputError("unknown_verb", f"unknown printer verb {verb!r} (known: {', '.join(_VERBS)})")
+        if args:
+            raise InputError("bad_args", f"{verb} takes no arguments, got {', '.join(map(str, args))}")
+        if verb in ("paper-out", "paper-in"):
+            self._paper_out = verb == "paper-out"
+        else:
+            self._offline = verb == "offline"
+        self._emit()
+        return {"state": self.printer_state().value, "jobs": len(self._jobs)}
+
+    # -- helpers -------------------------------------------------------
+    def _encode(self, image: Image.Image, copies: int) -> tuple[bytes, Image.Image]:
+        if self.language == "zpl":
+            if image.height > self.height_dots:
+                raise InputError("label_too_long", f"label is {image.height} dots long; media is {self.height_dots}")
+            data = zpl.encode_image(image, copies=copies)
+            return data, zpl_decode.decode(data)[0].image
+        from hubagent.drivers.escpos_printer import encode_escpos
+
+        data = encode_escpos(
+            image, width_dots=self.width_dots, width_mm=self.settings.width_mm, dpi=self.dpi,
+            copies=copies, cutter=self.settings.cutter,
+        )
+        return data, _stack(escpos_decode.decode(data, self.width_dots).pages)
+
+    def _write_preview(self, image: Image.Image, seq: int, label: str) -> Path:
+        self.preview_dir.mkdir(parents=True, exist_ok=True)
+        path = self.preview_dir / f"{self.name}-{seq:05d}-{_SAFE.sub('_', label)[:40]}.png"
+        tmp = path.with_suffix(".tmp")
+        image.save(tmp, format="PNG")
+        tmp.replace(path)  # a half-written preview is never visible under its name
+        return path
+
+    def _emit(self) -> None:
+        if self._sink is None:
+            return
+        try:
+            self._sink(DeviceHealthChanged("printers", self.name, self.status()))
+        except Exception:
+            log.exception("event sink failed for printer %s", self.name)
+
+
+def _stack(pages: list[Image.Image]) -> Image.Image:
+    """Pages one under the other with a dashed line where the cutter cut."""
+    gap = 8
+    width = max(p.width for p in pages)
+    out = Image.new("1", (width, sum(p.height for p in pages) + gap * (len(pages) - 1)), 1)
+    draw = ImageDraw.Draw(out)
+    y = 0
+    for i, page in enumerate(pages):
+        if i:
+            for x in range(0, width, 16):
+                draw.line((x, y - gap // 2, x + 8, y - gap // 2), fill=0)
+        out.paste(page, (0, y))
+        y += page.height + gap
+    return out
