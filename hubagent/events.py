@@ -51,8 +51,9 @@ class RawScan:
 
     ``data`` is exactly what the scanner delivered between its framing
     (prefix, suffix and terminator removed). ``symbology`` is set by
-    decoders that know it (camera); serial scanners may carry an AIM
-    identifier inside ``data`` instead.
+    decoders that know it: an AIM identifier (``]d2``, from zxing-cpp) or a
+    zbar type name (``QRCODE``); ``interpret()`` accepts both. Serial
+    scanners may carry an AIM identifier inside ``data`` instead.
     """
 
     device: str

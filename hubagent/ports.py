@@ -19,9 +19,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Mapping, Protocol, runtime_checkable
 
 from hubagent.events import DeviceStatus, EventSink
+
+if TYPE_CHECKING:
+    from hubagent.printing.model import Label
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,21 @@ class Device(Protocol):
 
 
 class Scanner(Device, Protocol):
-    """Delivers :class:`~hubagent.events.RawScan` events."""
+    """Delivers :class:`~hubagent.events.RawScan` events.
+
+    ``feedback`` names the ``[feedback.NAME]`` device that answers this
+    scanner's scans, or is None.
+    """
+
+    feedback: str | None
+
+
+@runtime_checkable
+class RateLimited(Protocol):
+    """A device whose frame rate can be lowered to save power (cameras)."""
+
+    def set_max_fps(self, fps: float) -> None:
+        """Cap the processing rate; raises InputError outside the supported range."""
 
 
 class FeedbackPattern(enum.Enum):
@@ -93,7 +110,7 @@ class Printer(Device, Protocol):
     def printer_state(self) -> PrinterState:
         """Ask the printer (where it can answer) whether it can print now."""
 
-    def print_label(self, label: Any, copies: int = 1) -> None:
+    def print_label(self, label: "Label", copies: int = 1) -> None:
         """Encode and send one label. Raises DeviceUnavailable/DeviceError."""
 
 
@@ -120,6 +137,9 @@ class LockerBank(Device, Protocol):
 
     def energised(self, compartment: str) -> bool:
         """Whether the lock output is active right now."""
+
+    def occupied(self, compartment: str) -> bool | None:
+        """Occupancy sensor reading, or None when the compartment has none."""
 
 
 class PowerSource(Device, Protocol):
