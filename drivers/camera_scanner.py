@@ -17,15 +17,15 @@ capped exponential backoff.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
 import cv2
 
+from hubagent.devicekit import ThreadedDevice
 from hubagent.errors import InputError
-from hubagent.events import DeviceHealthChanged, DeviceStatus, Event, EventSink, Health, RawScan
+from hubagent.events import Health, RawScan
 from hubagent.ports import DeviceEnv
 from hubagent.scanning.settings import CameraScannerSettings
 
@@ -126,7 +126,7 @@ class Deduper:
         self._last_seen = {v: t for v, t in self._last_seen.items() if t >= cutoff}
 
 
-class CameraScanner:
+class CameraScanner(ThreadedDevice):
     """A camera (or video file / stream) as a scanner; delivers RawScan events."""
 
     role = ROLE
@@ -134,47 +134,22 @@ class CameraScanner:
     def __init__(self, name: str, settings: CameraScannerSettings, env: DeviceEnv) -> None:
         """Remember the settings; opens nothing."""
         self.name = name
+        self._init_worker(ROLE, f"camera-{name}")
         self.settings = settings
         self.env = env
         self.feedback = settings.feedback
         self._max_fps = settings.max_fps
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._status = DeviceStatus(Health.UNKNOWN, "not started")
-        self._thread: threading.Thread | None = None
-        self._sink: EventSink | None = None
         self._is_file = isinstance(settings.source, str) and "://" not in settings.source
         self.frames_read = 0
         """Frames read so far (for status and benchmarks)."""
 
     # --- Device protocol -------------------------------------------------
 
-    def start(self, sink: EventSink) -> None:
-        """Start the capture thread; never blocks, never raises for an absent camera."""
-        with self._lock:
-            if self._thread is not None or self._stop.is_set():
-                return
-            self._sink = sink
-            self._thread = threading.Thread(target=self._run, name=f"camera-{self.name}", daemon=True)
-            self._thread.start()
-
-    def status(self) -> DeviceStatus:
-        """Current health."""
-        with self._lock:
-            return self._status
-
     def close(self) -> None:
         """Stop the capture thread and release the camera. Idempotent; never raises."""
-        self._stop.set()
-        with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5.0)
-            if thread.is_alive():
-                log.warning("%s: capture thread did not stop", self.name)
-        with self._lock:
-            if self._status.health is not Health.OFFLINE:
-                self._status = DeviceStatus(Health.OFFLINE, "closed")
+        self._stop_worker()
+        if self.status().health is not Health.OFFLINE:
+            self._set_status(Health.OFFLINE, "closed", report=False)
 
     def set_max_fps(self, fps: float) -> None:
         """Change the frame-rate cap now (the power policy slows it on battery)."""
@@ -263,22 +238,3 @@ class CameraScanner:
         for code in found:
             if code.data and dedupe.admit(code.data, now):
                 self._emit(RawScan(self.name, code.data, code.symbology))
-
-    # --- helpers ---------------------------------------------------------
-
-    def _set_status(self, health: Health, detail: str) -> None:
-        with self._lock:
-            changed = health is not self._status.health
-            self._status = DeviceStatus(health, detail)
-        if changed:
-            self._emit(DeviceHealthChanged(ROLE, self.name, DeviceStatus(health, detail)))
-
-    def _emit(self, event: Event) -> None:
-        """Hand one event to the sink; a failing sink must not kill the thread."""
-        sink = self._sink
-        if sink is None:
-            return
-        try:
-            sink(event)
-        except Exception:  # noqa: BLE001 - the thread must survive any sink bug
-            log.exception("%s: event sink failed for %r", self.name, event)

@@ -21,7 +21,8 @@ from typing import Any
 
 from gpiozero import LED, Buzzer, GPIOZeroError
 
-from hubagent.events import DeviceHealthChanged, DeviceStatus, EventSink, Health
+from hubagent.devicekit import HealthReporter
+from hubagent.events import EventSink, Health
 from hubagent.ports import DeviceEnv, FeedbackPattern
 from hubagent.scanning.settings import GpioFeedbackSettings
 
@@ -57,7 +58,7 @@ def runs(steps: list[float]) -> list[tuple[float, float, int]]:
     return out
 
 
-class GpioFeedback:
+class GpioFeedback(HealthReporter):
     """Buzzer/LED feedback (Feedback port)."""
 
     role = ROLE
@@ -65,6 +66,7 @@ class GpioFeedback:
     def __init__(self, name: str, settings: GpioFeedbackSettings, env: DeviceEnv) -> None:
         """Remember the settings; opens no pin."""
         self.name = name
+        self._init_health(ROLE)
         self.settings = settings
         self.env = env
         self._patterns = {
@@ -78,8 +80,6 @@ class GpioFeedback:
         self._stop = threading.Event()
         self._pending: FeedbackPattern | None = None
         self._thread: threading.Thread | None = None
-        self._status = DeviceStatus(Health.UNKNOWN, "not started")
-        self._sink: EventSink | None = None
 
     def start(self, sink: EventSink) -> None:
         """Claim the pins and start the player; a pin problem is reported as FAULTED."""
@@ -106,11 +106,6 @@ class GpioFeedback:
             self._pending = pattern
         self._wake.set()
 
-    def status(self) -> DeviceStatus:
-        """Current health."""
-        with self._lock:
-            return self._status
-
     def close(self) -> None:
         """Stop the player, switch everything off and release the pins. Never raises."""
         self._stop.set()
@@ -119,8 +114,7 @@ class GpioFeedback:
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout=5.0)
         self._close_outputs()
-        with self._lock:
-            self._status = DeviceStatus(Health.OFFLINE, "closed")
+        self._set_status(Health.OFFLINE, "closed", report=False)
 
     # --- internals -------------------------------------------------------
 
@@ -169,14 +163,3 @@ class GpioFeedback:
                 break  # interrupted: a newer pattern or close()
         for device in devices:
             device.off()
-
-    def _set_status(self, health: Health, detail: str) -> None:
-        with self._lock:
-            changed = health is not self._status.health
-            self._status = DeviceStatus(health, detail)
-            sink = self._sink
-        if changed and sink is not None:
-            try:
-                sink(DeviceHealthChanged(ROLE, self.name, DeviceStatus(health, detail)))
-            except Exception:  # noqa: BLE001 - a sink bug must not break feedback
-                log.exception("%s: event sink failed", self.name)

@@ -13,8 +13,9 @@ import logging
 import threading
 from typing import Any
 
+from hubagent.devicekit import HealthReporter
 from hubagent.errors import DeviceError
-from hubagent.events import DeviceHealthChanged, DeviceStatus, EventSink, Health, PowerReading
+from hubagent.events import EventSink, Health, PowerReading
 from hubagent.ports import DeviceEnv
 from hubagent.power.settings import GpioPowerSettings
 
@@ -23,16 +24,15 @@ log = logging.getLogger(__name__)
 ROLE = "power"
 
 
-class GpioPowerSource:
+class GpioPowerSource(HealthReporter):
     """PowerSource port over gpiozero ``DigitalInputDevice`` pins."""
 
     def __init__(self, name: str, settings: GpioPowerSettings, env: DeviceEnv) -> None:
         self.name = name
+        self._init_health(ROLE)
         self._settings = settings
         self._env = env
         self._lock = threading.Lock()  # orders readings from concurrent pin callbacks
-        self._status = DeviceStatus(Health.UNKNOWN, "not started")
-        self._sink: EventSink | None = None
         self._fail: Any = None
         self._low: Any = None
         self._closed = False
@@ -46,16 +46,11 @@ class GpioPowerSource:
             self._open_pins()
         except DeviceError as e:
             log.error("power %s: %s", self.name, e)
-            self._set_health(DeviceStatus(Health.FAULTED, str(e)))
+            self._set_status(Health.FAULTED, str(e))
             self.close()
             return
-        self._set_health(DeviceStatus(Health.OK, "pins claimed"))
+        self._set_status(Health.OK, "pins claimed")
         self._report()
-
-    def status(self) -> DeviceStatus:
-        """Current health."""
-        with self._lock:
-            return self._status
 
     def close(self) -> None:
         """Release the pins. Idempotent; never raises."""
@@ -106,17 +101,3 @@ class GpioPowerSource:
             if low is not None and low.is_active:
                 flags.add("LB")
             self._emit(PowerReading(source=self.name, reachable=True, flags=frozenset(flags)))
-
-    def _set_health(self, status: DeviceStatus) -> None:
-        with self._lock:
-            self._status = status
-        self._emit(DeviceHealthChanged(ROLE, self.name, status))
-
-    def _emit(self, event: PowerReading | DeviceHealthChanged) -> None:
-        sink = self._sink
-        if sink is None:
-            return
-        try:
-            sink(event)
-        except Exception:
-            log.exception("power %s: event sink failed", self.name)

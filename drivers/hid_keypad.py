@@ -18,9 +18,10 @@ import select
 import threading
 from typing import Any
 
+from hubagent.devicekit import HealthReporter
 from hubagent.drivers.hid_scanner import KeyDecoder
 from hubagent.errors import DeviceError, InputError
-from hubagent.events import CodeEntered, DeviceHealthChanged, DeviceStatus, Event, EventSink, Health
+from hubagent.events import CodeEntered, DeviceStatus, EventSink, Health
 from hubagent.lockers.settings import HidKeypadSettings
 from hubagent.ports import DeviceEnv
 
@@ -89,18 +90,17 @@ class _State(enum.Enum):
     CLOSED = "closed"
 
 
-class HidKeypad:
+class HidKeypad(HealthReporter):
     """A :class:`~hubagent.ports.CodeInput` reading an evdev keyboard device."""
 
     def __init__(self, name: str, settings: HidKeypadSettings, env: DeviceEnv) -> None:
         """Remember the configuration; opens nothing."""
         self.name = name
+        self._init_health(ROLE)
         self.settings = settings
         self.env = env
         self._lock = threading.Lock()
         self._state = _State.NEW
-        self._status = DeviceStatus(Health.UNKNOWN, "not started")
-        self._sink: EventSink | None = None
         self._stop = threading.Event()
         self._wake_r, self._wake_w = -1, -1
         self._thread: threading.Thread | None = None
@@ -114,11 +114,6 @@ class HidKeypad:
             self._wake_r, self._wake_w = os.pipe()
             self._thread = threading.Thread(target=self._run, name=f"keypad-{self.name}", daemon=True)
         self._thread.start()
-
-    def status(self) -> DeviceStatus:
-        """OK while the device is open, OFFLINE while it is absent."""
-        with self._lock:
-            return self._status
 
     def close(self) -> None:
         """Stop reading and release the grab. Idempotent; never raises."""
@@ -190,24 +185,12 @@ class HidKeypad:
                 if code is not None:
                     self._emit(CodeEntered(self.name, code))
 
-    def _set_status(self, health: Health, detail: str) -> None:
-        status = DeviceStatus(health, detail)
-        with self._lock:
-            if self._state is _State.CLOSED or self._status == status:
-                return
-            self._status = status
-        if health is not Health.OK:
-            log.warning("keypad %s: %s", self.name, detail)
-        self._emit(DeviceHealthChanged(ROLE, self.name, status))
-
-    def _emit(self, event: Event) -> None:
-        sink = self._sink
-        if sink is None:
+    def _set_status(self, health: Health, detail: str, *, report: bool = True) -> None:
+        if self._state is _State.CLOSED:
             return
-        try:
-            sink(event)
-        except Exception:
-            log.exception("keypad %s: event sink failed on %r", self.name, event)
+        if health is not Health.OK and self.status().detail != detail:
+            log.warning("keypad %s: %s", self.name, detail)
+        super()._set_status(health, detail, report=report)
 
 
 def _close_device(device: Any) -> None:

@@ -12,17 +12,13 @@ from __future__ import annotations
 
 import logging
 import select
-import threading
 
 import evdev
 from evdev import ecodes as e
 
+from hubagent.devicekit import ThreadedDevice
 from hubagent.errors import InputError
 from hubagent.events import (
-    DeviceHealthChanged,
-    DeviceStatus,
-    Event,
-    EventSink,
     Health,
     RawScan,
     ScanRejectedAtDevice,
@@ -200,7 +196,7 @@ class KeyDecoder:
         return line or None
 
 
-class HidScanner:
+class HidScanner(ThreadedDevice):
     """A keyboard-wedge scanner; delivers RawScan / ScanRejectedAtDevice."""
 
     role = ROLE
@@ -208,36 +204,13 @@ class HidScanner:
     def __init__(self, name: str, settings: HidScannerSettings, env: DeviceEnv) -> None:
         """Remember the settings; opens nothing."""
         self.name = name
+        self._init_worker(ROLE, f"hid-{name}")
         self.settings = settings
         self.env = env
         self.feedback = settings.feedback
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._status = DeviceStatus(Health.UNKNOWN, "not started")
-        self._thread: threading.Thread | None = None
-        self._sink: EventSink | None = None
-
-    def start(self, sink: EventSink) -> None:
-        """Start the reader thread; never blocks, never raises for an absent device."""
-        with self._lock:
-            if self._thread is not None or self._stop.is_set():
-                return
-            self._sink = sink
-            self._thread = threading.Thread(target=self._run, name=f"hid-{self.name}", daemon=True)
-            self._thread.start()
-
-    def status(self) -> DeviceStatus:
-        """Current health."""
-        with self._lock:
-            return self._status
-
     def close(self) -> None:
         """Stop the reader and release the device. Idempotent; never raises."""
-        self._stop.set()
-        with self._lock:
-            thread, self._thread = self._thread, None
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5.0)
+        self._stop_worker()
         self._set_status(Health.OFFLINE, "closed", report=False)
 
     def _run(self) -> None:
@@ -297,24 +270,6 @@ class HidScanner:
             return
         if line is not None:
             self._emit(RawScan(self.name, line.encode("utf-8")))
-
-    def _set_status(self, health: Health, detail: str, *, report: bool = True) -> None:
-        with self._lock:
-            changed = health is not self._status.health
-            self._status = DeviceStatus(health, detail)
-        if report and changed:
-            self._emit(DeviceHealthChanged(ROLE, self.name, DeviceStatus(health, detail)))
-
-    def _emit(self, event: Event) -> None:
-        """Hand one event to the sink; a failing sink must not kill the reader."""
-        sink = self._sink
-        if sink is None:
-            return
-        try:
-            sink(event)
-        except Exception:  # noqa: BLE001 - the thread must survive any sink bug
-            log.exception("%s: event sink failed for %r", self.name, event)
-
 
 def _close_quietly(device: evdev.InputDevice) -> None:
     """Ungrab and close; a vanished device may refuse both."""

@@ -17,8 +17,9 @@ import os
 import threading
 from collections.abc import Mapping
 
+from hubagent.devicekit import HealthReporter
 from hubagent.drivers.nut_client import NutClient, NutConnectionError, NutError, NutServerError
-from hubagent.events import DeviceHealthChanged, DeviceStatus, EventSink, Health, PowerReading
+from hubagent.events import EventSink, Health, PowerReading
 from hubagent.ports import DeviceEnv
 from hubagent.power.settings import NutPowerSettings
 
@@ -62,18 +63,17 @@ def _same(a: PowerReading | None, b: PowerReading) -> bool:
     return all(getattr(a, k) == getattr(b, k) for k in keys)
 
 
-class NutPowerSource:
+class NutPowerSource(HealthReporter):
     """PowerSource port over a NUT server (see module docstring)."""
 
     def __init__(self, name: str, settings: NutPowerSettings, env: DeviceEnv) -> None:
         self.name = name
+        self._init_health(ROLE)
         self._settings = settings
         self._env = env
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._status = DeviceStatus(Health.UNKNOWN, "not started")
         self._thread: threading.Thread | None = None
-        self._sink: EventSink | None = None
 
     # -- Device port --------------------------------------------------------
 
@@ -84,11 +84,6 @@ class NutPowerSource:
         self._sink = sink
         self._thread = threading.Thread(target=self._run, name=f"nut-power-{self.name}", daemon=True)
         self._thread.start()
-
-    def status(self) -> DeviceStatus:
-        """Current health."""
-        with self._lock:
-            return self._status
 
     def close(self) -> None:
         """Stop the thread and drop the connection. Idempotent; never raises."""
@@ -125,7 +120,7 @@ class NutPowerSource:
                     client.close()
                     self._stop.wait(s.reconnect_max_s)
                     continue
-                self._set_health(DeviceStatus(Health.OK, f"{s.ups}@{s.host}:{s.port}"))
+                self._set_status(Health.OK, f"{s.ups}@{s.host}:{s.port}")
                 failures = 0
                 polls_since_emit += 1
                 if not _same(last, reading) or polls_since_emit >= s.report_every_polls:
@@ -152,29 +147,13 @@ class NutPowerSource:
 
     def _outage(self, error: NutError) -> PowerReading:
         if isinstance(error, NutConnectionError):
-            health = DeviceStatus(Health.OFFLINE, str(error))
+            health, detail = Health.OFFLINE, str(error)
         elif isinstance(error, NutServerError) and error.code in ("DATA-STALE", "DRIVER-NOT-CONNECTED"):
-            health = DeviceStatus(Health.OFFLINE, f"UPS driver: {error.code}")
+            health, detail = Health.OFFLINE, f"UPS driver: {error.code}"
         else:  # UNKNOWN-UPS, ACCESS-DENIED, garbage replies: fixing needs a person
-            health = DeviceStatus(Health.FAULTED, str(error))
+            health, detail = Health.FAULTED, str(error)
         log.warning("power %s: cannot read UPS: %s", self.name, error)
-        self._set_health(health)
-        reading = PowerReading(source=self.name, reachable=False, detail=health.detail)
+        self._set_status(health, detail)
+        reading = PowerReading(source=self.name, reachable=False, detail=detail)
         self._emit(reading)
         return reading
-
-    def _set_health(self, status: DeviceStatus) -> None:
-        with self._lock:
-            if status == self._status:
-                return
-            self._status = status
-        self._emit(DeviceHealthChanged(ROLE, self.name, status))
-
-    def _emit(self, event: PowerReading | DeviceHealthChanged) -> None:
-        sink = self._sink
-        if sink is None:
-            return
-        try:
-            sink(event)
-        except Exception:
-            log.exception("power %s: event sink failed", self.name)

@@ -16,11 +16,8 @@ import threading
 
 import serial
 
+from hubagent.devicekit import ThreadedDevice
 from hubagent.events import (
-    DeviceHealthChanged,
-    DeviceStatus,
-    Event,
-    EventSink,
     Health,
     RawScan,
     ScanRejectedAtDevice,
@@ -48,7 +45,7 @@ class ReaderState(enum.Enum):
     CLOSED = "closed"
 
 
-class SerialScanner:
+class SerialScanner(ThreadedDevice):
     """A scanner on a serial port; delivers RawScan / ScanRejectedAtDevice."""
 
     role = ROLE
@@ -56,35 +53,17 @@ class SerialScanner:
     def __init__(self, name: str, settings: SerialScannerSettings, env: DeviceEnv) -> None:
         """Remember the settings; opens nothing."""
         self.name = name
+        self._init_worker(ROLE, f"scanner-{name}")
         self.settings = settings
         self.env = env
         self.feedback = settings.feedback
         self._framer = Framer(settings.prefix.encode(), settings.suffix.encode(),
                               settings.terminator.encode(), settings.max_length)
-        self._stop = threading.Event()
         self._ready = threading.Event()  # set while the port is open and being read
-        self._lock = threading.Lock()
         self._state = ReaderState.NEW
-        self._status = DeviceStatus(Health.UNKNOWN, "not started")
-        self._thread: threading.Thread | None = None
-        self._sink: EventSink | None = None
         self._port: serial.SerialBase | None = None
 
     # --- Device protocol -------------------------------------------------
-
-    def start(self, sink: EventSink) -> None:
-        """Start the reader thread; never blocks, never raises for an absent port."""
-        with self._lock:
-            if self._thread is not None or self._stop.is_set():
-                return
-            self._sink = sink
-            self._thread = threading.Thread(target=self._run, name=f"scanner-{self.name}", daemon=True)
-            self._thread.start()
-
-    def status(self) -> DeviceStatus:
-        """Current health; detail says what the reader is doing."""
-        with self._lock:
-            return self._status
 
     @property
     def state(self) -> ReaderState:
@@ -95,18 +74,14 @@ class SerialScanner:
         """Stop the reader and release the port. Idempotent; never raises."""
         self._stop.set()
         with self._lock:
-            thread, self._thread = self._thread, None
             self._state = ReaderState.CLOSED
         port = self._port
         if port is not None:
             try:
-                port.cancel_read()
+                port.cancel_read()  # wakes the blocked read at once
             except Exception:  # noqa: BLE001 - close must never raise
                 log.debug("%s: cancel_read failed", self.name, exc_info=True)
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(timeout=5.0)
-            if thread.is_alive():
-                log.warning("%s: reader thread did not stop", self.name)
+        self._stop_worker()
         self._set_status(Health.OFFLINE, "closed", report=False)
 
     def wait_ready(self, timeout: float) -> bool:
@@ -190,23 +165,3 @@ class SerialScanner:
                 port.close()
             except Exception:  # noqa: BLE001 - a dead port may fail to close
                 log.debug("%s: closing port failed", self.name, exc_info=True)
-
-    # --- helpers ---------------------------------------------------------
-
-    def _set_status(self, health: Health, detail: str, *, report: bool = True) -> None:
-        """Record the status; report a health change to the sink."""
-        with self._lock:
-            changed = health is not self._status.health
-            self._status = DeviceStatus(health, detail)
-        if report and changed:
-            self._emit(DeviceHealthChanged(ROLE, self.name, DeviceStatus(health, detail)))
-
-    def _emit(self, event: Event) -> None:
-        """Hand one event to the sink; a failing sink must not kill the reader."""
-        sink = self._sink
-        if sink is None:
-            return
-        try:
-            sink(event)
-        except Exception:  # noqa: BLE001 - the thread must survive any sink bug
-            log.exception("%s: event sink failed for %r", self.name, event)

@@ -19,8 +19,9 @@ import math
 import threading
 from typing import Any, Mapping
 
+from hubagent.devicekit import HealthReporter
 from hubagent.errors import InputError
-from hubagent.events import DeviceHealthChanged, DeviceStatus, EventSink, Health, PowerReading
+from hubagent.events import EventSink, Health, PowerReading
 from hubagent.ports import DeviceEnv
 from hubagent.power.settings import SimPowerSettings
 
@@ -48,31 +49,24 @@ def _figure(args: Mapping[str, Any], key: str) -> float | None:
     return value
 
 
-class SimPowerSource:
+class SimPowerSource(HealthReporter):
     """PowerSource port with SimControl verbs (see module docstring)."""
 
     def __init__(self, name: str, settings: SimPowerSettings, env: DeviceEnv) -> None:
         self.name = name
+        self._init_health(ROLE)
         self._settings = settings
         self._env = env
         self._lock = threading.Lock()
-        self._sink: EventSink | None = None
-        self._status = DeviceStatus(Health.UNKNOWN, "not started")
         self._current = self._make(("OL",), settings.charge, settings.runtime_s, reachable=True)
 
     def start(self, sink: EventSink) -> None:
         """Report health and the initial (mains) reading."""
         with self._lock:
             self._sink = sink
-            self._status = DeviceStatus(Health.OK, "simulated")
             current = self._current
-        self._emit(DeviceHealthChanged(ROLE, self.name, self._status))
+        self._set_status(Health.OK, "simulated")
         self._emit(current)
-
-    def status(self) -> DeviceStatus:
-        """Current health."""
-        with self._lock:
-            return self._status
 
     def close(self) -> None:
         """Stop delivering events. Idempotent; never raises."""
@@ -93,7 +87,7 @@ class SimPowerSource:
             if args:
                 raise InputError("bad_argument", "unreachable takes no arguments")
             reading = PowerReading(source=self.name, reachable=False, detail="simulated outage")
-            health = DeviceStatus(Health.OFFLINE, "simulated outage")
+            health = Health.OFFLINE
         elif verb in _FLAGS:
             charge, runtime = _figure(args, "charge"), _figure(args, "runtime")
             s = self._settings
@@ -104,16 +98,13 @@ class SimPowerSource:
                 charge = self._current.charge if charge is None else charge
                 runtime = self._current.runtime if runtime is None else runtime
             reading = self._make(_FLAGS[verb], charge, runtime, reachable=True)
-            health = DeviceStatus(Health.OK, "simulated")
+            health = Health.OK
         else:
             known = ", ".join(sorted([*_FLAGS, "unreachable"]))
             raise InputError("unknown_verb", f"unknown power verb {verb!r} (known: {known})")
         with self._lock:
             self._current = reading
-            health_changed = health != self._status
-            self._status = health
-        if health_changed:
-            self._emit(DeviceHealthChanged(ROLE, self.name, health))
+        self._set_status(health, "simulated" if health is Health.OK else "simulated outage")
         self._emit(reading)
         return _as_dict(reading)
 
@@ -130,17 +121,6 @@ class SimPowerSource:
             input_voltage=self._settings.input_voltage if on_mains else 0.0,
             load=20.0,
         )
-
-    def _emit(self, event: PowerReading | DeviceHealthChanged) -> None:
-        with self._lock:
-            sink = self._sink
-        if sink is None:
-            return
-        try:
-            sink(event)
-        except Exception:
-            log.exception("power %s: event sink failed", self.name)
-
 
 def _as_dict(reading: PowerReading) -> dict[str, Any]:
     """A JSON-friendly view of a reading for the sim command's reply."""
