@@ -23,6 +23,9 @@ from hubagent.store.store import Store, Tx, dumps, utc_now
 log = logging.getLogger(__name__)
 
 MAX_ID_LENGTH = 128
+# No command needs deeper JSON; a limit keeps handlers and msgspec away from
+# pathological nesting (Python's own parser gives up near 1,000 levels).
+MAX_DEPTH = 32
 
 
 @dataclass
@@ -58,6 +61,28 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object hook refusing duplicate keys (which one would win is ambiguous)."""
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            raise ValueError(f"duplicate key {key[:40]!r}")
+        seen.add(key)
+    return dict(pairs)
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a parsed JSON value (iterative: no recursion)."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            deepest = max(deepest, depth)
+            stack.extend((child, depth + 1) for child in
+                         (item.values() if isinstance(item, dict) else item))
+    return deepest
+
+
 def parse_payload(payload: bytes, max_bytes: int) -> dict[str, Any]:
     """Decode a command payload or raise CommandError saying what is wrong."""
     if len(payload) > max_bytes:
@@ -67,18 +92,22 @@ def parse_payload(payload: bytes, max_bytes: int) -> dict[str, Any]:
     except UnicodeDecodeError as e:
         raise CommandError("not_utf8", f"payload is not UTF-8 ({e.reason} at byte {e.start})") from None
     try:
-        doc = json.loads(text, parse_constant=_reject_constant)
-    except (ValueError, RecursionError) as e:
+        doc = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+    except RecursionError:
+        raise CommandError("too_deep", f"payload nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError as e:
         raise CommandError("bad_json", f"payload is not valid JSON: {e}") from None
+    if _depth(doc) > MAX_DEPTH:
+        raise CommandError("too_deep", f"payload nests deeper than {MAX_DEPTH} levels")
     if not isinstance(doc, dict):
         raise CommandError("bad_payload", f"payload must be a JSON object, not {type(doc).__name__}")
     return doc
 
 
 def _command_id(doc: Mapping[str, Any]) -> str:
-    cid = doc.get("id")
-    if cid is None:
+    if "id" not in doc:
         raise CommandError("missing_id", "the command has no \"id\"")
+    cid = doc["id"]
     if not isinstance(cid, str) or not cid.strip():
         raise CommandError("bad_id", "\"id\" must be a non-empty string")
     if len(cid) > MAX_ID_LENGTH:
@@ -90,7 +119,7 @@ def _safe_id(doc: Any) -> Any:
     """The id to echo in an error reply: only if it is a sane string."""
     if isinstance(doc, dict):
         cid = doc.get("id")
-        if isinstance(cid, str) and 0 < len(cid) <= MAX_ID_LENGTH:
+        if isinstance(cid, str) and cid.strip() and len(cid) <= MAX_ID_LENGTH:
             return cid
     return None
 

@@ -80,9 +80,10 @@ class MqttSettings(_Section):
     # Reconnect backoff: first and largest delay, in seconds.
     reconnect_min_s: Seconds = 1.0
     reconnect_max_s: Seconds = 60.0
-    # Events published but not acknowledged by central are re-sent after this long.
+    # Unacknowledged events are sent again after at most this long (sooner when
+    # the measured round trip shows a loss).
     ack_timeout_s: Seconds = 30.0
-    # Events in flight at once (published, no PUBACK yet).
+    # Publishes on the wire without a PUBACK (the hub hands paho up to 8x this).
     inflight: Annotated[int, Meta(ge=1, le=1000)] = 32
     # Seconds between telemetry messages.
     telemetry_s: Seconds = 60.0
@@ -102,5 +103,6 @@ class StoreSettings(_Section):
 class SimSettings(_Section):
     """``[sim]``: behaviour of the simulator backend."""
 
-    # Record the power-off command instead of running it (always true in --sim).
+    # Record the power-off command instead of running it: always under --sim;
+    # with a config file only when the power source is simulated.
     record_shutdown: bool = True

@@ -19,6 +19,7 @@ import json
 import logging
 import re
 import secrets
+import socket
 import threading
 import time
 import uuid
@@ -290,6 +291,9 @@ class Central:
         if reason_code.is_failure:
             self._violation("connect", f"broker refused connection: {reason_code}")
             return
+        sock = client.socket()
+        if sock is not None:  # acks and commands are tiny: do not let Nagle hold them
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         subs = [(self.topic("#"), 1)]
         if self.v5:
             subs.append((self.reply_topic, 1))

@@ -200,6 +200,8 @@ class MosquittoBroker:
             "log_type all",
             "log_timestamp_format %H:%M:%S",
             "connection_messages true",
+            # Small QoS 1 messages go out at once instead of waiting on Nagle.
+            "set_tcp_nodelay true",
             # Run as ourselves: started as root, mosquitto would otherwise
             # drop to user "mosquitto" and fail to read our temp files.
             f"user {pwd.getpwuid(os.getuid()).pw_name}",

@@ -26,6 +26,7 @@ from hubagent.errors import CommandError
 from hubagent.store.store import EmittedEvent, dumps, utc_now
 from hubagent.sync import outbox
 from hubagent.sync.mqtt import Inbound, LinkListener, MqttLink
+from hubagent.sync.pump import Pump
 from hubagent.sync.topics import Topics
 
 if TYPE_CHECKING:
@@ -55,10 +56,7 @@ class SyncService(LinkListener):
         self.session = 0
         self.state = "offline"
         self.state_since = utc_now()
-        self._cursor = 0
-        self._inflight: dict[int, int] = {}
-        self._last_ack_progress = time.monotonic()
-        self._refused = 0
+        self.sender = Pump(app.store, cfg.inflight, cfg.ack_timeout_s)
         self._timers: list[asyncio.TimerHandle] = []
         self.link: MqttLink | None = None
         self._telemetry_sources: list[Any] = []
@@ -75,17 +73,23 @@ class SyncService(LinkListener):
         password = secrets.read_secret(self.settings.password_credential, self.settings.password_env)
         client_id = self.settings.client_id or f"hubagent-{self.app.hub_id}"
         will = (self.topics.state, self._state_payload("lost"))
-        self.link = MqttLink(self.settings, client_id, password, will, self._post, self)
+        loop = self.app.loop
+        assert loop is not None
+        self.link = MqttLink(self.settings, client_id, password, will, self._post, self,
+                             later=lambda delay, fn: loop.call_later(delay, self._guard, fn))
         self.app.store.on_commit(lambda events: self.pump())
         self.app.on_alerts_changed(self._publish_state)
         self.link.start()
-        self._every(max(1.0, self.settings.ack_timeout_s / 2), self._check_ack_timeout)
+        # Cheap (no database access): often, so a short round trip gives a
+        # quick resend after a loss.
+        self._every(0.25, self._check_ack_timeout)
         self._every(self.settings.telemetry_s, self.publish_telemetry)
 
     def stop(self) -> None:
         """Publish ``offline`` (retained) and disconnect."""
         for t in self._timers:
             t.cancel()
+        self.sender.flush(force=True)
         if self.link is not None:
             self.link.stop(final=(self.topics.state, self._state_payload("offline")))
 
@@ -136,9 +140,9 @@ class SyncService(LinkListener):
                  "resumed" if session_present else "new")
         self.link.subscribe([self.topics.commands, self.topics.ack])
         self._publish_state()
-        self._inflight.clear()
-        self._cursor = outbox.acked_seq(self.app.store)
-        self._last_ack_progress = time.monotonic()
+        self.sender.reset()
+        # Telemetry at once, so central sees the backlog a long outage left.
+        self.publish_telemetry()
         self.pump()
         for hook in self._connect_hooks:
             self._guard(hook)
@@ -150,29 +154,39 @@ class SyncService(LinkListener):
     def disconnected(self, reason: str) -> None:
         """Forget in-flight publishes; they are resent after reconnecting."""
         log.warning("disconnected from broker: %s", reason)
-        self._inflight.clear()
+        self.sender.disconnected()
         self.state = "offline"
 
     def published(self, mid: int, ok: bool, reason: str) -> None:
         """A PUBACK: free the window slot, note refusals, send more."""
-        seq = self._inflight.pop(mid, None)
-        if seq is not None and not ok:
-            # The broker refused it (ACL): it was not delivered. It stays in
-            # the outbox and is resent after the ack timeout.
-            self._refused += 1
-            log.error("broker refused event seq %d: %s", seq, reason)
-        self.pump()
+        self.published_all([(mid, ok, reason)])
+
+    def published_all(self, acks: list[tuple[int, bool, str]]) -> None:
+        """A batch of PUBACKs; refill paho once for all of them."""
+        for mid, ok, reason in acks:
+            refused = self.sender.puback(mid, ok)
+            if refused is not None:
+                # Not delivered: it stays in the outbox and is resent when
+                # central's ack stalls below it.
+                log.error("broker refused event seq %d: %s", refused, reason)
+        if self.sender.wants_more():
+            self.pump()
 
     def message(self, msg: Inbound) -> None:
         """A command or an ack from central."""
         assert self.link is not None
-        if msg.topic == self.topics.ack:
-            self._on_ack(msg.payload)
-        else:
-            name = self.topics.command_name(msg.topic)
-            if name is not None:
-                self._on_command(name, msg)
-        self.link.ack(msg)
+        try:
+            if msg.topic == self.topics.ack:
+                self._on_ack(msg.payload)
+            else:
+                name = self.topics.command_name(msg.topic)
+                if name is not None:
+                    self._on_command(name, msg)
+        finally:
+            # Acknowledged even if handling failed: a message the hub cannot
+            # handle would otherwise be redelivered for ever and hold a slot
+            # of the broker's in-flight window, until the hub went deaf.
+            self.link.ack(msg)
 
     # -- outbox ------------------------------------------------------------------
     def pump(self) -> None:
@@ -180,18 +194,7 @@ class SyncService(LinkListener):
         link = self.link
         if link is None or not link.connected:
             return
-        room = self.settings.inflight - len(self._inflight)
-        while room > 0:
-            batch = outbox.pending(self.app.store, self._cursor, room)
-            if not batch:
-                return
-            for ev in batch:
-                mid = link.publish(self.topics.event(ev.kind), self._payload(ev))
-                if mid is None:
-                    return
-                self._inflight[mid] = ev.seq
-                self._cursor = ev.seq
-                room -= 1
+        self.sender.run(lambda out: link.publish(self.topics.event(out.kind), out.payload))
 
     @staticmethod
     def _payload(ev: EmittedEvent, replayed: bool = False) -> bytes:
@@ -203,25 +206,15 @@ class SyncService(LinkListener):
             upto = doc["upto_seq"]
             if not isinstance(upto, int) or isinstance(upto, bool) or upto < 0:
                 raise ValueError("upto_seq must be a non-negative integer")
-        except (ValueError, KeyError, TypeError) as e:
-            log.warning("ignored a malformed ack: %s", e)
+        except (ValueError, KeyError, TypeError, RecursionError) as e:
+            log.warning("ignored a malformed ack: %s", str(e)[:200])
             return
-        before = outbox.acked_seq(self.app.store)
-        after = outbox.acknowledge(self.app.store, upto, self.app.config.store.keep_acked_events)
-        if after > before:
-            self._last_ack_progress = time.monotonic()
+        self.sender.ack(upto, self.app.config.store.keep_acked_events)
+        self.pump()  # the ack opened the send-ahead window (or asked for a resend)
 
     def _check_ack_timeout(self) -> None:
         """Resend from the last acked seq if central has stopped acknowledging."""
-        acked = outbox.acked_seq(self.app.store)
-        if self._cursor <= acked:
-            self._last_ack_progress = time.monotonic()
-            return
-        if time.monotonic() - self._last_ack_progress > self.settings.ack_timeout_s:
-            log.warning("no ack from central for %.0f s; resending from seq %d",
-                        self.settings.ack_timeout_s, acked + 1)
-            self._cursor = acked
-            self._last_ack_progress = time.monotonic()
+        if self.sender.check_timeout():
             self.pump()
 
     # -- commands ----------------------------------------------------------------
@@ -232,7 +225,7 @@ class SyncService(LinkListener):
             try:
                 cid = json.loads(msg.payload).get("id")
                 reply["id"] = cid if isinstance(cid, str) else None
-            except (ValueError, AttributeError):
+            except (ValueError, AttributeError, RecursionError):
                 pass
         else:
             extra = {"expires_at_monotonic": msg.received + msg.expiry_s} if msg.expiry_s else {}
@@ -254,7 +247,7 @@ class SyncService(LinkListener):
         """Events committed but not yet PUBACKed on the current connection."""
         if self.link is None or not self.link.connected:
             return self.app.store.last_seq() - outbox.acked_seq(self.app.store)
-        return self.app.store.last_seq() - self._cursor + len(self._inflight)
+        return self.sender.unpublished(self.app.store.last_seq())
 
     def publish_offline(self) -> None:
         """Publish the retained ``offline`` state now (before a power-off)."""
@@ -290,8 +283,9 @@ class SyncService(LinkListener):
             "acked_seq": st.acked_seq,
             "outbox_depth": st.depth,
             "oldest_unacked_at": st.oldest_unacked_at,
-            "inflight": len(self._inflight),
-            "refused": self._refused,
+            "inflight": len(self.sender.inflight),
+            "refused": self.sender.refused,
+            "resends": self.sender.resends,
             "reconnects": max(0, (self.link.connects if self.link else 0) - 1),
         }
 

@@ -16,6 +16,7 @@ committed their effect.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -32,6 +33,12 @@ from hubagent.settings import MqttSettings
 log = logging.getLogger(__name__)
 
 Post = Callable[[Callable[[], None]], None]
+Later = Callable[[float, Callable[[], None]], object]
+
+# PUBACKs are handed to the core at most this often while publishing fast:
+# each hand-off wakes the core (a pipe write) and costs the network thread
+# time it needs for the next publishes.
+ACK_BATCH_S = 0.005
 
 
 @dataclass(frozen=True)
@@ -60,6 +67,11 @@ class LinkListener:
     def published(self, mid: int, ok: bool, reason: str) -> None:
         """A QoS 1 publish was PUBACKed (``ok``) or refused by the broker."""
 
+    def published_all(self, acks: list[tuple[int, bool, str]]) -> None:
+        """Several PUBACKs ``(mid, ok, reason)`` that arrived together."""
+        for mid, ok, reason in acks:
+            self.published(mid, ok, reason)
+
     def message(self, msg: Inbound) -> None:
         """A message arrived; the core must call :meth:`MqttLink.ack` after commit."""
 
@@ -68,15 +80,22 @@ class MqttLink:
     """Owns the paho client, its network thread and reconnection."""
 
     def __init__(self, settings: MqttSettings, client_id: str, password: str | None,
-                 will: tuple[str, bytes], post: Post, listener: LinkListener) -> None:
+                 will: tuple[str, bytes], post: Post, listener: LinkListener,
+                 later: Later | None = None) -> None:
         self._s = settings
         self._post = post
+        # Core-thread timer (``loop.call_later``) used to batch PUBACKs.
+        self._later = later
         self._listener = listener
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.v5 = settings.protocol == "5"
         self.connected = False
         self.connects = 0
+        # PUBACKs collected on the network thread, handed to the core in
+        # batches: one wake-up of the core per batch, not per message.
+        self._acks: list[tuple[int, bool, str]] = []
+        self._acks_lock = threading.Lock()
         self.client = self._make_client(client_id, password, will)
 
     # -- construction --------------------------------------------------------
@@ -181,6 +200,7 @@ class MqttLink:
             if reason_code.is_failure:
                 log.warning("broker refused the connection: %s", reason_code)
                 return
+            _no_delay(client)
             self.connected = True
             self.connects += 1
             present = bool(getattr(flags, "session_present", False))
@@ -205,10 +225,28 @@ class MqttLink:
             # A PUBACK with a failure reason (e.g. not authorized) still
             # fires this callback: such a message was not delivered.
             ok = not reason_code.is_failure
-            reason = str(reason_code)
-            self._post(lambda: self._listener.published(mid, ok, reason))
+            reason = "" if ok else str(reason_code)
+            with self._acks_lock:
+                first = not self._acks
+                self._acks.append((mid, ok, reason))
+            if first:
+                self._post(self._schedule_acks)
         except Exception:
             log.exception("on_publish failed")
+
+    def _schedule_acks(self) -> None:
+        """Core thread: collect the PUBACKs shortly (more will have arrived)."""
+        if self._later is None:
+            self._deliver_acks()
+        else:
+            self._later(ACK_BATCH_S, self._deliver_acks)
+
+    def _deliver_acks(self) -> None:
+        """Core thread: hand every PUBACK collected so far to the listener."""
+        with self._acks_lock:
+            acks, self._acks = self._acks, []
+        if acks:
+            self._listener.published_all(acks)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:
@@ -232,3 +270,14 @@ class MqttLink:
                 client.ack(message.mid, message.qos)
             except Exception:
                 log.exception("could not acknowledge a dropped message")
+
+
+def _no_delay(client: mqtt.Client) -> None:
+    """Turn Nagle's algorithm off: a reply or PUBACK must not wait for a TCP ack."""
+    sock = client.socket()
+    if sock is None:
+        return
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except (OSError, AttributeError) as e:
+        log.debug("could not set TCP_NODELAY: %s", e)
