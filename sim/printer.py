@@ -5,11 +5,17 @@ same :func:`~hubagent.drivers.escpos_printer.write_label` on python-escpos'
 ``Dummy``; ZPL through the same :mod:`hubagent.printing.zpl` encoder),
 keeps them, decodes them back into an image with an independent decoder and
 writes that as a PNG preview, one per job, under the state directory.
+
+Its fault state (offline, paper out) and its job counter live in
+``sim-printer-<name>.json`` in the state directory, so a printer switched
+off stays off across a daemon restart, and preview names
+(``<name>-<counter>-<label>.png``) never repeat.
 """
 
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import re
 import threading
@@ -58,6 +64,7 @@ class SimPrinter:
         self.width_dots = settings.width_dots
         self.height_dots = int(settings.height_mm * settings.dpi / 25.4 + 1e-6)
         self.preview_dir = env.state_dir / settings.preview_dir
+        self.state_file = env.state_dir / f"sim-printer-{_SAFE.sub('_', name)}.json"
         self._lock = threading.Lock()
         self._jobs: collections.deque[SimJob] = collections.deque(maxlen=settings.keep_jobs)
         self._seq = 0
@@ -68,10 +75,11 @@ class SimPrinter:
 
     # -- lifecycle -----------------------------------------------------
     def start(self, sink: EventSink) -> None:
-        """Create the preview directory and report the printer online."""
+        """Reload the persisted fault state, create the preview directory, report the health."""
         self._sink = sink
         self._closed = False
         self.preview_dir.mkdir(parents=True, exist_ok=True)
+        self._load_state()
         self._emit()
 
     def status(self) -> DeviceStatus:
@@ -110,6 +118,7 @@ class SimPrinter:
         with self._lock:
             self._seq += 1
             seq = self._seq
+            self._save_state()
         path = self._write_preview(preview, seq, label.name)
         with self._lock:
             self._jobs.append(SimJob(seq, label.name, copies, data, path))
@@ -127,14 +136,52 @@ class SimPrinter:
             raise InputError("unknown_verb", f"unknown printer verb {verb!r} (known: {', '.join(_VERBS)})")
         if args:
             raise InputError("bad_args", f"{verb} takes no arguments, got {', '.join(map(str, args))}")
-        if verb in ("paper-out", "paper-in"):
-            self._paper_out = verb == "paper-out"
-        else:
-            self._offline = verb == "offline"
+        with self._lock:
+            if verb in ("paper-out", "paper-in"):
+                self._paper_out = verb == "paper-out"
+            else:
+                self._offline = verb == "offline"
+            self._save_state()
         self._emit()
         return {"state": self.printer_state().value, "jobs": len(self._jobs)}
 
     # -- helpers -------------------------------------------------------
+    def _load_state(self) -> None:
+        """Fault state and job counter from the state file (missing or unreadable: defaults)."""
+        doc: dict[str, Any] = {}
+        try:
+            loaded = json.loads(self.state_file.read_text())
+            if isinstance(loaded, dict):
+                doc = loaded
+        except FileNotFoundError:
+            pass
+        except (OSError, ValueError) as e:
+            log.warning("printer %s: ignoring unreadable %s: %s", self.name, self.state_file, e)
+        with self._lock:
+            self._offline = doc.get("offline") is True
+            self._paper_out = doc.get("paper_out") is True
+            seq = doc.get("seq")
+            # Previews already on disk win over a lost state file: names never repeat.
+            self._seq = max(seq if isinstance(seq, int) else 0, self._highest_preview())
+
+    def _highest_preview(self) -> int:
+        highest = 0
+        for path in self.preview_dir.glob(f"{self.name}-*.png"):
+            number = path.name[len(self.name) + 1:].split("-", 1)[0]
+            if number.isdigit():
+                highest = max(highest, int(number))
+        return highest
+
+    def _save_state(self) -> None:
+        """Write the state file atomically (lock held); a failure is logged, never raised."""
+        doc = {"offline": self._offline, "paper_out": self._paper_out, "seq": self._seq}
+        tmp = self.state_file.with_suffix(".tmp")
+        try:
+            tmp.write_text(json.dumps(doc))
+            tmp.replace(self.state_file)
+        except OSError as e:
+            log.warning("printer %s: cannot save %s: %s", self.name, self.state_file, e)
+
     def _encode(self, image: Image.Image, copies: int) -> tuple[bytes, Image.Image]:
         if self.language == "zpl":
             if image.height > self.height_dots:

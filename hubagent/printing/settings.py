@@ -6,7 +6,7 @@ hardware or imaging library.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -105,3 +105,58 @@ class SimPrinterSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tru
     def width_dots(self) -> int:
         """Printable width in dots."""
         return int(self.width_mm * self.dpi / 25.4 + 1e-6)
+
+
+_Name = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$")]
+_Backoff = Annotated[float, msgspec.Meta(gt=0.0, le=3600.0)]
+
+
+class PrintingSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """``[printing]``: which printer prints what, and how the print queue retries.
+
+    Jobs wait for an offline or faulted printer indefinitely (they are never
+    dropped for that); only a job that cannot succeed by retrying fails.
+    """
+
+    # Printer for templates not in `templates`; "" means the first printer in the file.
+    default_printer: _Name | Literal[""] = ""
+    # Template name -> printer name, e.g. { pickup = "receipt", picklist = "receipt" }.
+    templates: dict[str, _Name] = {}
+    # The hub's own template files (*.toml); they add to or override the built-ins by file name.
+    # A relative path is relative to the state directory; "" means built-ins only.
+    templates_dir: str = ""
+    # First wait after a failed send or a printer that is not ready; doubles on each retry ...
+    retry_min_s: _Backoff = 1.0
+    # ... up to this; a printer coming back online ends the wait at once.
+    retry_max_s: _Backoff = 30.0
+    # Sends ending in a device error (not "unavailable") before the job fails; 0 = retry forever.
+    max_attempts: Annotated[int, msgspec.Meta(ge=0, le=1000)] = 10
+    # Jobs waiting (all printers) before new ones are refused with "queue_full".
+    max_queue: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 500
+    # Most copies one job may ask for.
+    max_copies: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 20
+    # Finished jobs kept for print.reprint and status (older ones are pruned at start-up).
+    keep_finished: Annotated[int, msgspec.Meta(ge=10, le=1_000_000)] = 2000
+    # At shutdown, how long to wait for a label that is being sent before leaving it "interrupted".
+    stop_wait_s: Annotated[float, msgspec.Meta(ge=0.0, le=120.0)] = 15.0
+
+    def __post_init__(self) -> None:
+        """The backoff range must be a range."""
+        if self.retry_min_s > self.retry_max_s:
+            raise ValueError("retry_min_s must not exceed retry_max_s")
+
+
+def check_printing(config: Any) -> None:
+    """``[printing]`` may name only configured printers (a ``hubagent.config`` cross-check).
+
+    Raises ValueError("printing.<key>: reason").
+    """
+    names = [d.name for d in config.devices_of("printers")]
+    settings: PrintingSettings = config.section("printing")
+    known = ", ".join(names) or "none"
+    if settings.default_printer and settings.default_printer not in names:
+        raise ValueError(f"printing.default_printer: no printer named {settings.default_printer!r} "
+                         f"(configured: {known})")
+    for template, printer in settings.templates.items():
+        if printer not in names:
+            raise ValueError(f"printing.templates.{template}: no printer named {printer!r} (configured: {known})")
