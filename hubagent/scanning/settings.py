@@ -180,3 +180,29 @@ class SimFeedbackSettings(_Base):
 
     # How many recent patterns to keep for status and tests.
     history: Annotated[int, msgspec.Meta(ge=1, le=10000)] = 50
+
+
+Mode = Literal["receive", "pick", "count", "move", "return", "lookup"]
+"""A scanning station's workflow (``HA:MODE:<mode>``, lower case here)."""
+
+BinCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9][A-Z0-9-]{0,23}$")]
+"""A bin code as ``HA:BIN:<code>`` yields it (upper case)."""
+
+
+class ScanningSettings(_Base):
+    """``[scanning]``: how scans become stock movements (the shelf workflows)."""
+
+    # The same code read twice in a row on one scanner within this many seconds is refused as "double_scan" (0 = off).
+    dedupe_s: Annotated[float, msgspec.Meta(ge=0, le=60)] = 1.0
+    # Bin that damaged returns are booked into.
+    quarantine_bin: BinCode = "QUARANTINE"
+    # Mode of a scanner that has never been switched (a scanned mode survives restarts).
+    default_mode: Mode = "lookup"
+    # Largest quantity one receive scan may book (a mistyped HA:QTY is refused above it).
+    max_receive_qty: Annotated[int, msgspec.Meta(ge=1, le=9999)] = 999
+    # Printer name for a shelf label on every lookup scan; empty = no label.
+    lookup_prints_label: str = ""
+    # A half-finished selection (bin, quantity, condition) is forgotten after this many idle seconds.
+    session_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 300.0
+    # Sim feedback patterns listed per scanner in `hubagent status`.
+    status_history: Annotated[int, msgspec.Meta(ge=0, le=50)] = 5
