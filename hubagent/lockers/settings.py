@@ -183,3 +183,56 @@ class SimKeypadSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
 
     # Longest code the simulator accepts, as on a real keypad.
     max_length: Annotated[int, msgspec.Meta(ge=4, le=64)] = 16
+
+
+Seconds = Annotated[float, msgspec.Meta(gt=0.0, le=31_536_000.0)]
+
+
+class LockerPolicySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    """``[locker_policy]``: how codes, lock-outs, alarms and expiry behave.
+
+    The per-hub code secret is looked up as described in
+    :func:`hubagent.lockers.codes.load_secret`: a systemd credential first,
+    then an environment variable, then a 0600 file in the state directory.
+    """
+
+    # systemd credential (and state-dir file) name of the per-hub code secret.
+    secret_name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")] = "hubagent-code-secret"
+    # Environment variable holding the secret as hex; empty disables this source.
+    secret_env: str = "HUBAGENT_CODE_SECRET"
+    # Create a random secret file in the state directory when none is found (sim/first boot);
+    # production hubs set false and provision a systemd credential (LoadCredentialEncrypted=).
+    create_secret: bool = True
+    # Digits of the pickup codes the hub generates ("pickup": "generate").
+    code_length: Annotated[int, msgspec.Meta(ge=4, le=12)] = 6
+    # Pickup deadline after storing when central's parcel.assign gives no expires_at.
+    pickup_expiry_s: Seconds = 3 * 86400.0
+    # Validity of a return code when return.expect gives no expires_at.
+    return_expiry_s: Seconds = 14 * 86400.0
+    # Seconds between checks for expired parcels, returns and codes.
+    expiry_check_s: Annotated[float, msgspec.Meta(ge=0.2, le=3600.0)] = 30.0
+    # Expiry runs only while the wall clock reads this year or later (a Pi without RTC boots in 1970).
+    min_sane_year: Annotated[int, msgspec.Meta(ge=2020, le=2100)] = 2024
+    # Wrong codes allowed per input device (keypad, scanner) before it is locked out.
+    max_failures: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
+    # First lock-out; each further one doubles, up to max_lockout_s.
+    base_lockout_s: Annotated[float, msgspec.Meta(gt=0.0, le=86400.0)] = 30.0
+    # Longest lock-out: a lock-out always ends, so valid codes get through eventually.
+    max_lockout_s: Annotated[float, msgspec.Meta(gt=0.0, le=86400.0)] = 900.0
+    # Failures are forgotten after this long without one (occasional typos do not add up).
+    forget_after_s: Annotated[float, msgspec.Meta(gt=0.0, le=604800.0)] = 3600.0
+    # Door open longer than this raises door_open_too_long; unset uses the bank's door_open_limit_s.
+    door_open_limit_s: Annotated[float, msgspec.Meta(ge=1.0, le=86400.0)] | None = None
+    # After a release the door must move within this, else a "lock_failed" alarm (and the release is undone).
+    lock_confirm_s: Annotated[float, msgspec.Meta(ge=0.5, le=60.0)] = 3.0
+    # How long a release waits for a busy bank (another lock pulsing) before it is given up.
+    busy_wait_s: Annotated[float, msgspec.Meta(ge=0.5, le=60.0)] = 10.0
+    # Which stored items staff may take out: "expired" (expired parcels and dropped returns) or "any".
+    staff_retrieval: Literal["expired", "any"] = "expired"
+
+    def __post_init__(self) -> None:
+        """The lock-out limits must fit together (see AttemptLimiter)."""
+        if self.base_lockout_s > self.max_lockout_s:
+            raise ValueError("base_lockout_s must not exceed max_lockout_s")
+        if self.forget_after_s < self.max_lockout_s:
+            raise ValueError("forget_after_s must be at least max_lockout_s")

@@ -1,0 +1,43 @@
+"""Config check across sections: no GPIO pin claimed by two devices.
+
+Every locker bank's lock, door and occupancy pins, every feedback device's
+buzzer/LED pins and every power source's signal pins are compared by their
+canonical name (``17``, ``"GPIO17"`` and ``"BOARD11"`` are the same pin).
+Simulated banks are included on purpose: the simulator config is a
+template for a real one, so its pin map must be valid too.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from hubagent.lockers.settings import GpioLockerSettings, check_pin_conflicts
+
+if TYPE_CHECKING:
+    from hubagent.config import Config
+
+_PIN_FIELDS = {
+    "feedback": ("buzzer_pin", "ok_led_pin", "error_led_pin"),
+    "power": ("power_fail_pin", "low_battery_pin"),
+}
+
+
+def check_gpio_pins(config: "Config") -> None:
+    """Raise ValueError("dotted.key: reason") when two GPIO users share a pin."""
+    banks = {d.name: d.settings for d in config.devices_of("lockers")
+             if isinstance(d.settings, GpioLockerSettings)}
+    others: dict[str, Any] = {}
+    for role, fields in _PIN_FIELDS.items():
+        for device in config.devices_of(role):
+            for field in fields:
+                if hasattr(device.settings, field):
+                    others[f"{role}.{device.name}.{field}"] = getattr(device.settings, field)
+    try:
+        check_pin_conflicts(banks, others)
+    except ValueError as e:
+        # The loader splits "key: reason"; name the second user's key.
+        message = str(e)
+        if " is used by both " not in message:
+            raise  # already "user: reason" (a spec that is not a GPIO pin)
+        key = message.rsplit(" and ", 1)[-1]
+        raise ValueError(f"{key}: {message}") from None

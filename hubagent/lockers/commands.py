@@ -1,0 +1,245 @@
+"""Locker commands from central (and the local API).
+
+Each handler runs inside the dispatcher's write transaction; the inbox
+makes a repeated command id return the first reply with no second effect,
+and lock pulses happen only after the commit. Codes arrive either as plain
+digits (``"code"``, over the TLS link; hashed here at once and never
+stored) or as ``"code_hash"``: ``HMAC-SHA256(secret, purpose + "\\0" + code)``
+in hex, for a central that holds the hub's secret.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+import msgspec
+from msgspec import Meta
+
+from hubagent.commands import CommandContext
+from hubagent.errors import CommandError, InputError
+from hubagent.lockers import codes, repo
+from hubagent.lockers import state as sm
+from hubagent.lockers.state import Purpose, State
+
+if TYPE_CHECKING:
+    from hubagent.app import App
+    from hubagent.lockers.service import LockerService
+
+Id = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")]
+Name = Annotated[str, Meta(min_length=1, max_length=32)]
+Size = Literal["S", "M", "L"]
+Reason = Annotated[str, Meta(min_length=1, max_length=200)]
+_HASH = re.compile(r"^[0-9a-f]{64}$")
+
+
+class _Args(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Base of command arguments: unknown fields are errors."""
+
+
+class CodeSpec(_Args):
+    """A code given by central: the digits, or their keyed hash."""
+
+    code: str | None = None
+    code_hash: str | None = None
+
+
+class ParcelAssign(_Args):
+    """``parcel.assign``: reserve a compartment for a parcel."""
+
+    parcel: Id
+    size: Size
+    expires_at: str | None = None
+    pickup: Literal["generate"] | CodeSpec = "generate"
+    bank: Name | None = None
+
+
+class ParcelCancel(_Args):
+    """``parcel.cancel``: an assigned parcel will not come, or a stored one is recalled."""
+
+    parcel: Id
+
+
+class ReturnExpect(_Args):
+    """``return.expect``: a customer will drop a return off with a code."""
+
+    # "return" is a Python keyword, hence the rename.
+    return_id: Id = msgspec.field(name="return")
+    size: Size
+    code: str | None = None
+    code_hash: str | None = None
+    expires_at: str | None = None
+
+
+class StaffSet(_Args):
+    """``staff.set``: give a staff member a keypad code (or revoke it with neither code nor hash)."""
+
+    staff: Id
+    code: str | None = None
+    code_hash: str | None = None
+    expires_at: str | None = None
+
+
+class LockerOpen(_Args):
+    """``locker.open``: central opens one compartment, with a reason for the audit trail."""
+
+    bank: Name
+    compartment: Name
+    reason: Reason
+
+
+class ClearFault(_Args):
+    """``locker.clear_fault``: someone checked a faulted compartment."""
+
+    bank: Name
+    compartment: Name
+
+
+class LockerCommands:
+    """Handlers of the locker commands."""
+
+    def __init__(self, svc: "LockerService") -> None:
+        """Use ``svc`` for allocation, releases and the code secret."""
+        self.svc = svc
+
+    def register(self, app: "App") -> None:
+        """Add every locker command to the dispatcher."""
+        c = app.commands
+        c.register("parcel.assign", self.assign, ParcelAssign)
+        c.register("parcel.cancel", self.cancel, ParcelCancel)
+        c.register("return.expect", self.expect_return, ReturnExpect)
+        c.register("staff.set", self.staff_set, StaffSet)
+        c.register("locker.open", self.open, LockerOpen)
+        c.register("locker.clear_fault", self.clear_fault, ClearFault)
+
+    # -- codes --------------------------------------------------------------------
+    def _hash(self, tx: Any, purpose: str, code: str | None, code_hash: str | None) -> str | None:
+        if code is not None and code_hash is not None:
+            raise CommandError("bad_args", "give either code or code_hash, not both")
+        if code_hash is not None:
+            if not _HASH.match(code_hash):
+                raise CommandError("bad_args", "code_hash must be 64 lower-case hex digits")
+            return code_hash
+        if code is None:
+            return None
+        try:
+            normal = codes.normalise_code(code)
+        except InputError as e:
+            raise CommandError("bad_code", e.message) from None
+        assert self.svc.secret is not None
+        if self.svc.code_clashes(tx, normal):
+            raise CommandError("code_in_use", "that code is already in use; choose another")
+        return codes.hash_code(self.svc.secret, normal, purpose)
+
+    def _expiry(self, value: str | None) -> str | None:
+        if value is None:
+            return None
+        when = repo.parse_time(value)
+        if self.svc.wall_clock_sane() and when <= self.svc.wall():
+            raise CommandError("bad_args", f"expires_at {value} is already past")
+        return repo.format_time(when)
+
+    # -- handlers -----------------------------------------------------------------
+    def assign(self, ctx: CommandContext, args: ParcelAssign) -> dict[str, Any]:
+        """Reserve the smallest free compartment that fits the parcel."""
+        tx = ctx.tx
+        if repo.parcel(tx, args.parcel) is not None:
+            raise CommandError("duplicate_parcel", f"parcel {args.parcel} is already known")
+        expires_at = self._expiry(args.expires_at)
+        bank, comp = self.svc.allocate(tx, args.size, args.bank)
+        row = repo.compartment(tx, bank, comp)
+        assert row is not None
+        target = sm.assign(State(row["state"]))
+        generate = args.pickup == "generate"
+        now = repo.format_time(self.svc.wall())
+        tx.execute("INSERT INTO locker_parcels(id, size, state, bank, compartment, expires_at, generate, "
+                   "assigned_by, created_at, updated_at) VALUES (?, ?, 'assigned', ?, ?, ?, ?, ?, ?, ?)",
+                   (args.parcel, args.size, bank, comp, expires_at, int(generate), ctx.id, now, now))
+        if isinstance(args.pickup, CodeSpec):
+            code_hash = self._hash(tx, "pickup", args.pickup.code, args.pickup.code_hash)
+            if code_hash is None:
+                raise CommandError("bad_args", "pickup needs code or code_hash (or \"generate\")")
+            repo.add_code(tx, code_hash, "pickup", args.parcel, expires_at)
+        repo.update_compartment(tx, bank, comp, state=target.value, item_kind="parcel", item_id=args.parcel)
+        repo.audit(tx, "assigned", bank=bank, compartment=comp, ref=args.parcel, source=ctx.source,
+                   command=ctx.id, size=args.size)
+        result = {"parcel": args.parcel, "bank": bank, "compartment": comp,
+                  "size": self.svc.bank_settings[bank].compartments[comp].size, "expires_at": expires_at}
+        ctx.tx.emit("parcel.assigned", {**result, "command": ctx.id})
+        return result
+
+    def cancel(self, ctx: CommandContext, args: ParcelCancel) -> dict[str, Any]:
+        """Free a reserved compartment, or mark a stored parcel for staff retrieval."""
+        tx = ctx.tx
+        parcel = repo.parcel(tx, args.parcel)
+        if parcel is None or parcel["state"] not in ("assigned", "stored"):
+            raise CommandError("wrong_state", f"parcel {args.parcel} cannot be cancelled now")
+        row = repo.compartment(tx, parcel["bank"], parcel["compartment"])
+        assert row is not None
+        try:
+            target = sm.cancel(State(row["state"]))
+        except sm.TransitionError as e:
+            raise CommandError("busy", str(e)) from None
+        fields: dict[str, Any] = {"state": target.value}
+        if target is State.FREE:
+            fields.update(item_kind=None, item_id=None)
+        repo.update_compartment(tx, parcel["bank"], parcel["compartment"], **fields)
+        repo.set_item_state(tx, "parcel", args.parcel, "cancelled" if target is State.FREE else "expired")
+        repo.spend_codes_of(tx, "pickup", args.parcel, "cancelled")
+        repo.audit(tx, "cancelled", bank=parcel["bank"], compartment=parcel["compartment"],
+                   ref=args.parcel, command=ctx.id)
+        result = {"parcel": args.parcel, "bank": parcel["bank"], "compartment": parcel["compartment"],
+                  "state": target.value}
+        tx.emit("parcel.cancelled", {**result, "command": ctx.id})
+        return result
+
+    def expect_return(self, ctx: CommandContext, args: ReturnExpect) -> dict[str, Any]:
+        """Accept a return code; the drop-off allocates a compartment then."""
+        tx = ctx.tx
+        if repo.return_row(tx, args.return_id) is not None:
+            raise CommandError("duplicate_return", f"return {args.return_id} is already known")
+        code_hash = self._hash(tx, "return", args.code, args.code_hash)
+        if code_hash is None:
+            raise CommandError("bad_args", "return.expect needs code or code_hash")
+        expires_at = self._expiry(args.expires_at)
+        if expires_at is None and self.svc.wall_clock_sane():
+            expires_at = repo.format_time(self.svc.wall() + timedelta(seconds=self.svc.policy.return_expiry_s))
+        now = repo.format_time(self.svc.wall())
+        tx.execute("INSERT INTO locker_returns(id, size, state, expires_at, created_at, updated_at) "
+                   "VALUES (?, ?, 'expected', ?, ?, ?)", (args.return_id, args.size, expires_at, now, now))
+        repo.add_code(tx, code_hash, "return", args.return_id, expires_at)
+        repo.audit(tx, "return_expected", ref=args.return_id, source=ctx.source, command=ctx.id)
+        result = {"return": args.return_id, "size": args.size, "expires_at": expires_at}
+        tx.emit("return.expected", {**result, "command": ctx.id})
+        return result
+
+    def staff_set(self, ctx: CommandContext, args: StaffSet) -> dict[str, Any]:
+        """Replace (or revoke) one staff member's keypad code."""
+        tx = ctx.tx
+        repo.spend_codes_of(tx, "staff", args.staff, "replaced")  # rolled back if the new one is refused
+        code_hash = self._hash(tx, "staff", args.code, args.code_hash)
+        expires_at = self._expiry(args.expires_at)
+        if code_hash is not None:
+            repo.add_code(tx, code_hash, "staff", args.staff, expires_at)
+        repo.audit(tx, "staff_code", ref=args.staff, command=ctx.id, revoked=code_hash is None)
+        result = {"staff": args.staff, "active": code_hash is not None, "expires_at": expires_at}
+        tx.emit("staff.updated", {**result, "command": ctx.id})
+        return result
+
+    def open(self, ctx: CommandContext, args: LockerOpen) -> dict[str, Any]:
+        """Release one compartment for central; refused once the MQTT v5 expiry passed."""
+        expires = ctx.extra.get("expires_at_monotonic")
+        if expires is not None and time.monotonic() >= expires:
+            raise CommandError("expired", "the command expired before the lock could be released")
+        release = self.svc.release(ctx.tx, args.bank, args.compartment, Purpose.REMOTE,
+                                   source=ctx.source, reason=args.reason, command=ctx.id,
+                                   expires_at=expires)
+        return {"bank": args.bank, "compartment": args.compartment, "release": release}
+
+    def clear_fault(self, ctx: CommandContext, args: ClearFault) -> dict[str, Any]:
+        """Clear a forced_open / lock_failed fault once someone checked the compartment."""
+        fault = self.svc.clear_fault(ctx.tx, args.bank, args.compartment, ctx.id)
+        return {"bank": args.bank, "compartment": args.compartment, "cleared": fault}
+

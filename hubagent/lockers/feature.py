@@ -1,0 +1,100 @@
+"""Wires the locker feature into the app: events, scans, commands, status.
+
+Installed only when at least one locker bank is configured. Sets
+``app.lockers`` to the :class:`~hubagent.lockers.service.LockerService`
+(its ``desk`` attribute checks codes and scans).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from hubagent.errors import InputError
+from hubagent.events import CodeEntered, DeviceHealthChanged, DoorChanged, RawScan
+from hubagent.lockers import repo
+from hubagent.lockers.commands import LockerCommands
+from hubagent.lockers.inputs import CodeDesk
+from hubagent.lockers.service import LockerService
+
+if TYPE_CHECKING:
+    from hubagent.app import App
+
+log = logging.getLogger(__name__)
+
+CLAIMED_SCANS = ("parcel", "pickup", "return")
+"""Scan kinds the lockers handle (``staff`` sign-in belongs to the scanning feature)."""
+
+
+def install(app: "App") -> None:
+    """Add the locker service when the config has locker banks."""
+    if not app.devices_of("lockers"):
+        return
+    svc = LockerService(app, app.config.section("locker_policy"))
+    desk = CodeDesk(svc)
+    svc.desk = desk  # type: ignore[attr-defined]
+    LockerCommands(svc).register(app)
+    app.on(DoorChanged, svc.on_door)
+    app.on(CodeEntered, desk.on_code)
+    app.on(DeviceHealthChanged, svc.on_health)
+    handlers = {"parcel": desk.scan_parcel, "pickup": desk.scan_pickup, "return": desk.scan_return}
+    for kind in CLAIMED_SCANS:
+        app.claim_scans(kind, handlers[kind])
+
+    def start() -> None:
+        svc.start()
+        if app.scanning is None:
+            # No scanning feature: interpret scans of the claimed kinds here,
+            # so a locker-only hub still loads parcels and reads QR codes.
+            app.on(RawScan, lambda ev: _route_scan(app, ev))
+
+    app.on_start(start)
+    app.on_stop(svc.stop)
+    app.add_status("lockers", lambda: status(svc))
+    app.lockers = svc
+
+
+def _route_scan(app: "App", ev: RawScan) -> None:
+    from hubagent.scanning.codes import interpret
+
+    try:
+        scan = interpret(ev.data, ev.symbology)
+    except InputError:
+        return
+    handler = app.scan_handlers.get(scan.kind.value)
+    if handler is not None and scan.kind.value in CLAIMED_SCANS:
+        handler(scan, ev.device)
+
+
+def status(svc: LockerService) -> dict[str, Any]:
+    """Every compartment's state, door, lock output, contents (never codes) and faults."""
+    rows = {(r["bank"], r["compartment"]): r for r in repo.compartments(svc.store.conn, svc.banks)}
+    banks: dict[str, Any] = {}
+    for name, settings in svc.bank_settings.items():
+        bank = svc.banks[name]
+        comps = {}
+        for comp, cs in settings.compartments.items():
+            row = rows.get((name, comp), {})
+            is_open = svc.door_open(name, comp)
+            comps[comp] = {
+                "size": cs.size,
+                "state": row.get("state", "unknown"),
+                "door": "unknown" if is_open is None else ("open" if is_open else "closed"),
+                "energised": _energised(bank, comp),
+                "parcel": row.get("item_id") if row.get("item_kind") == "parcel" else None,
+                "return": row.get("item_id") if row.get("item_kind") == "return" else None,
+                "fault": row.get("fault"),
+            }
+        comps_faulted = sorted(c for c, v in comps.items() if v["fault"])
+        banks[name] = {"health": bank.status().health.value, "compartments": comps,
+                       "faulted": comps_faulted, "pulses_waiting": svc.pulses.pending(name)}
+    desk = getattr(svc, "desk", None)
+    return {"banks": banks, "lockouts": desk.lockouts() if desk is not None else {},
+            "clock_sane": svc.wall_clock_sane(), "parked": svc.parked}
+
+
+def _energised(bank: Any, comp: str) -> bool | None:
+    try:
+        return bool(bank.energised(comp))
+    except Exception:
+        return None

@@ -1,0 +1,225 @@
+"""Codes and scans at the locker: who may open what.
+
+Keypad codes may be pickup, return or staff codes; scanned ``HA:PICKUP:``
+and ``HA:RET:`` codes one purpose each. A code is normalised, then its
+keyed hash for each purpose is compared in constant time
+(``hmac.compare_digest``) with every live code of that purpose - the loop
+never stops early, so timing does not tell how close a guess was. Wrong
+codes count against the input device (:class:`AttemptLimiter`); a locked
+out device is refused without checking, while every other device goes on
+working. Every attempt is audited and sent as an event, never with the code.
+"""
+
+from __future__ import annotations
+
+import enum
+import hmac
+import logging
+from typing import TYPE_CHECKING, Any
+
+from hubagent.errors import CommandError, InputError
+from hubagent.events import CodeEntered
+from hubagent.lockers import codes, repo
+from hubagent.lockers.state import Purpose, State
+from hubagent.ports import FeedbackPattern
+
+if TYPE_CHECKING:
+    from hubagent.lockers.service import LockerService
+
+log = logging.getLogger(__name__)
+
+KEYPAD_PURPOSES = ("pickup", "return", "staff")
+"""What a code typed on a keypad may be, in the order they are tried."""
+
+
+class Outcome(enum.Enum):
+    """What one code attempt led to."""
+
+    OPENED = "opened"          # a release was committed (the pulse follows)
+    REJECTED = "rejected"      # wrong, malformed or expired code
+    LOCKED_OUT = "locked_out"  # the device is locked out; the code was not checked
+    NOTHING = "nothing"        # a valid code with nothing to open right now
+
+
+class CodeDesk:
+    """Checks codes and scans and asks the service for the matching release."""
+
+    def __init__(self, svc: "LockerService") -> None:
+        """Use ``svc`` for releases, its limiter, secret and clock."""
+        self.svc = svc
+        self.app = svc.app
+        self.store = svc.store
+        self._failed_sources: set[str] = set()
+
+    # -- input sources ------------------------------------------------------------
+    def on_code(self, ev: CodeEntered) -> None:
+        """A code typed on a keypad (core thread)."""
+        outcome = self.submit(ev.source, ev.code, KEYPAD_PURPOSES)
+        log.info("keypad %s: code %s", ev.source, outcome.value)  # the code itself is never logged
+
+    def scan_parcel(self, scan: Any, scanner: str) -> FeedbackPattern:
+        """``HA:PCL:<id>``: load a reserved parcel, or staff retrieve a stored one."""
+        parcel = repo.parcel(self.store.conn, scan.value)
+        if parcel is None or not parcel["bank"]:
+            return FeedbackPattern.ERROR
+        try:
+            with self.store.write() as tx:
+                if parcel["state"] == "assigned":
+                    self.svc.release(tx, parcel["bank"], parcel["compartment"], Purpose.LOAD,
+                                     source=scanner, reason="load")
+                    return FeedbackPattern.OK
+                staff = self._staff_on(scanner)
+                allowed = ("expired",) if self.svc.policy.staff_retrieval == "expired" else ("expired", "stored")
+                if staff is None or parcel["state"] not in allowed:
+                    return FeedbackPattern.ERROR
+                self.svc.release(tx, parcel["bank"], parcel["compartment"], Purpose.RETRIEVE,
+                                 source=scanner, reason="retrieve", staff=staff)
+                return FeedbackPattern.OK
+        except CommandError as e:
+            log.info("parcel scan on %s refused: %s", scanner, e.message)
+            return FeedbackPattern.ERROR
+
+    def scan_pickup(self, scan: Any, scanner: str) -> FeedbackPattern:
+        """``HA:PICKUP:<code>`` shown to the locker camera or a scanner."""
+        return _feedback(self.submit(scanner, scan.value, ("pickup",)))
+
+    def scan_return(self, scan: Any, scanner: str) -> FeedbackPattern:
+        """``HA:RET:<code>``: a return label's code."""
+        return _feedback(self.submit(scanner, scan.value, ("return",)))
+
+    def _staff_on(self, scanner: str) -> str | None:
+        scanning = self.app.scanning
+        staff_for = getattr(scanning, "staff_for", None) if scanning is not None else None
+        return staff_for(scanner) if staff_for is not None else None
+
+    # -- checking -------------------------------------------------------------------
+    def submit(self, source: str, raw: str, purposes: tuple[str, ...]) -> Outcome:
+        """Check one attempt from ``source`` and open what it entitles to."""
+        now = self.svc.clock()
+        wait = self.svc.limiter.check(source, now)
+        if wait > 0:
+            self._rejected(source, "locked_out", retry_in_s=round(wait, 1))
+            return Outcome.LOCKED_OUT
+        self.app.set_alert(f"locker-input:{source}", None)
+        found, reason = self._find(raw, purposes)
+        if found is None:
+            self._failure(source, now, reason)
+            return Outcome.REJECTED
+        purpose, row = found
+        try:
+            with self.store.write() as tx:
+                opened = self._act(tx, purpose, row, source)
+                repo.audit(tx, "code_accepted", bank=opened[0], compartment=opened[1], ref=row["ref"],
+                           source=source, purpose=purpose)
+            # Only an opening forgives earlier failures: a live code that opens
+            # nothing now (a parcel not loaded yet) neither counts nor resets.
+            self.svc.limiter.success(source, now)
+            return Outcome.OPENED
+        except CommandError as e:
+            with self.store.write() as tx:
+                repo.audit(tx, "code_no_action", ref=row["ref"], source=source, purpose=purpose,
+                           why=e.code)
+                tx.emit("locker.code_no_action", {"source": source, "purpose": purpose, "reason": e.code})
+            return Outcome.NOTHING
+
+    def _find(self, raw: str, purposes: tuple[str, ...]) -> tuple[tuple[str, dict[str, Any]] | None, str]:
+        assert self.svc.secret is not None, "the locker service has not started"
+        try:
+            code = codes.normalise_code(raw)
+        except InputError:
+            return None, "malformed"
+        found: tuple[str, dict[str, Any]] | None = None
+        for purpose in purposes:
+            mac = codes.hash_code(self.svc.secret, code, purpose)
+            for row in repo.live_codes(self.store.conn, purpose):
+                # No early exit: every live code is compared, match or not.
+                if hmac.compare_digest(mac, row["hash"]) and found is None:
+                    found = (purpose, row)
+        if found is not None and self.svc.wall_clock_sane() \
+                and repo.is_past(found[1]["expires_at"], self.svc.wall()):
+            return None, "expired"
+        return found, "wrong"
+
+    def _failure(self, source: str, now: float, reason: str) -> None:
+        lockout = self.svc.limiter.failure(source, now)
+        self._failed_sources.add(source)
+        with self.store.write() as tx:
+            repo.audit(tx, "code_rejected", source=source, reason=reason)
+            tx.emit("locker.code_rejected", {"source": source, "reason": reason})
+            if lockout is not None:
+                data = {"level": lockout.level, "duration_s": lockout.duration_s,
+                        "failures": lockout.failures}
+                repo.audit(tx, "lockout", source=source, **data)
+                tx.emit("locker.lockout", {"source": source, **data})
+        if lockout is not None:
+            log.warning("input %s locked out for %.0f s after %d wrong codes", source,
+                        lockout.duration_s, lockout.failures)
+            key = f"locker-input:{source}"
+            self.app.set_alert(key, f"locked out for {lockout.duration_s:.0f} s after "
+                                    f"{lockout.failures} wrong codes")
+            self.svc.later(lockout.duration_s + 0.05, lambda: self._lockout_over(source))
+
+    def _lockout_over(self, source: str) -> None:
+        if self.svc.limiter.check(source, self.svc.clock()) <= 0:
+            self.app.set_alert(f"locker-input:{source}", None)
+
+    def _rejected(self, source: str, reason: str, **detail: Any) -> None:
+        with self.store.write() as tx:
+            repo.audit(tx, "code_rejected", source=source, reason=reason, **detail)
+            tx.emit("locker.code_rejected", {"source": source, "reason": reason, **detail})
+
+    # -- what a valid code opens -------------------------------------------------------
+    def _act(self, tx: Any, purpose: str, code: dict[str, Any], source: str) -> tuple[str, str]:
+        if purpose == "pickup":
+            return self._pickup(tx, code, source)
+        if purpose == "return":
+            return self._return(tx, code, source)
+        return self._retrieve(tx, code, source)
+
+    def _pickup(self, tx: Any, code: dict[str, Any], source: str) -> tuple[str, str]:
+        parcel = repo.parcel(tx, code["ref"])
+        if parcel is None or parcel["state"] != "stored":
+            raise CommandError("not_stored", "the parcel is not waiting in a compartment")
+        self.svc.release(tx, parcel["bank"], parcel["compartment"], Purpose.PICKUP, source=source,
+                         reason="pickup", code_id=code["id"])
+        repo.spend_code(tx, code["id"], "used")
+        return parcel["bank"], parcel["compartment"]
+
+    def _return(self, tx: Any, code: dict[str, Any], source: str) -> tuple[str, str]:
+        ret = repo.return_row(tx, code["ref"])
+        if ret is None or ret["state"] != "expected":
+            raise CommandError("not_expected", "that return is not expected")
+        bank, comp = self.svc.allocate(tx, ret["size"])
+        repo.update_compartment(tx, bank, comp, item_kind="return", item_id=ret["id"])
+        repo.set_item_state(tx, "return", ret["id"], "dropping", bank=bank, compartment=comp)
+        self.svc.release(tx, bank, comp, Purpose.RETURN, source=source, reason="return",
+                         code_id=code["id"])
+        repo.spend_code(tx, code["id"], "used")
+        return bank, comp
+
+    def _retrieve(self, tx: Any, code: dict[str, Any], source: str) -> tuple[str, str]:
+        staff = code["ref"]
+        waiting = {(r["bank"], r["compartment"]) for r in repo.compartments(tx, self.svc.banks)
+                   if r["state"] in (State.EXPIRED.value, State.RETURNED.value)}
+        for bank, settings in self.svc.bank_settings.items():
+            for comp in settings.compartments:
+                if (bank, comp) in waiting:
+                    self.svc.release(tx, bank, comp, Purpose.RETRIEVE, source=source,
+                                     reason="retrieve", staff=staff)
+                    return bank, comp
+        raise CommandError("nothing_to_retrieve", "no expired parcel or dropped return is waiting")
+
+    def lockouts(self) -> dict[str, float]:
+        """Input devices locked out right now, with the seconds left."""
+        now = self.svc.clock()
+        out = {}
+        for source in sorted(self._failed_sources):
+            left = self.svc.limiter.check(source, now)
+            if left > 0:
+                out[source] = round(left, 1)
+        return out
+
+
+def _feedback(outcome: Outcome) -> FeedbackPattern:
+    return {Outcome.OPENED: FeedbackPattern.OK, Outcome.LOCKED_OUT: FeedbackPattern.ATTENTION,
+            Outcome.NOTHING: FeedbackPattern.ATTENTION}.get(outcome, FeedbackPattern.ERROR)

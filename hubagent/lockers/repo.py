@@ -1,0 +1,193 @@
+"""Rows of the locker tables: small read and write helpers.
+
+Writes take a :class:`~hubagent.store.store.Tx` (they run inside the
+caller's transaction); reads take anything with ``execute`` (a Tx, or the
+store's connection), so a flow reads what its own transaction wrote.
+Nothing here knows about hardware or timers.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import datetime, timezone
+from typing import Any, Iterable, Protocol
+
+from hubagent.errors import CommandError
+from hubagent.store.store import Tx, dumps, utc_now
+
+SIZES = ("S", "M", "L")
+"""Compartment sizes, smallest first; a parcel fits its size or any larger one."""
+
+_COMPARTMENT_FIELDS = frozenset({"state", "prior", "item_kind", "item_id", "release_id", "release_ref",
+                                 "released_at", "door_moved", "fault", "size"})
+
+
+class Reader(Protocol):
+    """Anything that runs SQL: a Tx or a sqlite3 connection."""
+
+    def execute(self, sql: str, params: Any = ...) -> sqlite3.Cursor:
+        """Run one statement."""
+
+
+def rows(db: Reader, sql: str, params: Any = ()) -> list[dict[str, Any]]:
+    """The rows of a query as dicts."""
+    cur = db.execute(sql, params)
+    cols = [c[0] for c in cur.description or ()]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+def one(db: Reader, sql: str, params: Any = ()) -> dict[str, Any] | None:
+    """The first row of a query, or None."""
+    found = rows(db, sql, params)
+    return found[0] if found else None
+
+
+# -- time -------------------------------------------------------------------
+
+def parse_time(value: str, what: str = "expires_at") -> datetime:
+    """An RFC 3339 timestamp as an aware UTC datetime; CommandError if it is not one."""
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except (ValueError, AttributeError):
+        raise CommandError("bad_args", f"{what} must be an RFC 3339 timestamp, not {value!r}") from None
+    if parsed.tzinfo is None:
+        raise CommandError("bad_args", f"{what} needs a time zone (e.g. a trailing Z)")
+    return parsed.astimezone(timezone.utc)
+
+
+def format_time(value: datetime) -> str:
+    """RFC 3339 UTC with milliseconds, as :func:`utc_now` writes it."""
+    value = value.astimezone(timezone.utc)
+    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+
+
+def is_past(expires_at: str | None, now: datetime) -> bool:
+    """Whether a stored ``expires_at`` lies before ``now`` (None never expires)."""
+    if not expires_at:
+        return False
+    try:
+        return parse_time(expires_at) <= now
+    except CommandError:
+        return False  # a stored value we cannot read never expires anything by itself
+
+
+# -- audit ------------------------------------------------------------------
+
+def audit(tx: Tx, kind: str, *, bank: str | None = None, compartment: str | None = None,
+          ref: str | None = None, source: str | None = None, **detail: Any) -> int:
+    """Append one audit row; its seq. Never pass a code in ``detail``."""
+    cur = tx.execute(
+        "INSERT INTO locker_audit(at, kind, bank, compartment, ref, source, detail) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        (utc_now(), kind, bank, compartment, ref, source, dumps(detail)),
+    )
+    return int(cur.lastrowid or 0)
+
+
+# -- compartments --------------------------------------------------------------
+
+def sync_compartments(tx: Tx, banks: dict[str, dict[str, str]]) -> None:
+    """Make sure every configured compartment has a row with its configured size."""
+    now = utc_now()
+    for bank, comps in banks.items():
+        for name, size in comps.items():
+            tx.execute(
+                "INSERT INTO locker_compartments(bank, compartment, size, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(bank, compartment) DO UPDATE SET size=excluded.size",
+                (bank, name, size, now),
+            )
+
+
+def compartment(db: Reader, bank: str, name: str) -> dict[str, Any] | None:
+    """One compartment row."""
+    return one(db, "SELECT * FROM locker_compartments WHERE bank=? AND compartment=?", (bank, name))
+
+
+def compartments(db: Reader, banks: Iterable[str]) -> list[dict[str, Any]]:
+    """Rows of the given banks' compartments."""
+    names = list(banks)
+    if not names:
+        return []
+    marks = ",".join("?" for _ in names)
+    return rows(db, f"SELECT * FROM locker_compartments WHERE bank IN ({marks})", names)
+
+
+def update_compartment(tx: Tx, bank: str, name: str, **fields: Any) -> None:
+    """Set some columns of one compartment."""
+    unknown = set(fields) - _COMPARTMENT_FIELDS
+    if unknown:
+        raise ValueError(f"unknown compartment fields {sorted(unknown)}")
+    sets = ", ".join(f"{k}=?" for k in fields)
+    tx.execute(f"UPDATE locker_compartments SET {sets}, updated_at=? WHERE bank=? AND compartment=?",
+               (*fields.values(), utc_now(), bank, name))
+
+
+# -- parcels and returns ---------------------------------------------------------
+
+def parcel(db: Reader, parcel_id: str) -> dict[str, Any] | None:
+    """One parcel row."""
+    return one(db, "SELECT * FROM locker_parcels WHERE id=?", (parcel_id,))
+
+
+def return_row(db: Reader, return_id: str) -> dict[str, Any] | None:
+    """One expected or dropped return."""
+    return one(db, "SELECT * FROM locker_returns WHERE id=?", (return_id,))
+
+
+def set_item_state(tx: Tx, kind: str, item_id: str, state: str, **fields: Any) -> None:
+    """Update a parcel's or return's state (and bank/compartment/expires_at)."""
+    table = {"parcel": "locker_parcels", "return": "locker_returns"}[kind]
+    allowed = {"bank", "compartment", "expires_at", "generate"}
+    if set(fields) - allowed:
+        raise ValueError(f"unknown {kind} fields {sorted(set(fields) - allowed)}")
+    sets = "".join(f", {k}=?" for k in fields)
+    tx.execute(f"UPDATE {table} SET state=?{sets}, updated_at=? WHERE id=?",
+               (state, *fields.values(), utc_now(), item_id))
+
+
+# -- codes -------------------------------------------------------------------
+
+def add_code(tx: Tx, code_hash: str, purpose: str, ref: str, expires_at: str | None) -> int:
+    """Store a live code hash; CommandError("code_in_use") if an identical one is live."""
+    try:
+        cur = tx.execute(
+            "INSERT INTO locker_codes(hash, purpose, ref, expires_at, created_at) VALUES (?, ?, ?, ?, ?)",
+            (code_hash, purpose, ref, expires_at, utc_now()),
+        )
+    except sqlite3.IntegrityError:
+        raise CommandError("code_in_use", f"that {purpose} code is already in use; choose another") from None
+    return int(cur.lastrowid or 0)
+
+
+def code_is_live(db: Reader, purpose: str, code_hash: str) -> bool:
+    """Whether a live code of ``purpose`` has this hash."""
+    return one(db, "SELECT 1 AS x FROM locker_codes WHERE purpose=? AND hash=? AND spent_at IS NULL",
+               (purpose, code_hash)) is not None
+
+
+def live_codes(db: Reader, purpose: str) -> list[dict[str, Any]]:
+    """Unspent code rows of one purpose (expiry is the caller's business)."""
+    return rows(db, "SELECT id, hash, ref, expires_at FROM locker_codes "
+                    "WHERE purpose=? AND spent_at IS NULL ORDER BY id", (purpose,))
+
+
+def spend_code(tx: Tx, code_id: int, why: str) -> None:
+    """Mark one code used (single use) or void."""
+    tx.execute("UPDATE locker_codes SET spent_at=?, spent_why=? WHERE id=? AND spent_at IS NULL",
+               (utc_now(), why, code_id))
+
+
+def spend_codes_of(tx: Tx, purpose: str, ref: str, why: str) -> None:
+    """Void every live code of one parcel, return or staff member."""
+    tx.execute("UPDATE locker_codes SET spent_at=?, spent_why=? WHERE purpose=? AND ref=? "
+               "AND spent_at IS NULL", (utc_now(), why, purpose, ref))
+
+
+def unspend_code(tx: Tx, code_id: int) -> bool:
+    """Make a code used by a release that never opened the door live again."""
+    try:
+        tx.execute("UPDATE locker_codes SET spent_at=NULL, spent_why=NULL WHERE id=? AND spent_why='used'",
+                   (code_id,))
+    except sqlite3.IntegrityError:
+        return False  # an identical code went live meanwhile; keep this one spent
+    return True
