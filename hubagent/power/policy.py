@@ -138,6 +138,16 @@ class PowerPolicy:
         """The shutdown command is running: from now on nothing cancels the shutdown."""
         self._command_started = True
 
+    def rearm(self) -> None:
+        """Allow a new shutdown decision.
+
+        For a hub still up after its power-off command (the command failed,
+        or the simulator only recorded it) once mains is back: the next
+        outage must be able to shut it down again.
+        """
+        self._shutdown_pending = False
+        self._command_started = False
+
     def observe(self, reading: PowerReading, now: float) -> list[Decision]:
         """Take one reading at monotonic time ``now``; the decisions to carry out."""
         self._advance_clock(now)

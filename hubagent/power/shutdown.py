@@ -171,7 +171,7 @@ class ShutdownSequence:
         self._result.steps_run.append(name)
 
     def _command_step(self) -> None:
-        log.warning("running power-off command: %s", " ".join(self._command))
+        log.warning("power-off command: %s", " ".join(self._command))
         self._result.command_ran = True
         try:
             self._run_command(self._command, self._command_timeout_s)
