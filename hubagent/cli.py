@@ -169,8 +169,8 @@ def _code_parser(verbs: Any) -> None:
 
 
 def _power_parser(verbs: Any) -> None:
-    p = verbs.add_parser("power", help="switch the simulated UPS: mains, battery, low")
-    p.add_argument("state", choices=["mains", "battery", "low"])
+    p = verbs.add_parser("power", help="switch the simulated UPS: mains, battery, low, unreachable")
+    p.add_argument("state", choices=["mains", "battery", "low", "unreachable"])
     p.add_argument("--charge", type=float, help="battery charge in percent")
     p.add_argument("--runtime", type=float, help="battery runtime in seconds")
     p.add_argument("--source", help="power source name (needed when there are several)")
@@ -189,17 +189,25 @@ SIM_COMMANDS: list[Callable[[Any], None]] = [
 
 
 def _cmd_print(args: argparse.Namespace) -> int:
-    fields: dict[str, str] = {}
+    fields: dict[str, Any] = {}
     for item in args.field or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError("(command line)", "--field", f"expected KEY=VALUE, got {item!r}")
-        fields[key] = value
-    payload: dict[str, Any] = {"id": args.job_id or f"cli-{uuid.uuid4().hex[:12]}",
-                               "template": args.template, "fields": fields, "copies": args.copies}
+        # A key given again builds a list (the lines of a pick list).
+        prev = fields.get(key)
+        fields[key] = value if prev is None else [*(prev if isinstance(prev, list) else [prev]), value]
+    payload: dict[str, Any] = {"template": args.template, "fields": fields, "copies": args.copies}
     if args.printer:
         payload["printer"] = args.printer
-    reply = _call(args, {"op": "command", "name": "print", "payload": payload})
+    return _send_command(args, "print", payload, args.job_id)
+
+
+def _send_command(args: argparse.Namespace, name: str, payload: dict[str, Any],
+                  cid: str | None) -> int:
+    """Run one command through the local API; print the reply; exit 1 unless ok."""
+    payload.setdefault("id", cid or f"cli-{uuid.uuid4().hex[:12]}")
+    reply = _call(args, {"op": "command", "name": name, "payload": payload})
     print(json.dumps(reply, sort_keys=True))
     return 0 if reply.get("ok") else EXIT_FAILURE
 
@@ -207,7 +215,8 @@ def _cmd_print(args: argparse.Namespace) -> int:
 def _print_parser(sub: Any) -> None:
     p = sub.add_parser("print", help="queue a label on the running daemon's printer")
     p.add_argument("template", help="template name: shelf, parcel, pickup, return, picklist, bin, command_sheet")
-    p.add_argument("--field", action="append", metavar="KEY=VALUE", help="a template field (repeat)")
+    p.add_argument("--field", action="append", metavar="KEY=VALUE",
+                   help="a template field (repeat; a key given again makes a list)")
     p.add_argument("--printer", help="printer name (default: the template's printer)")
     p.add_argument("--copies", type=int, default=1)
     p.add_argument("--job-id", help="job id (a repeated id is not printed twice)")
@@ -236,8 +245,28 @@ def _bench_parser(sub: Any) -> None:
     p.set_defaults(func=_cmd_bench)
 
 
+def _cmd_command(args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.payload)
+    except ValueError as e:
+        raise ConfigError("(command line)", "payload", f"not valid JSON: {e}") from None
+    if not isinstance(payload, dict):
+        raise ConfigError("(command line)", "payload", "must be a JSON object")
+    return _send_command(args, args.name, payload, args.id)
+
+
+def _command_parser(sub: Any) -> None:
+    # Any command central could send, through the local API (e.g. parcel.assign on the simulator).
+    p = sub.add_parser("command", help="run a command on the daemon as central would (local API)")
+    p.add_argument("name", help="command name, e.g. parcel.assign or locker.open")
+    p.add_argument("payload", nargs="?", default="{}", help="arguments as a JSON object")
+    p.add_argument("--id", help="command id (a repeated id has no second effect)")
+    _add_target(p)
+    p.set_defaults(func=_cmd_command)
+
+
 # Each adds top-level subcommands; features append theirs.
-EXTRA_COMMANDS: list[Callable[[Any], None]] = [_print_parser, _bench_parser]
+EXTRA_COMMANDS: list[Callable[[Any], None]] = [_print_parser, _bench_parser, _command_parser]
 
 
 def build_parser() -> argparse.ArgumentParser:

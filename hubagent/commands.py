@@ -142,6 +142,10 @@ class Commands:
         """Registered command names."""
         return sorted(self._entries)
 
+    def schema(self, name: str) -> type | None:
+        """The msgspec Struct a command's arguments are checked against."""
+        return self._entries[name].schema
+
     def handle(self, name: str, payload: bytes, source: str = "mqtt",
                extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """Carry out one command and return its reply; never raises."""

@@ -7,11 +7,12 @@ line on stderr and exit status 2.
 
 from __future__ import annotations
 
+import importlib
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import msgspec
 
@@ -28,10 +29,10 @@ from hubagent.settings import (
 # Sections owned by features: name -> "module:Struct". Imported lazily so
 # the loader stays light; each module imports no hardware library.
 FEATURE_SECTIONS: dict[str, str] = {
-    # printing section
-    # scanning section
-    # lockers section
-    # power section
+    "printing": "hubagent.printing.settings:PrintingSettings",
+    "scanning": "hubagent.scanning.settings:ScanningSettings",
+    "locker_policy": "hubagent.lockers.settings:LockerPolicySettings",
+    "power_policy": "hubagent.power.settings:PowerPolicySettings",
 }
 
 _CORE_SECTIONS: dict[str, type] = {
@@ -41,13 +42,17 @@ _CORE_SECTIONS: dict[str, type] = {
     "sim": SimSettings,
 }
 
-# Called after all sections are typed, for checks across sections
-# (a GPIO pin used twice, a scanner naming a feedback device that is absent).
-CrossCheck = Callable[["Config"], None]
-CROSS_CHECKS: list[CrossCheck] = [
-    # scanning cross-check
-    # lockers cross-check
-    # power cross-check
+# Checks across sections, run after everything is typed: "module:function",
+# imported lazily; each takes the Config and raises ValueError("key: reason").
+CROSS_CHECKS: list[str] = [
+    # a scanner's `feedback` names a configured feedback device
+    "hubagent.scanning.feature:check_feedback_devices",
+    # [printing] names configured printers
+    "hubagent.printing.settings:check_printing",
+    # no GPIO pin used twice (lockers, feedback, power)
+    "hubagent.lockers.checks:check_gpio_pins",
+    # at most one power source
+    "hubagent.power.checks:check_config",
 ]
 
 
@@ -171,11 +176,10 @@ def _devices(path: str, doc: dict[str, Any]) -> tuple[DeviceConfig, ...]:
     return tuple(out)
 
 
-def _feature_type(ref: str) -> type:
+def _feature_type(ref: str) -> Any:
+    """The attribute a ``module:attribute`` reference names (imported on demand)."""
     module, _, attr = ref.partition(":")
-    import importlib
-
-    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), attr)
 
 
 def from_dict(doc: dict[str, Any], path: str = "<config>") -> Config:
@@ -195,9 +199,9 @@ def from_dict(doc: dict[str, Any], path: str = "<config>") -> Config:
     if doc:
         raise ConfigError(path, sorted(doc)[0], "unknown key")
     cfg = Config(path=path, hub=hub, sections=sections, devices=devices, **core)
-    for check in CROSS_CHECKS:
+    for ref in CROSS_CHECKS:
         try:
-            check(cfg)
+            _feature_type(ref)(cfg)
         except ValueError as e:
             msg = str(e)
             key, _, reason = msg.partition(": ")

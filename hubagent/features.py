@@ -18,10 +18,10 @@ FEATURES: list[str] = [
     "hubagent.core_feature:install",
     "hubagent.sync.feature:install",
     "hubagent.stock.feature:install",
-    # printing feature
-    # scanning feature
-    # lockers feature
-    # power feature
+    "hubagent.printing.feature:install",
+    "hubagent.scanning.feature:install",
+    "hubagent.lockers.feature:install",
+    "hubagent.power.feature:install",
 ]
 
 

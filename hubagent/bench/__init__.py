@@ -29,10 +29,10 @@ class Row(TypedDict, total=False):
 
 BENCHES: dict[str, str] = {
     "startup": "hubagent.bench.startup:bench",
-    # sync benchmarks
-    # scanning benchmarks
-    # printing benchmarks
-    # lockers benchmarks
+    "sync": "hubagent.bench.sync:bench",
+    "scanning": "hubagent.bench.scanning:bench",
+    "printing": "hubagent.bench.printing:bench",
+    "lockers": "hubagent.bench.lockers:bench",
 }
 
 

@@ -49,10 +49,9 @@ CORE: list[tuple[str, str]] = [
 # Feature migration lists, "module:ATTRIBUTE", in dependency order.
 FEATURES: list[str] = [
     "hubagent.stock.ledger:MIGRATIONS",
-    # printing migrations
-    # scanning migrations
-    # lockers migrations
-    # power migrations
+    "hubagent.printing.queue:MIGRATIONS",
+    "hubagent.scanning.schema:MIGRATIONS",
+    "hubagent.lockers.schema:MIGRATIONS",
 ]
 
 
