@@ -16,8 +16,9 @@ from typing import Any
 
 from PIL import Image
 
+from hubagent.devicekit import HealthReporter
 from hubagent.errors import DeviceError, DeviceUnavailable, InputError
-from hubagent.events import DeviceHealthChanged, DeviceStatus, EventSink, Health
+from hubagent.events import EventSink, Health
 from hubagent.ports import DeviceEnv, PrinterState
 from hubagent.printing.model import Label
 from hubagent.printing.poll import StatusPoller
@@ -73,22 +74,22 @@ def encode_escpos(
     return bytes(dummy.output)
 
 
-class EscposPrinter:
+class EscposPrinter(HealthReporter):
     """The :class:`~hubagent.ports.Printer` port on a python-escpos connection."""
 
+    report_detail_changes = True
     language = "escpos"
 
     def __init__(self, name: str, settings: EscposPrinterSettings, env: DeviceEnv) -> None:
         """Remember the settings; opens nothing."""
         self.name = name
+        self._init_health("printers")
         self.settings = settings
         self.env = env
         self.dpi = settings.dpi
         self.width_dots = settings.width_dots
         self._lock = threading.Lock()
         self._conn: Any = None
-        self._sink: EventSink | None = None
-        self._status = DeviceStatus(Health.UNKNOWN, "not started")
         self._closed = False
         two_way = settings.connection in ("usb", "serial", "network")
         self._poller = StatusPoller(name, settings.status_interval if two_way else 0.0, self.printer_state)
@@ -101,17 +102,13 @@ class EscposPrinter:
         with self._lock:
             try:
                 self._connect()
-                self._set_health(Health.OK, "")
+                self._set_status(Health.OK, "")
             except DeviceUnavailable as e:
-                self._set_health(Health.OFFLINE, str(e))
+                self._set_status(Health.OFFLINE, str(e))
             finally:
                 if not self._persistent():
                     self._disconnect()
         self._poller.start()
-
-    def status(self) -> DeviceStatus:
-        """Health as of the last job or state query."""
-        return self._status
 
     def close(self) -> None:
         """Release the connection. Idempotent; never raises."""
@@ -134,19 +131,19 @@ class EscposPrinter:
                 write_label(conn, image, copies=copies, cutter=self.settings.cutter)
                 self._finish_job(conn)
             except DeviceUnavailable as e:
-                self._set_health(Health.OFFLINE, str(e))
+                self._set_status(Health.OFFLINE, str(e))
                 raise
             except (DeviceError, InputError):
                 self._disconnect()
                 raise
             except Exception as e:  # python-escpos and the OS raise many types
                 self._disconnect()
-                self._set_health(Health.OFFLINE, f"send failed: {e}")
+                self._set_status(Health.OFFLINE, f"send failed: {e}")
                 raise DeviceUnavailable(f"printer {self.name}: send failed: {e}") from e
             finally:
                 if not self._persistent():
                     self._disconnect()
-            self._set_health(Health.OK, "")
+            self._set_status(Health.OK, "")
 
     def printer_state(self) -> PrinterState:
         """Real-time status over two-way links (USB, serial, network); else UNKNOWN."""
@@ -156,7 +153,7 @@ class EscposPrinter:
             try:
                 state = self._query()
             except DeviceUnavailable as e:
-                self._set_health(Health.OFFLINE, str(e))
+                self._set_status(Health.OFFLINE, str(e))
                 return PrinterState.OFFLINE
             except Exception as e:  # no reply (timeout) or a one-way link
                 log.info("printer %s did not answer a status query: %s", self.name, e)
@@ -166,9 +163,9 @@ class EscposPrinter:
                 if not self._persistent():
                     self._disconnect()
         if state is PrinterState.ONLINE:
-            self._set_health(Health.OK, "")
+            self._set_status(Health.OK, "")
         else:
-            self._set_health(Health.FAULTED, state.value)
+            self._set_status(Health.FAULTED, state.value)
         return state
 
     # -- helpers -------------------------------------------------------
@@ -233,14 +230,3 @@ class EscposPrinter:
             conn.close()
         except Exception as e:  # close must never raise
             log.debug("closing printer %s: %s", self.name, e)
-
-    def _set_health(self, health: Health, detail: str) -> None:
-        status = DeviceStatus(health, detail)
-        if status == self._status:
-            return
-        self._status = status
-        if self._sink is not None:
-            try:
-                self._sink(DeviceHealthChanged("printers", self.name, status))
-            except Exception:
-                log.exception("event sink failed for printer %s", self.name)

@@ -13,8 +13,9 @@ import socket
 import threading
 from dataclasses import dataclass
 
+from hubagent.devicekit import HealthReporter
 from hubagent.errors import DeviceUnavailable, InputError
-from hubagent.events import DeviceHealthChanged, DeviceStatus, EventSink, Health
+from hubagent.events import EventSink, Health
 from hubagent.ports import DeviceEnv, PrinterState
 from hubagent.printing import zpl
 from hubagent.printing.model import Label
@@ -70,22 +71,22 @@ def state_of(status: HostStatus) -> PrinterState:
     return PrinterState.ONLINE
 
 
-class ZplPrinter:
+class ZplPrinter(HealthReporter):
     """The :class:`~hubagent.ports.Printer` port for ZPL printers."""
 
+    report_detail_changes = True
     language = "zpl"
 
     def __init__(self, name: str, settings: ZplPrinterSettings, env: DeviceEnv) -> None:
         """Remember the settings; opens nothing."""
         self.name = name
+        self._init_health("printers")
         self.settings = settings
         self.env = env
         self.dpi = settings.dpi
         self.width_dots = settings.width_dots
         self.height_dots = int(settings.height_mm * settings.dpi / 25.4 + 1e-6)
         self._lock = threading.Lock()
-        self._sink: EventSink | None = None
-        self._status = DeviceStatus(Health.UNKNOWN, "not started")
         self._closed = False
         self._poller = StatusPoller(name, settings.status_interval if settings.host else 0.0, self.printer_state)
 
@@ -95,16 +96,12 @@ class ZplPrinter:
         self._closed = False
         if self.settings.device:
             if os.path.exists(self.settings.device):
-                self._set_health(Health.OK, "")
+                self._set_status(Health.OK, "")
             else:
-                self._set_health(Health.OFFLINE, f"{self.settings.device} does not exist")
+                self._set_status(Health.OFFLINE, f"{self.settings.device} does not exist")
         else:
             self.printer_state()
         self._poller.start()
-
-    def status(self) -> DeviceStatus:
-        """Health as of the last job or state query."""
-        return self._status
 
     def close(self) -> None:
         """Stop polling and sending; connections are per job. Idempotent; never raises."""
@@ -127,9 +124,9 @@ class ZplPrinter:
             try:
                 self._send(data)
             except OSError as e:
-                self._set_health(Health.OFFLINE, f"send failed: {e}")
+                self._set_status(Health.OFFLINE, f"send failed: {e}")
                 raise DeviceUnavailable(f"printer {self.name}: {e}") from e
-        self._set_health(Health.OK, "")
+        self._set_status(Health.OK, "")
 
     def printer_state(self) -> PrinterState:
         """``~HS`` over TCP; UNKNOWN for a device file."""
@@ -140,16 +137,16 @@ class ZplPrinter:
                 reply = self._ask(b"~HS\r\n")
             state = state_of(parse_host_status(reply))
         except OSError as e:
-            self._set_health(Health.OFFLINE, f"unreachable: {e}")
+            self._set_status(Health.OFFLINE, f"unreachable: {e}")
             return PrinterState.OFFLINE
         except ValueError as e:
             log.warning("printer %s: unreadable ~HS reply: %s", self.name, e)
-            self._set_health(Health.UNKNOWN, "unreadable status reply")
+            self._set_status(Health.UNKNOWN, "unreadable status reply")
             return PrinterState.UNKNOWN
         if state is PrinterState.ONLINE:
-            self._set_health(Health.OK, "")
+            self._set_status(Health.OK, "")
         else:
-            self._set_health(Health.FAULTED, state.value)
+            self._set_status(Health.FAULTED, state.value)
         return state
 
     # -- helpers -------------------------------------------------------
@@ -178,15 +175,4 @@ class ZplPrinter:
                     break
                 reply += chunk
             return reply
-
-    def _set_health(self, health: Health, detail: str) -> None:
-        status = DeviceStatus(health, detail)
-        if status == self._status:
-            return
-        self._status = status
-        if self._sink is not None:
-            try:
-                self._sink(DeviceHealthChanged("printers", self.name, status))
-            except Exception:
-                log.exception("event sink failed for printer %s", self.name)
 

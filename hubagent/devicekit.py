@@ -21,6 +21,9 @@ class HealthReporter:
     """Mixin for device classes; call :meth:`_init_health` from ``__init__``."""
 
     name: str
+    # Report a new detail under the same health too (a printer going from
+    # "paper out" to "cover open" is news; a scanner's retry text is not).
+    report_detail_changes = False
 
     def _init_health(self, role: str, detail: str = "not started") -> None:
         """Set up the bookkeeping; ``role`` is the config section (``scanners``...)."""
@@ -38,7 +41,8 @@ class HealthReporter:
         """Record the status; emit DeviceHealthChanged when the health changed."""
         status = DeviceStatus(health, detail)
         with self._status_lock:
-            changed = health is not self._status.health
+            changed = health is not self._status.health or (
+                self.report_detail_changes and status != self._status)
             self._status = status
         if report and changed:
             self._emit(DeviceHealthChanged(self._role, self.name, status))
