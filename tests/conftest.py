@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 
+from central import Central
+from fixtures_mqtt import MosquittoBroker
 from hubproc import Daemon
 
 pytest_plugins = ["fixtures_mqtt", "fixtures_nut"]
@@ -44,3 +46,38 @@ def sim_daemon(daemon_factory: Callable[..., Daemon], tmp_path: Path) -> Daemon:
     sd = tmp_path / "simstate"
     sd.mkdir()
     return daemon_factory("run", "--sim", "--state-dir", str(sd), state_dir=sd)
+
+
+@pytest.fixture
+def central_factory(mqtt_broker: MosquittoBroker) -> Iterator[Callable[..., Central]]:
+    """Connected Central clients for hub "hub-1", closed at teardown.
+
+    ``make(broker=None, **kw)``: on ``broker`` (default: the ``mqtt_broker``
+    fixture); ``kw`` go to :class:`Central` (``auto_ack``, ``protocol``, ...).
+    """
+    made: list[Central] = []
+
+    def make(broker: MosquittoBroker | None = None, **kw: Any) -> Central:
+        b = broker or mqtt_broker
+        c = Central(b.host, b.port, "hub-1", **kw).connect()
+        made.append(c)
+        return c
+
+    yield make
+    for c in made:
+        c.close()
+
+
+@pytest.fixture
+def mock_pins() -> Iterator[Any]:
+    """gpiozero's global pin factory as a fresh MockFactory; the old one is restored after."""
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+
+    old = Device.pin_factory
+    Device.pin_factory = factory = MockFactory()
+    try:
+        yield factory
+    finally:
+        factory.reset()
+        Device.pin_factory = old

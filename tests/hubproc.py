@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from hubagent.api import request
 
@@ -116,3 +117,72 @@ class Daemon:
 def dumps(doc: Any) -> str:
     """JSON for payloads in tests."""
     return json.dumps(doc)
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str | Callable[[], str],
+               interval: float = 0.1) -> Any:
+    """Poll ``predicate`` every ``interval`` s until it returns something truthy; return that.
+
+    The predicate is checked once more when ``timeout`` has run out; after that an
+    AssertionError names ``what`` (a string, or a callable giving one at failure
+    time, e.g. to include a daemon's log).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            text = what() if callable(what) else what
+            raise AssertionError(f"timed out after {timeout} s waiting for {text}")
+        time.sleep(interval)
+
+
+def next_matching(q: "queue.Queue[Any]", match: Callable[[Any], bool], timeout: float,
+                  what: str | Callable[[], str], seen: list[Any] | None = None) -> Any:
+    """The next item from ``q`` for which ``match`` is true; the others are skipped.
+
+    Every item taken is appended to ``seen`` when given. If none matches within
+    ``timeout`` s: AssertionError naming ``what`` (a string, or a callable giving
+    one at failure time).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            text = what() if callable(what) else what
+            raise AssertionError(f"no {text} within {timeout} s")
+        try:
+            item = q.get(timeout=left)
+        except queue.Empty:
+            continue
+        if seen is not None:
+            seen.append(item)
+        if match(item):
+            return item
+
+
+def write_hub_config(tmp_path: Path, body: str) -> tuple[Path, Path]:
+    """Write ``tmp_path/hub.toml`` for hub "hub-1" with its state in ``tmp_path/hubstate``.
+
+    The state directory is created if missing; ``body`` is the TOML that follows
+    the ``[hub]`` table. Returns the config path and the state directory.
+    """
+    state = tmp_path / "hubstate"
+    state.mkdir(exist_ok=True)
+    cfg = tmp_path / "hub.toml"
+    cfg.write_text(f'[hub]\nid = "hub-1"\nstate_dir = "{state}"\n\n{body}')
+    return cfg, state
+
+
+def mqtt_table(port: int, **overrides: Any) -> str:
+    """The TOML text of a hub config's ``[mqtt]`` table for a test broker on ``port``.
+
+    Common test defaults: host 127.0.0.1, ``ack_timeout_s = 2.0`` and
+    ``reconnect_max_s = 2.0``; each keyword adds a setting or replaces a default
+    (values are written as JSON, which is valid TOML for strings and numbers).
+    Ends with a newline.
+    """
+    opts: dict[str, Any] = {"host": "127.0.0.1", "port": port, "ack_timeout_s": 2.0,
+                            "reconnect_max_s": 2.0, **overrides}
+    return "\n".join(["[mqtt]", *(f"{k} = {json.dumps(v)}" for k, v in opts.items())]) + "\n"

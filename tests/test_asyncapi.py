@@ -106,24 +106,16 @@ def _refs(node: Any) -> Iterator[str]:
             yield from _refs(v)
 
 
-def _documented_commands(doc: dict[str, Any]) -> set[str]:
-    """Command names that have a cmd channel carrying a message named after the command."""
+def _documented(doc: dict[str, Any], prefix: str) -> set[str]:
+    """The names under ``prefix`` (command names for CMD_PREFIX, event kinds for
+    EVENT_PREFIX); each channel must carry a message named after it."""
+    section = prefix.rstrip("/").rsplit("/", 1)[-1]  # "cmd" or "events"
     names = set()
-    for name, ch in _channels(doc, CMD_PREFIX).items():
+    for name, ch in _channels(doc, prefix).items():
         msgs = [_deref(doc, m) for m in ch.get("messages", {}).values()]
-        assert any(m.get("name") == name for m in msgs), f"cmd/{name} has no message named {name!r}"
+        assert any(m.get("name") == name for m in msgs), f"{section}/{name} has no message named {name!r}"
         names.add(name)
     return names
-
-
-def _documented_events(doc: dict[str, Any]) -> set[str]:
-    """Event kinds that have an events channel whose message is named after the kind."""
-    kinds = set()
-    for kind, ch in _channels(doc, EVENT_PREFIX).items():
-        msgs = [_deref(doc, m) for m in ch.get("messages", {}).values()]
-        assert any(m.get("name") == kind for m in msgs), f"events/{kind} has no message named {kind!r}"
-        kinds.add(kind)
-    return kinds
 
 
 @pytest.fixture(scope="module")
@@ -142,7 +134,7 @@ def test_document_header(doc: dict[str, Any]) -> None:
 
 def test_every_registered_command_is_documented(doc: dict[str, Any], app: Any) -> None:
     registered = set(app.commands.names())
-    documented = _documented_commands(doc)
+    documented = _documented(doc, CMD_PREFIX)
     assert registered, "the simulated app registered no command"
     assert registered - documented == set(), "commands missing from docs/asyncapi.yaml"
     assert documented - registered == set(), "documented commands the daemon does not register"
@@ -169,7 +161,7 @@ def test_command_arguments_match_the_structs(doc: dict[str, Any], app: Any) -> N
 
 def test_every_emitted_event_kind_is_documented(doc: dict[str, Any]) -> None:
     emitted, _ = emitted_kinds()
-    documented = _documented_events(doc)
+    documented = _documented(doc, EVENT_PREFIX)
     assert len(emitted) > 20, f"the source scan found too few kinds: {sorted(emitted)}"
     assert emitted - documented == set(), "event kinds missing from docs/asyncapi.yaml"
     assert documented - emitted == set(), "documented event kinds the code never emits"

@@ -32,9 +32,7 @@ from hubproc import Daemon
 from payload_corpus import CORPUS, MAX_PAYLOAD_BYTES, Malformed, malformed_payloads
 from payload_corpus import MAX_DEPTH as CORPUS_DEPTH
 from payload_corpus import MAX_ID_LENGTH as CORPUS_ID_LENGTH
-from test_sync_faults import CATALOG, central_factory, start_hub
-
-__all__ = ["central_factory"]
+from test_sync_faults import CATALOG, start_hub
 
 # What the hub answers for each kind of malformed payload in the corpus.
 EXPECTED = {

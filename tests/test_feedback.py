@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import queue
-import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import msgspec
 import pytest
-from gpiozero import LED, Device
+from gpiozero import LED
 from gpiozero.pins.mock import MockFactory
 
 from hubagent.drivers.gpio_feedback import GpioFeedback, runs
@@ -18,17 +17,14 @@ from hubagent.events import DeviceHealthChanged, Health
 from hubagent.ports import DeviceEnv, FeedbackPattern
 from hubagent.scanning.settings import GpioFeedbackSettings, SimFeedbackSettings
 from hubagent.sim.feedback import SimFeedback
+from hubproc import wait_until
 
 BUZZER, GREEN, RED = 17, 27, 22
 
 
 @pytest.fixture
-def factory() -> Iterator[MockFactory]:
-    previous = Device.pin_factory
-    Device.pin_factory = MockFactory()
-    yield Device.pin_factory
-    Device.pin_factory.reset()
-    Device.pin_factory = previous
+def factory(mock_pins: MockFactory) -> MockFactory:
+    return mock_pins
 
 
 @pytest.fixture
@@ -46,11 +42,8 @@ def levels(factory: MockFactory, pin: int) -> list[bool]:
 
 
 def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail("condition not reached")
-        time.sleep(0.01)
+    """:func:`hubproc.wait_until` with this file's timeout and a 10 ms poll."""
+    wait_until(condition, timeout, "condition", interval=0.01)
 
 
 def make(env: DeviceEnv, **kw: object) -> GpioFeedback:

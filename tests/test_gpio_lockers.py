@@ -20,6 +20,7 @@ from hubagent.events import Custom, DeviceHealthChanged, DoorChanged, Event, Hea
 from hubagent.lockers.settings import GpioLockerSettings, check_pin_conflicts
 from hubagent.ports import DeviceEnv, LockerBank, SimControl
 from hubagent.sim.lockers import SimLockerBank
+from hubproc import next_matching, wait_until
 
 TIMEOUT = 5.0
 QUIET = 0.3  # How long "nothing more happens" is watched for; several debounce periods.
@@ -48,17 +49,7 @@ class Events:
         self.q.put(event)
 
     def next(self, kind: type, timeout: float = TIMEOUT) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError(f"no {kind.__name__} within {timeout} s")
-            try:
-                event = self.q.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if isinstance(event, kind):
-                return event
+        return next_matching(self.q, lambda e: isinstance(e, kind), timeout, kind.__name__)
 
     def none(self, kind: type, watch: float = QUIET) -> None:
         try:
@@ -68,12 +59,9 @@ class Events:
         raise AssertionError(f"unexpected {event!r}")
 
 
-def wait_until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached")
-        time.sleep(0.01)
+def until(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> None:
+    """:func:`hubproc.wait_until` with this file's timeout and a 10 ms poll."""
+    wait_until(predicate, timeout, "condition", interval=0.01)
 
 
 ENV = DeviceEnv("hub-test", Path("/nonexistent"))
@@ -139,7 +127,7 @@ def test_pulse_ends_by_itself(factory: MockFactory, bank: tuple[GpioLockerBank, 
     b.pulse("A1", 0.1)
     assert b.energised("A1") and lock_level(factory, "GPIO17") is True
     assert "pulsing A1" in b.status().detail
-    wait_until(lambda: not b.energised("A1"))  # nobody calls anything in between
+    until(lambda: not b.energised("A1"))  # nobody calls anything in between
     assert lock_level(factory, "GPIO17") is False
 
 
@@ -151,7 +139,7 @@ def test_second_pulse_on_the_bank_is_refused_while_one_runs(bank: tuple[GpioLock
     with pytest.raises(DeviceError, match="bank busy"):
         b.pulse("A1", 0.1)
     assert not b.energised("A2")
-    wait_until(lambda: not b.energised("A1"))
+    until(lambda: not b.energised("A1"))
     b.pulse("A2", 0.1)  # free again once the first pulse ended
     assert b.energised("A2")
 
@@ -161,7 +149,7 @@ def test_pulse_is_capped_at_pulse_s(factory: MockFactory, bank: tuple[GpioLocker
     pin = factory.pin("GPIO22")
     pin.clear_states()
     b.pulse("A2", 3.0)  # A2's pulse_s is 0.2
-    wait_until(lambda: not b.energised("A2"))
+    until(lambda: not b.energised("A2"))
     on_for = pin.states[-1].timestamp  # time between the on and the off edge
     assert [s.state for s in pin.states] == [True, False, True]
     assert 0.15 <= on_for < 2.0
@@ -289,9 +277,9 @@ def test_a_failing_sink_does_not_stop_door_reports(factory: MockFactory) -> None
     b.start(sink)
     try:
         factory.pin("GPIO27").drive_low()
-        wait_until(lambda: any(isinstance(e, DoorChanged) for e in seen))
+        until(lambda: any(isinstance(e, DoorChanged) for e in seen))
         factory.pin("GPIO27").drive_high()
-        wait_until(lambda: sum(isinstance(e, DoorChanged) for e in seen) == 2)
+        until(lambda: sum(isinstance(e, DoorChanged) for e in seen) == 2)
     finally:
         b.close()
 
@@ -411,7 +399,7 @@ def test_sim_jammed_lock_keeps_the_door_shut(sim: tuple[SimLockerBank, Events]) 
     b, events = sim
     assert b.sim_command("jam", {"compartment": "A2"})["jammed"] is True
     b.pulse("A2", 0.1)
-    wait_until(lambda: not b.energised("A2"))
+    until(lambda: not b.energised("A2"))
     events.none(DoorChanged)
     assert b.door_open("A2") is False and b.sim_state()["A2"]["jammed"] is True
     b.sim_command("unjam", {"compartment": "A2"})

@@ -7,13 +7,13 @@ import sqlite3
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 
 from central import Central
 from fixtures_mqtt import MosquittoBroker
-from hubproc import Daemon
+from hubproc import Daemon, mqtt_table, wait_until
 
 HUB = "hub-1"
 # name, size, lock pin, door pin (as in the embedded sim config)
@@ -26,8 +26,7 @@ def locker_config(path: Path, state: Path, broker: MosquittoBroker | None, *, do
     """A hub config with one sim bank, a sim keypad, a sim scanner and (optionally) a broker."""
     lines = ["[hub]", f'id = "{HUB}"', f'state_dir = "{state}"', 'log_level = "debug"', ""]
     if broker is not None:
-        lines += ["[mqtt]", 'host = "127.0.0.1"', f"port = {broker.port}", "ack_timeout_s = 2.0",
-                  "telemetry_s = 60.0", "reconnect_max_s = 2.0", ""]
+        lines.append(mqtt_table(broker.port, telemetry_s=60.0))
     lines += ["[scanners.front]", 'driver = "sim"', "", "[keypads.front]", 'driver = "sim"', "",
               "[lockers.bank-a]", 'driver = "sim"', f"door_open_limit_s = {door_limit}", ""]
     for name, size, lock, door in COMPARTMENTS:
@@ -52,22 +51,11 @@ def compartment(hub: Daemon, name: str) -> dict[str, Any]:
     return hub.status()["lockers"]["banks"]["bank-a"]["compartments"][name]  # type: ignore[no-any-return]
 
 
-def wait(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-    """Poll until ``predicate()`` is truthy."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def wait_state(hub: Daemon, name: str, state: str, door: str | None = None) -> dict[str, Any]:
     """Wait until a compartment reaches ``state`` (and door position)."""
-    return wait(lambda: (c := compartment(hub, name))["state"] == state
-                and (door is None or c["door"] == door) and c, what=f"{name} {state} {door or ''}")
+    return wait_until(lambda: (c := compartment(hub, name))["state"] == state
+                      and (door is None or c["door"] == door) and c, 15.0, f"{name} {state} {door or ''}",
+                      interval=0.05)
 
 
 def audit(state: Path, kind: str | None = None) -> list[dict[str, Any]]:
@@ -82,10 +70,8 @@ def audit(state: Path, kind: str | None = None) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def central(mqtt_broker: MosquittoBroker) -> Iterator[Central]:
-    c = Central("127.0.0.1", mqtt_broker.port, HUB, auto_ack=True).connect()
-    yield c
-    c.close()
+def central(central_factory: Callable[..., Central]) -> Central:
+    return central_factory(auto_ack=True)
 
 
 @pytest.fixture
@@ -220,7 +206,7 @@ def test_alarms_raise_and_clear_the_hub_alert(central: Central, mqtt_broker: Mos
     central.wait_for(lambda: alarms("forced_open"), what="forced_open")
     central.wait_for_state("alert")
     hub.sim("lockers", "close", name="bank-a", compartment="A6")
-    wait(lambda: compartment(hub, "A6")["door"] == "closed", what="A6 closed")
+    wait_until(lambda: compartment(hub, "A6")["door"] == "closed", 15.0, "A6 closed", interval=0.05)
     assert compartment(hub, "A6")["fault"] == "forced_open"
     assert central.command("locker.clear_fault", {"bank": "bank-a", "compartment": "A6"})["ok"]
     central.wait_for_state("online")
@@ -300,7 +286,7 @@ def test_killed_mid_pulse_restarts_de_energised_and_consistent(daemon_factory: C
     hub = start(daemon_factory, tmp_path, hub_state, None, pulse={"A1": 2.5})
     assert hub.command("locker.open", {"id": "k1", "bank": "bank-a", "compartment": "A1",
                                        "reason": "kill test"})["ok"]
-    wait(lambda: compartment(hub, "A1")["energised"], what="lock energised")
+    wait_until(lambda: compartment(hub, "A1")["energised"], 15.0, "lock energised", interval=0.05)
     hub.kill()
     hub2 = daemon_factory("run", "--config", str(tmp_path / "hub.toml"), state_dir=hub_state)
     comps = hub2.status()["lockers"]["banks"]["bank-a"]["compartments"]
@@ -314,7 +300,7 @@ def test_killed_mid_pulse_restarts_de_energised_and_consistent(daemon_factory: C
     opened = hub2.cli("command", "--config", str(tmp_path / "hub.toml"), "locker.open",
                       '{"bank": "bank-a", "compartment": "A1", "reason": "after restart"}', "--id", "k2")
     assert opened.returncode == 0 and json.loads(opened.stdout)["ok"], opened
-    wait(lambda: compartment(hub2, "A1")["energised"], what="lock energised again")
+    wait_until(lambda: compartment(hub2, "A1")["energised"], 15.0, "lock energised again", interval=0.05)
     assert hub2.terminate() == 0
 
 

@@ -21,6 +21,7 @@ from hubagent.lockers import state as sm
 from hubagent.lockers.state import Purpose, State
 from hubagent.ports import FeedbackPattern
 from hubagent.scanning.codes import interpret
+from hubproc import wait_until
 
 LOCKS = {"A1": 5, "A2": 6, "A3": 13, "A4": 19, "A5": 26, "A6": 16}
 DOORS = {"A1": 17, "A2": 27, "A3": 22, "A4": 23, "A5": 24, "A6": 25}
@@ -79,12 +80,8 @@ class Core:
 
 
 def wait(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while not (value := predicate()):
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-    return value
+    """:func:`hubproc.wait_until` with this file's defaults and a 20 ms poll."""
+    return wait_until(predicate, timeout, what, interval=0.02)
 
 
 def lock_pin(core: Core, comp: str) -> Any:

@@ -18,19 +18,14 @@ from hubagent.app import App, build_app
 from hubagent.config import from_dict
 from hubagent.errors import ConfigError
 from hubagent.power.steps import CoreCaller
+from hubproc import wait_until
 
 TIMEOUT = 15.0
 
 
 def wait_for(pred: Callable[[], Any], timeout: float = TIMEOUT, what: str = "condition") -> Any:
-    """Poll ``pred`` until it returns something truthy."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = pred()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
+    """:func:`hubproc.wait_until` with this file's defaults and a 20 ms poll."""
+    return wait_until(pred, timeout, what, interval=0.02)
 
 
 class Running:
@@ -103,21 +98,6 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Running]]:
             r.close()
         except Exception:
             pass
-
-
-@pytest.fixture
-def mock_pins() -> Iterator[Any]:
-    """gpiozero's global pin factory as a fresh MockFactory (the gpio power source uses it)."""
-    from gpiozero import Device
-    from gpiozero.pins.mock import MockFactory
-
-    old = Device.pin_factory
-    Device.pin_factory = factory = MockFactory()
-    try:
-        yield factory
-    finally:
-        factory.reset()
-        Device.pin_factory = old
 
 
 def _free_port() -> int:

@@ -8,51 +8,20 @@ import sqlite3
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
-
-import pytest
+from typing import Any, Callable
 
 from central import Central
 from fixtures_mqtt import MosquittoBroker
 from fixtures_nut import NutServer
-from hubproc import Daemon
+from hubproc import Daemon, mqtt_table, write_hub_config
 
 EVENT_TIMEOUT = 25.0
 CATALOG = [{"sku": "TEA-1", "name": "Green tea", "bin": "A-01"}]
 
 
-@pytest.fixture
-def central_factory(mqtt_broker: MosquittoBroker) -> Iterator[Callable[..., Central]]:
-    """Central clients for hub-1 on the test broker; closed at teardown."""
-    made: list[Central] = []
-
-    def make(**kw: Any) -> Central:
-        c = Central("127.0.0.1", mqtt_broker.port, "hub-1", **kw).connect()
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
-
-
 def write_config(tmp_path: Path, broker: MosquittoBroker, power: str, policy: str = "") -> tuple[Path, Path]:
-    state = tmp_path / "hubstate"
-    state.mkdir(exist_ok=True)
-    cfg = tmp_path / "hub.toml"
-    cfg.write_text(f"""
-[hub]
-id = "hub-1"
-state_dir = "{state}"
-
-[mqtt]
-host = "127.0.0.1"
-port = {broker.port}
-ack_timeout_s = 2.0
-telemetry_s = 1.0
-reconnect_min_s = 0.2
-reconnect_max_s = 1.0
-
+    return write_hub_config(tmp_path, f"""\
+{mqtt_table(broker.port, telemetry_s=1.0, reconnect_min_s=0.2, reconnect_max_s=1.0)}
 {power}
 
 [power_policy]
@@ -60,7 +29,6 @@ confirm_s = 0.5
 shutdown_grace_s = 20.0
 {policy}
 """)
-    return cfg, state
 
 
 def nut_power(nut: NutServer) -> str:
@@ -88,16 +56,25 @@ def wait_change(central: Central, change: tuple[str, str]) -> None:
     central.wait_for(lambda: change in changes(central), EVENT_TIMEOUT, what=f"power.changed {change}")
 
 
+def start_on_nut(nut: NutServer, broker: MosquittoBroker, central_factory: Callable[..., Central],
+                 daemon_factory: Callable[..., Daemon], tmp_path: Path) -> tuple[Path, Central, Daemon]:
+    """The hub on the NUT server with a harmless power-off command (it appends to the
+    returned log file), and an auto-acking central; returns once the mains reading arrived."""
+    poweroff_log = tmp_path / "poweroff.log"
+    policy = f'shutdown_command = ["/bin/sh", "-c", "echo poweroff >> {poweroff_log}"]'
+    cfg, state = write_config(tmp_path, broker, nut_power(nut), policy)
+    central = central_factory(auto_ack=True)
+    hub = daemon_factory("run", "--config", str(cfg), state_dir=state)
+    wait_change(central, ("unknown", "mains"))
+    return poweroff_log, central, hub
+
+
 def test_outage_low_battery_and_shutdown_exactly_once(nut_server: NutServer, mqtt_broker: MosquittoBroker,
                                                       central_factory: Callable[..., Central],
                                                       daemon_factory: Callable[..., Daemon],
                                                       tmp_path: Path) -> None:
-    poweroff_log = tmp_path / "poweroff.log"
-    policy = f'shutdown_command = ["/bin/sh", "-c", "echo poweroff >> {poweroff_log}"]'
-    cfg, state = write_config(tmp_path, mqtt_broker, nut_power(nut_server), policy)
-    central = central_factory(auto_ack=True)
-    hub = daemon_factory("run", "--config", str(cfg), state_dir=state)
-    wait_change(central, ("unknown", "mains"))
+    poweroff_log, central, hub = start_on_nut(nut_server, mqtt_broker, central_factory,
+                                              daemon_factory, tmp_path)
     central.wait_for_state("online")
 
     nut_server.set_status("OB")
@@ -133,12 +110,8 @@ def test_upsd_outage_short_battery_and_cancelled_shutdown(nut_server: NutServer,
                                                           central_factory: Callable[..., Central],
                                                           daemon_factory: Callable[..., Daemon],
                                                           tmp_path: Path) -> None:
-    poweroff_log = tmp_path / "poweroff.log"
-    policy = f'shutdown_command = ["/bin/sh", "-c", "echo poweroff >> {poweroff_log}"]'
-    cfg, state = write_config(tmp_path, mqtt_broker, nut_power(nut_server), policy)
-    central = central_factory(auto_ack=True)
-    hub = daemon_factory("run", "--config", str(cfg), state_dir=state)
-    wait_change(central, ("unknown", "mains"))
+    poweroff_log, central, hub = start_on_nut(nut_server, mqtt_broker, central_factory,
+                                              daemon_factory, tmp_path)
 
     # upsd stops: unknown (an alert); it comes back: mains again.
     nut_server.stop()

@@ -6,7 +6,7 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from hubagent.events import DeviceHealthChanged, Event, Health, PowerReading
 from hubagent.ports import DeviceEnv, PowerSource, SimControl
 from hubagent.power.policy import BeginShutdown, CancelShutdown, PowerPolicy, PowerState, StateChanged
 from hubagent.power.settings import GpioPowerSettings, NutPowerSettings, PowerPolicySettings, SimPowerSettings
+from hubproc import next_matching
 
 TIMEOUT = 15.0
 
@@ -35,18 +36,8 @@ class Collector:
 
     def next(self, pred: Callable[[Event], bool], timeout: float = TIMEOUT) -> Event:
         """The next event matching ``pred`` (earlier ones are kept in ``seen``)."""
-        deadline = time.monotonic() + timeout
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"no matching event within {timeout} s; saw {self.seen[-8:]}")
-            try:
-                event = self.q.get(timeout=left)
-            except queue.Empty:
-                continue
-            self.seen.append(event)
-            if pred(event):
-                return event
+        return next_matching(self.q, pred, timeout, lambda: f"matching event (saw {self.seen[-8:]})",
+                             seen=self.seen)  # type: ignore[no-any-return]
 
     def reading(self, flags: str | None = None, reachable: bool = True) -> PowerReading:
         want = frozenset(flags.split()) if flags is not None else None
@@ -275,20 +266,6 @@ def test_nut_close_is_idempotent_and_quick(env: DeviceEnv) -> None:
 
 
 # -- GPIO -------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def mock_pins() -> Iterator[Any]:
-    from gpiozero import Device
-    from gpiozero.pins.mock import MockFactory
-
-    old = Device.pin_factory
-    Device.pin_factory = factory = MockFactory()
-    try:
-        yield factory
-    finally:
-        factory.reset()
-        Device.pin_factory = old
 
 
 def gpio_source(env: DeviceEnv, **over: Any) -> Any:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable
 
 import pytest
 import zxingcpp
@@ -14,7 +13,7 @@ from PIL import Image
 from central import Central
 from fixtures_mqtt import MosquittoBroker
 from hubagent.printing.bench import SAMPLE_FIELDS
-from hubproc import Daemon
+from hubproc import Daemon, mqtt_table, wait_until, write_hub_config
 
 PRINTERS = """
 [printers.label]
@@ -34,33 +33,14 @@ retry_max_s = 1.0
 """
 
 
-def write_config(path: Path, state: Path, broker: MosquittoBroker) -> Path:
-    path.write_text(f"""[hub]
-id = "hub-1"
-state_dir = "{state}"
-
-[mqtt]
-host = "127.0.0.1"
-port = {broker.port}
-ack_timeout_s = 2.0
-telemetry_s = 60.0
-reconnect_max_s = 2.0
-{PRINTERS}""")
-    return path
-
-
 @pytest.fixture
-def central(mqtt_broker: MosquittoBroker) -> Iterator[Central]:
-    c = Central("127.0.0.1", mqtt_broker.port, "hub-1", auto_ack=True).connect()
-    yield c
-    c.close()
+def central(central_factory: Callable[..., Central]) -> Central:
+    return central_factory(auto_ack=True)
 
 
 @pytest.fixture
 def hub_cfg(tmp_path: Path, mqtt_broker: MosquittoBroker) -> Path:
-    state = tmp_path / "hubstate"
-    state.mkdir()
-    return write_config(tmp_path / "hub.toml", state, mqtt_broker)
+    return write_hub_config(tmp_path, mqtt_table(mqtt_broker.port, telemetry_s=60.0) + PRINTERS)[0]
 
 
 def start(daemon_factory: Callable[..., Daemon], cfg: Path) -> Daemon:
@@ -75,16 +55,6 @@ def previews(hub: Daemon) -> list[Path]:
 def codes(path: Path) -> list[str]:
     with Image.open(path) as png:
         return sorted(r.text for r in zxingcpp.read_barcodes(png.convert("L")))
-
-
-def wait(predicate: Callable[[], Any], timeout: float = 30.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or predicate}")
 
 
 def done_jobs(central: Central) -> list[str]:
@@ -121,7 +91,8 @@ def test_print_over_mqtt_and_the_cli_and_paper_out_raises_an_alert(
     state = central.wait_for_state("alert")
     assert "device:printers/label" in state["alerts"]
     assert central.command("print", {"template": "bin", "fields": {"bin": "A-01"}}, id="m2")["ok"]
-    st = wait(lambda: (s := hub.status())["printing"]["printers"]["label"]["last_error"] and s, what="retry")
+    st = wait_until(lambda: (s := hub.status())["printing"]["printers"]["label"]["last_error"] and s,
+                    30.0, "retry", interval=0.05)
     assert st["state"] == "alert" and st["printing"]["printers"]["label"]["queued"] == 1
     assert len(previews(hub)) == 3
     out = hub.cli("sim", "--socket", str(hub.socket_path), "printer", "paper-in", "label")
@@ -147,14 +118,15 @@ def test_offline_burst_survives_a_restart_and_prints_each_job_once_in_order(
     assert previews(hub) == []
 
     hub2 = start(daemon_factory, hub_cfg)  # the printer is still switched off
-    st = wait(lambda: (s := hub2.status())["state"] == "alert" and s, what="alert after restart")
+    st = wait_until(lambda: (s := hub2.status())["state"] == "alert" and s, 30.0, "alert after restart",
+                    interval=0.05)
     assert st["printing"]["printers"]["label"]["queued"] == 12
     assert st["printing"]["printers"]["label"]["health"] == "offline"
     assert previews(hub2) == []
     hub2.sim("printers", "online", name="label")
     central.wait_for(lambda: len(central.events("print.done")) >= 12, timeout=60, what="12 print.done")
     assert done_jobs(central) == jobs
-    assert wait(lambda: hub2.status()["printing"]["queued"] == 0, what="queue empty")
+    assert wait_until(lambda: hub2.status()["printing"]["queued"] == 0, 30.0, "queue empty", interval=0.05)
     printed = previews(hub)
     assert [p.name for p in printed] == [f"label-{n:05d}-bin.png" for n in range(1, 13)]
     assert [codes(p) for p in printed] == [[f"HA:BIN:B-{i:02d}"] for i in range(12)]
@@ -202,6 +174,6 @@ def test_bad_print_jobs_are_refused_with_a_clear_error_and_nothing_is_queued(
     assert previews(hub) == []
     ok = hub.command("print", {"id": "good", "template": "bin", "fields": {"bin": "A-1", "zone": "Chilled"}})
     assert ok["ok"], ok
-    printed = wait(lambda: previews(hub), what="a preview")
+    printed = wait_until(lambda: previews(hub), 30.0, "a preview", interval=0.05)
     assert codes(printed[0]) == ["HA:BIN:A-1"]
     assert hub.terminate() == 0

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
 
 from central import Central
 from fixtures_mqtt import MosquittoBroker
-from hubproc import Daemon
+from hubproc import Daemon, mqtt_table, wait_until, write_hub_config
 
 TEA = "4006381333931"
 CATALOG = [
@@ -26,21 +26,8 @@ CATALOG = [
 
 
 def write_config(tmp_path: Path, broker: MosquittoBroker) -> tuple[Path, Path]:
-    state = tmp_path / "hubstate"
-    state.mkdir(exist_ok=True)
-    path = tmp_path / "hub.toml"
-    path.write_text(f"""
-[hub]
-id = "hub-1"
-state_dir = "{state}"
-
-[mqtt]
-host = "127.0.0.1"
-port = {broker.port}
-ack_timeout_s = 2.0
-telemetry_s = 5.0
-reconnect_max_s = 2.0
-
+    return write_hub_config(tmp_path, f"""\
+{mqtt_table(broker.port, telemetry_s=5.0)}
 [scanners.front]
 driver = "sim"
 feedback = "front"
@@ -52,14 +39,11 @@ history = 1000
 [scanning]
 dedupe_s = 0.5
 """)
-    return path, state
 
 
 @pytest.fixture
-def central(mqtt_broker: MosquittoBroker) -> Iterator[Central]:
-    c = Central("127.0.0.1", mqtt_broker.port, "hub-1", auto_ack=True).connect()
-    yield c
-    c.close()
+def central(central_factory: Callable[..., Central]) -> Central:
+    return central_factory(auto_ack=True)
 
 
 @pytest.fixture
@@ -77,10 +61,8 @@ def _handled(hub: Daemon) -> int:
 
 
 def _wait_handled(hub: Daemon, before: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while _handled(hub) <= before:
-        assert time.monotonic() < deadline, f"scan not handled:\n{hub.log()}"
-        time.sleep(0.02)
+    wait_until(lambda: _handled(hub) > before, timeout,
+               lambda: f"the scan to be handled:\n{hub.log()}", interval=0.02)
 
 
 def last_feedback(hub: Daemon) -> str:

@@ -17,6 +17,7 @@ from hubagent.events import DeviceHealthChanged, Health, RawScan, ScanRejectedAt
 from hubagent.ports import DeviceEnv
 from hubagent.scanning.settings import SerialScannerSettings, SimScannerSettings
 from hubagent.sim.scanner import SimScanner
+from hubproc import next_matching
 
 TIMEOUT = 10.0
 
@@ -51,17 +52,7 @@ class Pty:
 
 def next_event(q: queue.Queue, want: Callable[[Any], bool]) -> Any:
     """The next event matching ``want``, skipping others; fails after TIMEOUT."""
-    deadline = time.monotonic() + TIMEOUT
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            pytest.fail("expected event did not arrive")
-        try:
-            event = q.get(timeout=remaining)
-        except queue.Empty:
-            pytest.fail("expected event did not arrive")
-        if want(event):
-            return event
+    return next_matching(q, want, TIMEOUT, "expected event")
 
 
 def is_scan(e: Any) -> bool:

@@ -4,38 +4,22 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 
 from central import Central
 from fixtures_mqtt import MosquittoBroker
-from hubproc import Daemon
+from hubproc import Daemon, mqtt_table
 
 CATALOG = [{"sku": "TEA-1", "name": "Green tea", "gtins": ["04006381333931"], "price": 3.5, "bin": "A-01"}]
 
 
 def hub_config(path: Path, state: Path, broker: MosquittoBroker, **mqtt: Any) -> Path:
-    lines = ["[hub]", 'id = "hub-1"', f'state_dir = "{state}"', "", "[mqtt]",
-             'host = "127.0.0.1"', f"port = {broker.port}", "ack_timeout_s = 2.0",
-             "telemetry_s = 1.0", "reconnect_max_s = 2.0"]
-    lines += [f"{k} = {v!r}".replace("'", '"') for k, v in mqtt.items()]
-    path.write_text("\n".join(lines) + "\n")
+    lines = ["[hub]", 'id = "hub-1"', f'state_dir = "{state}"', "",
+             mqtt_table(broker.port, telemetry_s=1.0, **mqtt)]
+    path.write_text("\n".join(lines))
     return path
-
-
-@pytest.fixture
-def central_factory(mqtt_broker: MosquittoBroker) -> Iterator[Callable[..., Central]]:
-    made: list[Central] = []
-
-    def make(**kw: Any) -> Central:
-        c = Central("127.0.0.1", mqtt_broker.port, "hub-1", **kw).connect()
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
 
 
 def start_hub(daemon_factory: Callable[..., Daemon], tmp_path: Path, broker: MosquittoBroker,

@@ -18,11 +18,9 @@ import psutil
 
 from central import Central
 from fixtures_mqtt import MosquittoBroker
-from hubproc import Daemon
-from test_sync_faults import (CATALOG, central_factory, fold, hub_balances, record_many,
-                              wait_all_delivered, wait_until, write_config)
-
-__all__ = ["central_factory"]
+from hubproc import Daemon, wait_until
+from test_sync_faults import (CATALOG, fold, hub_balances, record_many, wait_all_delivered,
+                              write_config)
 
 BACKLOG = 8000
 MB = 1024 * 1024

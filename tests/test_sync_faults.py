@@ -16,13 +16,13 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 import pytest
 
 from central import Central
 from fixtures_mqtt import MakeBroker, MosquittoBroker
-from hubproc import Daemon
+from hubproc import Daemon, mqtt_table, wait_until
 
 HUB = "hub-1"
 SKUS = ["TEA-1", "MUG-2", "PEN-3"]
@@ -36,11 +36,8 @@ def write_config(path: Path, state: Path, broker: MosquittoBroker | None, **mqtt
     """A hub config with short timeouts, so faults recover within a test."""
     lines = ["[hub]", f'id = "{HUB}"', f'state_dir = "{state}"', ""]
     if broker is not None:
-        opts: dict[str, Any] = {"host": "127.0.0.1", "port": broker.port, "ack_timeout_s": 2.0,
-                                "telemetry_s": 1.0, "reconnect_min_s": 1.0,
-                                "reconnect_max_s": 2.0, **mqtt}
-        lines.append("[mqtt]")
-        lines += [f"{k} = {json.dumps(v)}" for k, v in opts.items()]
+        opts: dict[str, Any] = {"telemetry_s": 1.0, "reconnect_min_s": 1.0, **mqtt}
+        lines.append(mqtt_table(broker.port, **opts))
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -52,6 +49,17 @@ def start_hub(daemon_factory: Callable[..., Daemon], tmp_path: Path,
     state.mkdir(exist_ok=True)
     cfg = write_config(tmp_path / "hub.toml", state, broker, **mqtt)
     return daemon_factory("run", "--config", str(cfg), state_dir=state)
+
+
+def start_online(central_factory: Callable[..., Central], daemon_factory: Callable[..., Daemon],
+                 tmp_path: Path, broker: MosquittoBroker, **central_kw: Any) -> tuple[Central, Daemon]:
+    """An auto-acking central (``central_kw`` go to it), then the hub on ``broker``;
+    returns once the hub is online and the catalog is loaded."""
+    central = central_factory(auto_ack=True, **central_kw)
+    hub = start_hub(daemon_factory, tmp_path, broker)
+    central.wait_for_state("online")
+    assert central.command("catalog.upsert", {"items": CATALOG}, id="cat")["ok"]
+    return central, hub
 
 
 def restart_hub(daemon_factory: Callable[..., Daemon], tmp_path: Path) -> Daemon:
@@ -191,19 +199,6 @@ def db_rows(path: Path, sql: str) -> list[tuple[Any, ...]]:
         conn.close()
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str,
-               interval: float = 0.1) -> Any:
-    """Poll ``predicate`` until truthy; AssertionError naming ``what`` otherwise."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
-
-
 def wait_all_delivered(central: Central, last_seq: int, timeout: float) -> list[dict[str, Any]]:
     """Wait until central holds every seq 1..last_seq; return the events."""
     central.wait_for(lambda: central.gap_free_upto() >= last_seq, timeout,
@@ -221,32 +216,13 @@ def assert_central_equals_hub(central: Central, hub: Daemon) -> None:
     assert fold(events) == hub_balances(hub)
 
 
-@pytest.fixture
-def central_factory(mqtt_broker: MosquittoBroker) -> Iterator[Callable[..., Central]]:
-    """Connected Central clients on the default broker, closed at teardown."""
-    made: list[Central] = []
-
-    def make(broker: MosquittoBroker | None = None, **kw: Any) -> Central:
-        b = broker or mqtt_broker
-        c = Central(b.host, b.port, HUB, **kw).connect()
-        made.append(c)
-        return c
-
-    yield make
-    for c in made:
-        c.close()
-
-
 # -- broker restarts --------------------------------------------------------------------
 
 
 def test_broker_stopped_then_killed_while_movements_are_recorded(
         mqtt_broker: MosquittoBroker, central_factory: Callable[..., Central],
         daemon_factory: Callable[..., Daemon], tmp_path: Path) -> None:
-    central = central_factory(auto_ack=True)
-    hub = start_hub(daemon_factory, tmp_path, mqtt_broker)
-    central.wait_for_state("online")
-    assert central.command("catalog.upsert", {"items": CATALOG}, id="cat")["ok"]
+    central, hub = start_online(central_factory, daemon_factory, tmp_path, mqtt_broker)
     writer = Writer(hub.socket_path, "w", pause=0.002).start()
     wait_until(lambda: len(writer.acked) >= 50, 20, "movements before the outage")
 
@@ -365,10 +341,7 @@ def _expiry(seconds: int) -> Any:
 def test_duplicate_and_reordered_commands_over_mqtt_apply_once(
         mqtt_broker: MosquittoBroker, central_factory: Callable[..., Central],
         daemon_factory: Callable[..., Daemon], tmp_path: Path) -> None:
-    central = central_factory(auto_ack=True)
-    hub = start_hub(daemon_factory, tmp_path, mqtt_broker)
-    central.wait_for_state("online")
-    assert central.command("catalog.upsert", {"items": CATALOG}, id="cat")["ok"]
+    central, hub = start_online(central_factory, daemon_factory, tmp_path, mqtt_broker)
     rng = random.Random(11)
     commands: list[tuple[str, dict[str, Any]]] = [
         ("stock.adjust", {"id": f"adj-{i}", "sku": SKUS[i % 3], "bin": "A-01",

@@ -16,11 +16,9 @@ from typing import Any, Callable
 
 from central import Central
 from fixtures_mqtt import MosquittoBroker
-from hubproc import Daemon
-from test_sync_faults import (CATALOG, Writer, central_factory, db_rows, fold, hub_balances,
-                              restart_hub, start_hub, wait_all_delivered, wait_until)
-
-__all__ = ["central_factory"]  # the fixture, re-exported for pytest
+from hubproc import Daemon, wait_until
+from test_sync_faults import (Writer, db_rows, fold, hub_balances, restart_hub, start_online,
+                              wait_all_delivered)
 
 RUNS = 12
 
@@ -62,10 +60,7 @@ def _check_database(db: Path, acked: dict[str, tuple[int, str, str, int]], last:
 def test_sigkill_at_random_points_loses_nothing_acknowledged(
         mqtt_broker: MosquittoBroker, central_factory: Callable[..., Central],
         daemon_factory: Callable[..., Daemon], tmp_path: Path) -> None:
-    central = central_factory(auto_ack=True)
-    hub = start_hub(daemon_factory, tmp_path, mqtt_broker)
-    central.wait_for_state("online")
-    assert central.command("catalog.upsert", {"items": CATALOG}, id="cat")["ok"]
+    central, hub = start_online(central_factory, daemon_factory, tmp_path, mqtt_broker)
     hub, acked = _kill_runs(hub, daemon_factory, tmp_path, RUNS, seed=1)
     assert len(acked) >= RUNS  # every run acknowledged something before its kill
 
@@ -85,10 +80,8 @@ def test_sigkill_while_central_lags_behind_the_pubacks(
     # A slow consumer acking late: at each kill, events are out in every
     # state (in paho's queue before the PUBACK, PUBACKed but not acked by
     # central, acked).
-    central = central_factory(auto_ack=True, slow=0.003, ack_delay=0.5)
-    hub = start_hub(daemon_factory, tmp_path, mqtt_broker)
-    central.wait_for_state("online")
-    assert central.command("catalog.upsert", {"items": CATALOG}, id="cat")["ok"]
+    central, hub = start_online(central_factory, daemon_factory, tmp_path, mqtt_broker,
+                                slow=0.003, ack_delay=0.5)
     hub, acked = _kill_runs(hub, daemon_factory, tmp_path, 4, seed=2)
     central.slow = 0
     last = hub.status()["last_seq"]
