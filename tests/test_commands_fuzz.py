@@ -154,7 +154,7 @@ def test_malformed_payloads_over_mqtt(make_broker: MakeBroker,
     for m in CORPUS:
         check_reply(central.command_raw(m.command or "stock.adjust", bytes(m), timeout=20), m)
 
-    @settings(max_examples=200, deadline=None, database=None, derandomize=True,
+    @settings(max_examples=2000, deadline=None, database=None, derandomize=True,
               suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
     @given(case=cases())
     def through_the_broker(case: tuple[str, Malformed]) -> None:
