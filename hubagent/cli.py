@@ -1,8 +1,8 @@
 """The ``hubagent`` command line.
 
 Exit status: 0 success; 1 a runtime failure; 2 a bad config file or bad
-arguments (before anything is opened); 3 the database was damaged and has
-been quarantined.
+command-line arguments (before anything is opened); 3 the database was
+damaged and has been quarantined.
 """
 
 from __future__ import annotations
@@ -21,6 +21,10 @@ from hubagent import config as config_mod
 from hubagent.errors import ConfigError, DatabaseCorrupt, HubError
 
 EXIT_FAILURE, EXIT_CONFIG, EXIT_CORRUPT = 1, 2, 3
+
+
+class UsageError(HubError):
+    """Bad command-line arguments (exit 2, like argparse's own errors)."""
 DEFAULT_SOCKET = Path("/run/hubagent/api.sock")
 
 
@@ -33,7 +37,7 @@ def sim_config(hub_id: str | None, mqtt: str | None, state_dir: str | None) -> c
     if mqtt:
         host, sep, port = mqtt.rpartition(":")
         if not sep or not port.isdigit():
-            raise ConfigError("--mqtt", "mqtt", f"expected HOST:PORT, got {mqtt!r}")
+            raise UsageError(f"--mqtt: expected HOST:PORT, got {mqtt!r}")
         doc["mqtt"] = {**doc.get("mqtt", {}), "host": host, "port": int(port)}
     return config_mod.from_dict(doc, "<embedded sim config>")
 
@@ -45,10 +49,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cfg = sim_config(args.hub_id, args.mqtt, args.state_dir)
     elif args.config:
         if args.hub_id or args.mqtt or args.state_dir:
-            raise ConfigError(args.config, "", "--hub-id/--mqtt/--state-dir go with --sim only")
+            raise UsageError("--hub-id/--mqtt/--state-dir go with --sim only")
         cfg = config_mod.load(args.config)
     else:
-        raise ConfigError("(command line)", "", "give --config FILE or --sim")
+        raise UsageError("give --config FILE or --sim")
     logsetup.configure(cfg.hub.log_level)
     from hubagent.app import build_app
     from hubagent.daemon import run
@@ -155,7 +159,7 @@ def _door_parser(verbs: Any) -> None:
     def request(a: argparse.Namespace) -> tuple[str, str, str, dict[str, Any]]:
         bank, sep, comp = a.where.partition("/")
         if not sep or not bank or not comp:
-            raise ConfigError("(command line)", "door", f"expected BANK/COMPARTMENT, got {a.where!r}")
+            raise UsageError(f"door: expected BANK/COMPARTMENT, got {a.where!r}")
         return "lockers", bank, a.action, {"compartment": comp}
 
     p.set_defaults(sim_request=request)
@@ -193,7 +197,7 @@ def _cmd_print(args: argparse.Namespace) -> int:
     for item in args.field or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise ConfigError("(command line)", "--field", f"expected KEY=VALUE, got {item!r}")
+            raise UsageError(f"--field: expected KEY=VALUE, got {item!r}")
         # A key given again builds a list (the lines of a pick list).
         prev = fields.get(key)
         fields[key] = value if prev is None else [*(prev if isinstance(prev, list) else [prev]), value]
@@ -249,9 +253,9 @@ def _cmd_command(args: argparse.Namespace) -> int:
     try:
         payload = json.loads(args.payload)
     except ValueError as e:
-        raise ConfigError("(command line)", "payload", f"not valid JSON: {e}") from None
+        raise UsageError(f"payload: not valid JSON: {e}") from None
     if not isinstance(payload, dict):
-        raise ConfigError("(command line)", "payload", "must be a JSON object")
+        raise UsageError("payload: must be a JSON object")
     return _send_command(args, args.name, payload, args.id)
 
 
@@ -307,6 +311,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ConfigError as e:
         print(f"hubagent: config error: {e}", file=sys.stderr)
+        return EXIT_CONFIG
+    except UsageError as e:
+        print(f"hubagent: {e}", file=sys.stderr)
         return EXIT_CONFIG
     except DatabaseCorrupt as e:
         print(f"hubagent: {e}", file=sys.stderr)
