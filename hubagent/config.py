@@ -47,6 +47,8 @@ _CORE_SECTIONS: dict[str, type] = {
 CROSS_CHECKS: list[str] = [
     # a scanner's `feedback` names a configured feedback device
     "hubagent.scanning.feature:check_feedback_devices",
+    # a zxing camera decoder has its extra installed
+    "hubagent.scanning.feature:check_camera_decoders",
     # [printing] names configured printers
     "hubagent.printing.settings:check_printing",
     # no GPIO pin used twice (lockers, feedback, power)

@@ -104,7 +104,8 @@ def lookup(role: str, name: str) -> DriverSpec:
     return known[name]
 
 
-def _installed(module: str) -> bool:
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported (checked without importing it)."""
     if module in sys.modules:
         # None in sys.modules is the documented way to block an import.
         return sys.modules[module] is not None
@@ -116,7 +117,7 @@ def _installed(module: str) -> bool:
 
 def missing_modules(spec: DriverSpec) -> list[str]:
     """Modules the driver needs that are not installed (checked without importing)."""
-    return [m for m in spec.modules if not _installed(m)]
+    return [m for m in spec.modules if not installed(m)]
 
 
 def _resolve(path: str) -> Any:

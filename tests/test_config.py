@@ -92,3 +92,13 @@ def test_good_config_loads(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 @pytest.mark.parametrize("example", sorted(Path(__file__).parent.parent.glob("config/*.toml")))
 def test_shipped_examples_are_valid(example: Path) -> None:
     config.load(example)
+
+
+def test_zxing_decoder_without_its_extra_names_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "zxingcpp", None)
+    path = write(tmp_path, '[hub]\nid = "h"\n[scanners.cam]\ndriver = "camera"\nsource = 0\n'
+                           'decoder = "zxing"\n')
+    assert cli.main(["check-config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "scanners.cam.decoder" in err and "hubagent[datamatrix]" in err

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from hubagent import registry
 from hubagent.events import RawScan, ScanRejectedAtDevice
 from hubagent.scanning.commands import ScanCommands
 from hubagent.scanning.service import ScanService
@@ -38,3 +39,11 @@ def check_feedback_devices(cfg: "Config") -> None:
         if name is not None and name not in known:
             have = ", ".join(sorted(known)) or "none configured"
             raise ValueError(f"scanners.{d.name}.feedback: no [feedback.{name}] device ({have})")
+
+
+def check_camera_decoders(cfg: "Config") -> None:
+    """Cross-check: ``decoder = "zxing"`` needs zxing-cpp (the ``datamatrix`` extra)."""
+    for d in cfg.devices_of("scanners"):
+        if getattr(d.settings, "decoder", None) == "zxing" and not registry.installed("zxingcpp"):
+            raise ValueError(f"scanners.{d.name}.decoder: decoder 'zxing' needs module zxingcpp "
+                             "from the extra 'datamatrix' (pip install 'hubagent[datamatrix]')")
