@@ -22,6 +22,7 @@ FEATURES: list[str] = [
     "hubagent.scanning.feature:install",
     "hubagent.lockers.feature:install",
     "hubagent.power.feature:install",
+    "hubagent.telemetry:install",
 ]
 
 

@@ -28,6 +28,7 @@ from hubagent.sync import outbox
 from hubagent.sync.mqtt import Inbound, LinkListener, MqttLink
 from hubagent.sync.pump import Pump
 from hubagent.sync.topics import Topics
+from hubagent.telemetry import age_s
 
 if TYPE_CHECKING:
     from hubagent.app import App
@@ -283,6 +284,8 @@ class SyncService(LinkListener):
             "acked_seq": st.acked_seq,
             "outbox_depth": st.depth,
             "oldest_unacked_at": st.oldest_unacked_at,
+            # The sync lag: how long the oldest event has waited for central.
+            "oldest_unacked_age_s": age_s(st.oldest_unacked_at),
             "inflight": len(self.sender.inflight),
             "refused": self.sender.refused,
             "resends": self.sender.resends,

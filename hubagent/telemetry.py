@@ -1,0 +1,78 @@
+"""Hub health figures for telemetry and ``hubagent status``.
+
+Cheap reads only (a statvfs, two small files under /proc and /sys, one
+grouped count): telemetry runs every minute on a Raspberry Pi.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from hubagent.app import App
+
+# The SoC sensor on a Raspberry Pi (and most Linux boards); absent in VMs.
+THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
+
+
+def cpu_temperature(path: Path = THERMAL_ZONE) -> float | None:
+    """CPU temperature in °C where the kernel exposes it, else None."""
+    try:
+        return round(int(path.read_text().strip()) / 1000, 1)
+    except (OSError, ValueError):
+        return None
+
+
+def rss_mb() -> float | None:
+    """Resident memory of this process in MB (Linux), else None."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
+def system(state_dir: Path) -> dict[str, Any]:
+    """Disk, CPU temperature, load and memory of the hub."""
+    try:
+        disk = shutil.disk_usage(state_dir)
+        free, total = round(disk.free / 2**20), round(disk.total / 2**20)
+    except OSError:
+        free = total = None
+    return {"disk_free_mb": free, "disk_total_mb": total, "cpu_temp_c": cpu_temperature(),
+            "load_1m": round(os.getloadavg()[0], 2), "rss_mb": rss_mb()}
+
+
+def age_s(rfc3339: str | None) -> float | None:
+    """Seconds since an RFC 3339 UTC time (wall clock), or None."""
+    if not rfc3339:
+        return None
+    try:
+        then = datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return round(max(0.0, (datetime.now(timezone.utc) - then).total_seconds()), 1)
+
+
+def counts(app: "App") -> dict[str, Any]:
+    """Movements by type (ledger) and scans since start (per scanner totals)."""
+    rows = app.store.query("SELECT type, COUNT(*) AS n FROM movements GROUP BY type")
+    out: dict[str, Any] = {"movements": {r["type"]: r["n"] for r in rows}}
+    out["returns"] = out["movements"].get("return", 0)
+    scanning = app.scanning
+    if scanning is not None:
+        out["scans_accepted"] = sum(scanning.accepted.values())
+        out["scans_rejected"] = sum(scanning.rejected.values())
+    return out
+
+
+def install(app: "App") -> None:
+    """Add system figures and counts to telemetry and status."""
+    figures = lambda: {"system": system(app.config.state_dir), "counts": counts(app)}  # noqa: E731
+    if app.sync is not None:
+        app.sync.add_telemetry(figures)
+    app.add_status("system", lambda: system(app.config.state_dir))
