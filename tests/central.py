@@ -681,9 +681,15 @@ class Central:
         info = self._client.publish(topic, payload, qos=qos, retain=retain, properties=props)
         if info.rc != mqtt.MQTT_ERR_SUCCESS:
             raise ConnectionError(f"publish to {topic} failed: {mqtt.error_string(info.rc)}")
-        info.wait_for_publish(timeout=10)
-        if not info.is_published():
-            raise TimeoutError(f"broker did not take the publish to {topic}")
+        # In slices, so close() is not held up by a publish the broker never
+        # confirms once we have disconnected.
+        deadline = time.monotonic() + 10
+        while not info.is_published():
+            if self._closing.is_set():
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"broker did not take the publish to {topic}")
+            info.wait_for_publish(timeout=0.1)
 
     def _ack_loop(self) -> None:
         """Auto-ack: after each batch of events, ack the highest gap-free seq."""
@@ -691,7 +697,8 @@ class Central:
             self._ack_wanted.wait()
             if self._closing.is_set():
                 return
-            self._closing.wait(self.ack_delay)  # let the rest of the batch arrive
+            if self._closing.wait(self.ack_delay):  # let the rest of the batch arrive
+                return
             self._ack_wanted.clear()
             upto = self.gap_free_upto()
             # Re-ack an unchanged seq too: the hub resending means it missed our ack.
