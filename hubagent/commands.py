@@ -48,7 +48,11 @@ class _Entry:
     schema: type | None
 
 
-class NoArgs(msgspec.Struct, forbid_unknown_fields=True, frozen=True):
+class CommandArgs(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+    """Base of every command's arguments: unknown fields are errors, values immutable."""
+
+
+class NoArgs(CommandArgs):
     """Arguments of a command that takes none."""
 
 

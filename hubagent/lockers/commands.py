@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from hubagent.commands import CommandContext
+from hubagent.commands import CommandArgs, CommandContext
 from hubagent.errors import CommandError, InputError
 from hubagent.lockers import codes, repo
 from hubagent.lockers import state as sm
@@ -35,18 +35,14 @@ Reason = Annotated[str, Meta(min_length=1, max_length=200)]
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
-class _Args(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """Base of command arguments: unknown fields are errors."""
-
-
-class CodeSpec(_Args):
+class CodeSpec(CommandArgs):
     """A code given by central: the digits, or their keyed hash."""
 
     code: str | None = None
     code_hash: str | None = None
 
 
-class ParcelAssign(_Args):
+class ParcelAssign(CommandArgs):
     """``parcel.assign``: reserve a compartment for a parcel."""
 
     parcel: Id
@@ -56,13 +52,13 @@ class ParcelAssign(_Args):
     bank: Name | None = None
 
 
-class ParcelCancel(_Args):
+class ParcelCancel(CommandArgs):
     """``parcel.cancel``: an assigned parcel will not come, or a stored one is recalled."""
 
     parcel: Id
 
 
-class ReturnExpect(_Args):
+class ReturnExpect(CommandArgs):
     """``return.expect``: a customer will drop a return off with a code."""
 
     # "return" is a Python keyword, hence the rename.
@@ -73,7 +69,7 @@ class ReturnExpect(_Args):
     expires_at: str | None = None
 
 
-class StaffSet(_Args):
+class StaffSet(CommandArgs):
     """``staff.set``: give a staff member a keypad code (or revoke it with neither code nor hash)."""
 
     staff: Id
@@ -82,7 +78,7 @@ class StaffSet(_Args):
     expires_at: str | None = None
 
 
-class LockerOpen(_Args):
+class LockerOpen(CommandArgs):
     """``locker.open``: central opens one compartment, with a reason for the audit trail."""
 
     bank: Name
@@ -90,7 +86,7 @@ class LockerOpen(_Args):
     reason: Reason
 
 
-class ClearFault(_Args):
+class ClearFault(CommandArgs):
     """``locker.clear_fault``: someone checked a faulted compartment."""
 
     bank: Name

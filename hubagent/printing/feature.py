@@ -12,10 +12,9 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import msgspec
 from msgspec import Meta
 
-from hubagent.commands import CommandContext
+from hubagent.commands import CommandArgs, CommandContext
 from hubagent.errors import CommandError, ConfigError
 from hubagent.printing import queue
 from hubagent.printing.service import PrintService
@@ -29,7 +28,7 @@ _Name = Annotated[str, Meta(min_length=1, max_length=64)]
 _JobId = Annotated[str, Meta(min_length=1, max_length=200)]
 
 
-class PrintArgs(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+class PrintArgs(CommandArgs):
     """``print`` arguments; the command id is the job id."""
 
     template: _Name
@@ -38,7 +37,7 @@ class PrintArgs(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only
     copies: Annotated[int, Meta(ge=1, le=1000)] = 1
 
 
-class ReprintArgs(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+class ReprintArgs(CommandArgs):
     """``print.reprint`` arguments."""
 
     job: _JobId
@@ -46,7 +45,7 @@ class ReprintArgs(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_on
     copies: Annotated[int, Meta(ge=1, le=1000)] | None = None
 
 
-class CancelArgs(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+class CancelArgs(CommandArgs):
     """``print.cancel`` arguments."""
 
     job: _JobId

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any, Callable
 
-import msgspec
 from msgspec import Meta
 
-from hubagent.commands import CommandContext
+from hubagent.commands import CommandArgs, CommandContext
 from hubagent.errors import CommandError
 from hubagent.scanning import schema
 from hubagent.scanning.settings import BinCode, Mode
@@ -25,18 +24,14 @@ Qty = Annotated[int, Meta(ge=1, le=ledger.MAX_QTY)]
 Lines = Meta(min_length=1, max_length=1000)
 
 
-class _Args(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """Base of command arguments: unknown fields are errors."""
-
-
-class DeliveryLine(_Args):
+class DeliveryLine(CommandArgs):
     """One expected line of a delivery."""
 
     sku: Code
     qty: Qty
 
 
-class DeliveryExpect(_Args):
+class DeliveryExpect(CommandArgs):
     """``delivery.expect`` arguments."""
 
     delivery: Code
@@ -44,7 +39,7 @@ class DeliveryExpect(_Args):
     bin: BinCode | None = None
 
 
-class PickLine(_Args):
+class PickLine(CommandArgs):
     """One line of a pick list."""
 
     sku: Code
@@ -52,7 +47,7 @@ class PickLine(_Args):
     bin: BinCode | None = None
 
 
-class PickRequest(_Args):
+class PickRequest(CommandArgs):
     """``pick.request`` arguments."""
 
     pick: Code
@@ -60,7 +55,7 @@ class PickRequest(_Args):
     scanner: str | None = None
 
 
-class ScannerMode(_Args):
+class ScannerMode(CommandArgs):
     """``scanner.mode`` arguments."""
 
     scanner: str

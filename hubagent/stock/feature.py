@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Annotated, Any
 
-import msgspec
 from msgspec import Meta
 
-from hubagent.commands import CommandContext, NoArgs
+from hubagent.commands import CommandArgs, CommandContext, NoArgs
 from hubagent.errors import CommandError
 from hubagent.store.store import EmittedEvent, dumps
 from hubagent.stock import ledger
@@ -28,11 +27,7 @@ Text = Annotated[str, Meta(min_length=1, max_length=200)]
 Qty = Annotated[int, Meta(ge=-ledger.MAX_QTY, le=ledger.MAX_QTY)]
 
 
-class _Args(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
-    """Base of command arguments: unknown fields are errors."""
-
-
-class CatalogItem(_Args):
+class CatalogItem(CommandArgs):
     """One catalog entry of ``catalog.upsert``."""
 
     sku: Code
@@ -43,13 +38,13 @@ class CatalogItem(_Args):
     unit: Annotated[str, Meta(min_length=1, max_length=16)] = "each"
 
 
-class CatalogUpsert(_Args):
+class CatalogUpsert(CommandArgs):
     """``catalog.upsert`` arguments."""
 
     items: Annotated[list[CatalogItem], Meta(min_length=1, max_length=1000)]
 
 
-class StockAdjust(_Args):
+class StockAdjust(CommandArgs):
     """``stock.adjust`` arguments."""
 
     sku: Code
@@ -60,7 +55,7 @@ class StockAdjust(_Args):
     type: str = "adjust"
 
 
-class StockCount(_Args):
+class StockCount(CommandArgs):
     """``stock.count`` arguments."""
 
     sku: Code
@@ -68,7 +63,7 @@ class StockCount(_Args):
     counted: Annotated[int, Meta(ge=0, le=ledger.MAX_QTY)]
 
 
-class StockGet(_Args):
+class StockGet(CommandArgs):
     """``stock.get`` arguments."""
 
     sku: Code

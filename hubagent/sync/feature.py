@@ -14,14 +14,13 @@ import logging
 import time
 from typing import TYPE_CHECKING, Annotated, Any
 
-import msgspec
 from msgspec import Meta
 
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from hubagent import secrets
-from hubagent.commands import CommandContext
+from hubagent.commands import CommandArgs, CommandContext
 from hubagent.errors import CommandError
 from hubagent.store.store import EmittedEvent, dumps, utc_now
 from hubagent.sync import outbox
@@ -34,7 +33,7 @@ if TYPE_CHECKING:
     from hubagent.app import App
 
 
-class ReplayArgs(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
+class ReplayArgs(CommandArgs):
     """``events.replay`` arguments."""
 
     # First seq to send again.
