@@ -61,6 +61,7 @@ class SyncService(LinkListener):
         self.link: MqttLink | None = None
         self._telemetry_sources: list[Any] = []
         self._connect_hooks: list[Any] = []
+        self._stopped = False
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -87,6 +88,7 @@ class SyncService(LinkListener):
 
     def stop(self) -> None:
         """Publish ``offline`` (retained) and disconnect."""
+        self._stopped = True
         for t in self._timers:
             t.cancel()
         self.sender.flush(force=True)
@@ -97,9 +99,17 @@ class SyncService(LinkListener):
         loop = self.app.loop
         if loop is not None and not loop.is_closed():
             try:
-                loop.call_soon_threadsafe(self._guard, fn)
+                loop.call_soon_threadsafe(self._posted, fn)
             except RuntimeError:
                 pass  # loop closing
+
+    def _posted(self, fn: Any) -> None:
+        # The link still reports while it disconnects, and the store closes
+        # right after stop(): what arrives then is dropped (an ack not
+        # applied is sent again by central; a command not acknowledged to
+        # the broker is delivered again).
+        if not self._stopped:
+            self._guard(fn)
 
     @staticmethod
     def _guard(fn: Any) -> None:
