@@ -83,7 +83,7 @@ class MqttSettings(_Section):
     # Unacknowledged events are sent again after at most this long (sooner when
     # the measured round trip shows a loss).
     ack_timeout_s: Seconds = 30.0
-    # Publishes on the wire without a PUBACK (the hub hands paho up to 8x this).
+    # Publishes on the wire without a PUBACK (the hub hands paho up to 2x this).
     inflight: Annotated[int, Meta(ge=1, le=1000)] = 32
     # Seconds between telemetry messages.
     telemetry_s: Seconds = 60.0

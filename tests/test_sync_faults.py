@@ -16,7 +16,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import pytest
 
@@ -412,30 +412,42 @@ def test_duplicate_and_reordered_commands_over_mqtt_apply_once(
 # -- the pump's decisions, in-process on a real database ---------------------------------
 
 
-class FakeBroker:
-    """Records what the pump hands over; mids as paho numbers them.
+class FakeFeed:
+    """The far side of the pump: takes events like one connection's stream.
 
-    (Not a stand-in for our code: it is the far side of the link.)
+    (Not a stand-in for our code: it is the broker end of the link.)
     """
 
-    def __init__(self) -> None:
-        self.sent: list[tuple[int, int]] = []  # (mid, seq)
-        self._mid = 0
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self.queued: list[int] = []  # taken, not PUBACKed yet
+        self.sent: list[int] = []  # every seq taken, in order
 
-    def publish(self, out: Any) -> int:
-        self._mid += 1
-        self.sent.append((self._mid, out.seq))
-        doc = json.loads(out.payload)  # every payload is a complete envelope
-        assert doc["seq"] == out.seq and doc["replayed"] is False and "data" in doc
-        return self._mid
+    def room(self) -> int:
+        return self.capacity - len(self.queued)
 
-    def seqs(self) -> list[int]:
-        return [s for _, s in self.sent]
+    def send(self, events: Any) -> bool:
+        for ev in events:
+            doc = json.loads(ev.payload)  # every payload is a complete envelope
+            assert doc["seq"] == ev.seq and doc["replayed"] is False and "data" in doc
+        self.queued.extend(ev.seq for ev in events)
+        self.sent.extend(ev.seq for ev in events)
+        return True
+
+    def clear(self) -> None:
+        self.queued.clear()
+
+    def pending(self) -> int:
+        return len(self.queued)
+
+    def puback_all(self) -> None:
+        self.queued.clear()
 
 
-def test_pump_windows_duplicate_acks_and_refusals(tmp_path: Path) -> None:
+@pytest.fixture
+def outbox_store(tmp_path: Path) -> Iterator[Any]:
+    """A real store whose outbox holds 3,000 events (seq 1..3000)."""
     from hubagent.store.store import Store
-    from hubagent.sync import pump as pump_mod
 
     store = Store(tmp_path / "hub.db")
     store.open()
@@ -443,45 +455,78 @@ def test_pump_windows_duplicate_acks_and_refusals(tmp_path: Path) -> None:
         with store.write() as tx:
             for i in range(3000):
                 tx.emit("test.event", {"i": i, "text": "é\"\\"})
-        p = pump_mod.Pump(store, inflight=4, ack_timeout_s=30.0)
-        p.reset()
-        far = FakeBroker()
-        p.run(far.publish)
-        # The hand-off window: inflight x HANDOFF_FACTOR without a PUBACK.
-        handoff = 4 * pump_mod.HANDOFF_FACTOR
-        assert far.seqs() == list(range(1, handoff + 1))
-        assert p.unpublished(3000) == 3000
-        # PUBACKs (one refused) free the window; the send-ahead window stops
-        # the pump MAX_WINDOW events beyond central's ack.
-        while True:
-            for mid, seq in far.sent:
-                p.puback(mid, ok=seq != 7)
-            before = len(far.sent)
-            p.run(far.publish)
-            if len(far.sent) == before:
-                break
-        assert p.refused == 1
-        assert far.seqs() == list(range(1, pump_mod.MAX_WINDOW + 1))
-        # Central acks 600: the window opens by as much, then more.
-        assert p.ack(600, keep=100) is False
-        p.run(far.publish)
-        assert max(far.seqs()) > pump_mod.MAX_WINDOW
-        # Central repeats 600 (it got something after a gap, e.g. after the
-        # refused seq 7 in real life): resend from 601, in order.
-        time.sleep(pump_mod.MIN_RTO)  # a resend needs a round trip since the last one
-        assert p.ack(600, keep=100) is False
-        assert p.ack(600, keep=100) is True
-        assert p.resends == 1
-        for mid, _ in far.sent:
-            p.puback(mid, ok=True)
-        far.sent.clear()
-        p.run(far.publish)
-        assert far.seqs()[:3] == [601, 602, 603]
-        # Acks are clamped to the last seq and written (pruned beyond keep) at once
-        # when central has caught up.
-        p.ack(10_000, keep=100)
-        p.flush(force=True)
-        assert store.meta("acked_seq") == "3000"
-        assert store.query("SELECT MIN(seq) AS s FROM outbox")[0]["s"] == 2901
+        yield store
     finally:
         store.close()
+
+
+def test_pump_windows_duplicate_acks_and_refusals(outbox_store: Any) -> None:
+    from hubagent.sync import pump as pump_mod
+
+    store = outbox_store
+    p = pump_mod.Pump(store, ack_timeout_s=30.0)
+    feed = FakeFeed(capacity=64)
+    p.reset(feed)
+    assert p.run() == 64
+    assert feed.sent == list(range(1, 65))
+    assert p.unpublished(3000) == 3000
+    assert p.run() == 0  # the feed is full
+    # PUBACKs free the feed; the send-ahead window stops the pump
+    # MAX_WINDOW events beyond central's ack.
+    while True:
+        feed.puback_all()
+        if p.run() == 0:
+            break
+    assert feed.sent == list(range(1, pump_mod.MAX_WINDOW + 1))
+    p.note_refused(7)
+    assert p.refused == 1
+    # Central acks 600: the window opens by as much, then more.
+    assert p.ack(600, keep=100) is False
+    feed.puback_all()
+    p.run()
+    assert max(feed.sent) > pump_mod.MAX_WINDOW
+    # Central repeats 600 (it got something after a gap, e.g. after the
+    # refused seq 7 in real life): resend from 601, in order, dropping
+    # what the feed had not handed over yet.
+    assert feed.queued
+    time.sleep(pump_mod.MIN_RTO)  # a resend needs a round trip since the last one
+    assert p.ack(600, keep=100) is False
+    assert p.ack(600, keep=100) is True
+    assert p.resends == 1 and feed.queued == []
+    feed.sent.clear()
+    p.run()
+    assert feed.sent[:3] == [601, 602, 603]
+    # Acks are clamped to the last seq and written (pruned beyond keep) at once
+    # when central has caught up.
+    p.ack(10_000, keep=100)
+    p.flush(force=True)
+    assert store.meta("acked_seq") == "3000"
+    assert store.query("SELECT MIN(seq) AS s FROM outbox")[0]["s"] == 2901
+
+
+def test_event_stream_refuses_what_was_meant_for_an_earlier_connection() -> None:
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from hubagent.sync.outbox import Outgoing, envelope_bytes
+    from hubagent.sync.stream import ConnectionFeed, EventStream
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    stream = EventStream(client, lambda kind: f"hubs/t/events/{kind}", handoff=4, ahead=8)
+    events = [Outgoing(i, "test.event", envelope_bytes(i, f"e{i}", "test.event",
+                                                       "2026-01-01T00:00:00.000Z", "{}"))
+              for i in range(1, 6)]
+    first = ConnectionFeed(stream, stream.new_epoch())
+    assert first.send(events)
+    # Not connected: paho is handed nothing and the feed keeps them.
+    assert stream.depth() == (5, 0) and first.pending() == 5 and first.room() == 3
+    second = ConnectionFeed(stream, stream.new_epoch())  # a reconnect
+    assert stream.depth() == (0, 0)
+    assert first.send(events) is False  # meant for the old connection
+    assert stream.depth() == (0, 0)
+    assert second.send(events[:2]) and stream.depth() == (2, 0)
+    first.clear()  # a rewind of the old connection leaves the new feed alone
+    assert stream.depth() == (2, 0)
+    second.clear()
+    assert stream.depth() == (0, 0)
+

@@ -28,10 +28,12 @@ from typing import Any, Iterator
 from contextlib import contextmanager
 
 from hubagent.bench import Row, percentile
+from hubagent.sync.mqtt import HANDOFF_FACTOR
 
 HUB = "bench"
 INFLIGHT = 32  # the hub's default [mqtt] inflight, used for the raw loop too
-HANDOFF = INFLIGHT * 8  # publishes handed to paho without a PUBACK (as the hub's pump)
+# Publishes handed to paho without a PUBACK, as the hub's event stream does.
+HANDOFF = INFLIGHT * HANDOFF_FACTOR
 # How often the consumer acknowledges (when something new arrived), as a
 # central acking after each batch would.
 ACK_EVERY_S = 0.02
@@ -254,7 +256,7 @@ def raw_publisher(port: int, n: int) -> float:
     started = time.perf_counter()
     for i, p in enumerate(payloads):
         if i - count[0] >= HANDOFF:
-            with cond:  # refill when half the window is free, as the hub does
+            with cond:  # refill when half is free: one wake-up per batch, not per PUBACK
                 wake_at[0] = i - HANDOFF // 2
                 cond.wait_for(lambda: count[0] >= wake_at[0], 60)
         c.publish(f"rawbench/{HUB}/events/stock.moved", p, qos=1)

@@ -26,6 +26,7 @@ from hubagent.store.store import EmittedEvent, dumps, utc_now
 from hubagent.sync import outbox
 from hubagent.sync.mqtt import Inbound, LinkListener, MqttLink
 from hubagent.sync.pump import Pump
+from hubagent.sync.stream import ConnectionFeed
 from hubagent.sync.topics import Topics
 from hubagent.telemetry import age_s
 
@@ -56,7 +57,7 @@ class SyncService(LinkListener):
         self.session = 0
         self.state = "offline"
         self.state_since = utc_now()
-        self.sender = Pump(app.store, cfg.inflight, cfg.ack_timeout_s)
+        self.sender = Pump(app.store, cfg.ack_timeout_s)
         self._timers: list[asyncio.TimerHandle] = []
         self.link: MqttLink | None = None
         self._telemetry_sources: list[Any] = []
@@ -74,10 +75,8 @@ class SyncService(LinkListener):
         password = secrets.read_secret(self.settings.password_credential, self.settings.password_env)
         client_id = self.settings.client_id or f"hubagent-{self.app.hub_id}"
         will = (self.topics.state, self._state_payload("lost"))
-        loop = self.app.loop
-        assert loop is not None
         self.link = MqttLink(self.settings, client_id, password, will, self._post, self,
-                             later=lambda delay, fn: loop.call_later(delay, self._guard, fn))
+                             event_topic=self.topics.event)
         self.app.store.on_commit(lambda events: self.pump())
         self.app.on_alerts_changed(self._publish_state)
         self.link.start()
@@ -143,14 +142,14 @@ class SyncService(LinkListener):
             self.link.publish(self.topics.state, self._state_payload(self.state), retain=True)
 
     # -- LinkListener (core thread) ---------------------------------------------
-    def connected(self, session_present: bool) -> None:
+    def connected(self, session_present: bool, epoch: int) -> None:
         """Resubscribe, announce state and resend everything unacknowledged."""
         assert self.link is not None
         log.info("connected to %s:%d (session %s)", self.settings.host, self.settings.port,
                  "resumed" if session_present else "new")
         self.link.subscribe([self.topics.commands, self.topics.ack])
         self._publish_state()
-        self.sender.reset()
+        self.sender.reset(ConnectionFeed(self.link.stream, epoch))
         # Telemetry at once, so central sees the backlog a long outage left.
         self.publish_telemetry()
         self.pump()
@@ -167,20 +166,15 @@ class SyncService(LinkListener):
         self.sender.disconnected()
         self.state = "offline"
 
-    def published(self, mid: int, ok: bool, reason: str) -> None:
-        """A PUBACK: free the window slot, note refusals, send more."""
-        self.published_all([(mid, ok, reason)])
+    def stream_low(self) -> None:
+        """The link's event feed is half empty: read more from the outbox."""
+        self.pump()
 
-    def published_all(self, acks: list[tuple[int, bool, str]]) -> None:
-        """A batch of PUBACKs; refill paho once for all of them."""
-        for mid, ok, reason in acks:
-            refused = self.sender.puback(mid, ok)
-            if refused is not None:
-                # Not delivered: it stays in the outbox and is resent when
-                # central's ack stalls below it.
-                log.error("broker refused event seq %d: %s", refused, reason)
-        if self.sender.wants_more():
-            self.pump()
+    def refused(self, seq: int, reason: str) -> None:
+        """The broker refused an event (e.g. its ACL): it stays in the outbox."""
+        # Sent again when central's ack stalls below it.
+        self.sender.note_refused(seq)
+        log.error("broker refused event seq %d: %s", seq, reason)
 
     def message(self, msg: Inbound) -> None:
         """A command or an ack from central."""
@@ -200,11 +194,9 @@ class SyncService(LinkListener):
 
     # -- outbox ------------------------------------------------------------------
     def pump(self) -> None:
-        """Publish unacknowledged events while the in-flight window has room."""
-        link = self.link
-        if link is None or not link.connected:
-            return
-        self.sender.run(lambda out: link.publish(self.topics.event(out.kind), out.payload))
+        """Hand unacknowledged events to the link while it and the send-ahead window have room."""
+        if self.link is not None and self.link.connected:
+            self.sender.run()
 
     @staticmethod
     def _payload(ev: EmittedEvent, replayed: bool = False) -> bytes:
@@ -295,7 +287,7 @@ class SyncService(LinkListener):
             "oldest_unacked_at": st.oldest_unacked_at,
             # The sync lag: how long the oldest event has waited for central.
             "oldest_unacked_age_s": age_s(st.oldest_unacked_at),
-            "inflight": len(self.sender.inflight),
+            "inflight": self.link.stream.depth()[1] if self.link else 0,
             "refused": self.sender.refused,
             "resends": self.sender.resends,
             "reconnects": max(0, (self.link.connects if self.link else 0) - 1),

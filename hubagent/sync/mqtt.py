@@ -29,16 +29,17 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
 from hubagent.settings import MqttSettings
+from hubagent.sync.stream import EventStream
 
 log = logging.getLogger(__name__)
 
 Post = Callable[[Callable[[], None]], None]
-Later = Callable[[float, Callable[[], None]], object]
 
-# PUBACKs are handed to the core at most this often while publishing fast:
-# each hand-off wakes the core (a pipe write) and costs the network thread
-# time it needs for the next publishes.
-ACK_BATCH_S = 0.005
+# Event publishes handed to paho without a PUBACK, in multiples of [mqtt]
+# inflight: paho sends the next queued one as soon as a PUBACK frees a slot.
+HANDOFF_FACTOR = 2
+# Events the core reads from the outbox ahead of paho (one query per half).
+STREAM_AHEAD = 512
 
 
 @dataclass(frozen=True)
@@ -58,19 +59,17 @@ class Inbound:
 class LinkListener:
     """What the link reports to the core (all called on the core thread)."""
 
-    def connected(self, session_present: bool) -> None:
-        """The broker accepted the connection."""
+    def connected(self, session_present: bool, epoch: int) -> None:
+        """The broker accepted connection ``epoch`` (what :meth:`EventStream.send` takes)."""
 
     def disconnected(self, reason: str) -> None:
         """The connection is gone; paho reconnects by itself."""
 
-    def published(self, mid: int, ok: bool, reason: str) -> None:
-        """A QoS 1 publish was PUBACKed (``ok``) or refused by the broker."""
+    def stream_low(self) -> None:
+        """The event stream's feed is half empty: append more."""
 
-    def published_all(self, acks: list[tuple[int, bool, str]]) -> None:
-        """Several PUBACKs ``(mid, ok, reason)`` that arrived together."""
-        for mid, ok, reason in acks:
-            self.published(mid, ok, reason)
+    def refused(self, seq: int, reason: str) -> None:
+        """The broker refused the event ``seq`` (a PUBACK with a failure reason)."""
 
     def message(self, msg: Inbound) -> None:
         """A message arrived; the core must call :meth:`MqttLink.ack` after commit."""
@@ -81,22 +80,20 @@ class MqttLink:
 
     def __init__(self, settings: MqttSettings, client_id: str, password: str | None,
                  will: tuple[str, bytes], post: Post, listener: LinkListener,
-                 later: Later | None = None) -> None:
+                 event_topic: Callable[[str], str]) -> None:
         self._s = settings
         self._post = post
-        # Core-thread timer (``loop.call_later``) used to batch PUBACKs.
-        self._later = later
         self._listener = listener
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.v5 = settings.protocol == "5"
         self.connected = False
         self.connects = 0
-        # PUBACKs collected on the network thread, handed to the core in
-        # batches: one wake-up of the core per batch, not per message.
-        self._acks: list[tuple[int, bool, str]] = []
-        self._acks_lock = threading.Lock()
         self.client = self._make_client(client_id, password, will)
+        self.stream = EventStream(self.client, event_topic,
+                                  handoff=settings.inflight * HANDOFF_FACTOR, ahead=STREAM_AHEAD)
+        self.stream.on_low = lambda: self._post(listener.stream_low)
+        self.stream.on_refused = lambda seq, why: self._post(lambda: listener.refused(seq, why))
 
     # -- construction --------------------------------------------------------
     def _make_client(self, client_id: str, password: str | None,
@@ -121,6 +118,7 @@ class MqttLink:
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         c.on_message = self._on_message
+        c.on_socket_register_write = self._on_register_write
         return c
 
     def _connect_properties(self) -> Properties | None:
@@ -194,6 +192,21 @@ class MqttLink:
             self.client.subscribe([(t, 1) for t in topics])
 
     # -- paho callbacks (network thread): copy, post, never raise ------------
+    def _on_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        """paho queued a packet: write it now, unless this is the network thread.
+
+        Without this callback paho writes each packet at once, from whichever
+        thread queued it. On the network thread, that is a send per event
+        while it reads a run of PUBACKs (each PUBACK frees a slot for the next
+        queued publish), and each send wakes the broker for one message.
+        Deferred, they go out together once the run is read: paho selects
+        for writing whenever packets are queued. Packets queued by other
+        threads (replies, state, the start of an event batch) are still
+        written at once.
+        """
+        if threading.current_thread() is not self._thread:
+            client.loop_write()
+
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any,
                     reason_code: Any, properties: Any) -> None:
         try:
@@ -201,10 +214,11 @@ class MqttLink:
                 log.warning("broker refused the connection: %s", reason_code)
                 return
             _no_delay(client)
+            epoch = self.stream.new_epoch()
             self.connected = True
             self.connects += 1
             present = bool(getattr(flags, "session_present", False))
-            self._post(lambda: self._listener.connected(present))
+            self._post(lambda: self._listener.connected(present, epoch))
         except Exception:
             log.exception("on_connect failed")
 
@@ -213,6 +227,7 @@ class MqttLink:
         try:
             was = self.connected
             self.connected = False
+            self.stream.new_epoch()
             if was:
                 reason = str(reason_code)
                 self._post(lambda: self._listener.disconnected(reason))
@@ -226,27 +241,10 @@ class MqttLink:
             # fires this callback: such a message was not delivered.
             ok = not reason_code.is_failure
             reason = "" if ok else str(reason_code)
-            with self._acks_lock:
-                first = not self._acks
-                self._acks.append((mid, ok, reason))
-            if first:
-                self._post(self._schedule_acks)
+            if not self.stream.puback(mid, ok, reason) and not ok:
+                log.warning("broker refused a publish (mid %d): %s", mid, reason)
         except Exception:
             log.exception("on_publish failed")
-
-    def _schedule_acks(self) -> None:
-        """Core thread: collect the PUBACKs shortly (more will have arrived)."""
-        if self._later is None:
-            self._deliver_acks()
-        else:
-            self._later(ACK_BATCH_S, self._deliver_acks)
-
-    def _deliver_acks(self) -> None:
-        """Core thread: hand every PUBACK collected so far to the listener."""
-        with self._acks_lock:
-            acks, self._acks = self._acks, []
-        if acks:
-            self._listener.published_all(acks)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         try:

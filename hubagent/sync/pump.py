@@ -1,16 +1,13 @@
-"""Feeding the outbox to the broker: windows, acks and resends (core thread only).
+"""Feeding the outbox to the broker: the send-ahead window, acks and resends (core thread).
 
-Two windows bound what is out at once. The *hand-off* window counts
-publishes without a PUBACK: ``HANDOFF_FACTOR`` times ``[mqtt] inflight``.
-paho itself keeps ``inflight`` of them on the wire and queues the rest,
-sending the next one from its own thread as each PUBACK arrives, so the core
-thread refills paho in batches (when half the hand-off window is free)
-rather than once per PUBACK, and paho's memory queue stays small. The
-*send-ahead* window counts events published but not yet acknowledged by
-central (at most ``MAX_WINDOW``): it adapts like TCP's congestion window,
-shrinking when events are lost and growing again with every acked event, so
-a broker that drops queued messages is not flooded with events it will drop
-again.
+The pump decides *what* goes out; the link's event stream
+(:mod:`hubagent.sync.stream`) decides *when*: the pump appends events to the
+stream's feed in batches, and paho's network thread takes them from there,
+one per PUBACK. The *send-ahead* window counts events handed over but not
+yet acknowledged by central (at most ``MAX_WINDOW``): it adapts like TCP's
+congestion window, shrinking when events are lost and growing again with
+every acked event, so a broker that drops queued messages is not flooded
+with events it will drop again.
 
 A lost event is detected two ways: central acknowledges the same seq again
 while later events were sent (a *duplicate ack*: it received something
@@ -29,8 +26,8 @@ written to the database at most every ``ACK_PERSIST_S`` seconds, or as soon
 as central has caught up: an ack lost in a power cut only means some events
 are sent again, while an fsync per ack would stall the pump.
 
-Rows are read from SQLite in batches into a small read-ahead buffer, with
-each MQTT payload built around the stored JSON text (no parse and re-dump).
+Rows are read from SQLite in batches, each MQTT payload built around the
+stored JSON text (no parse and re-dump).
 """
 
 from __future__ import annotations
@@ -38,7 +35,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from typing import Callable
+from typing import Protocol, Sequence
 
 from hubagent.store.store import Store
 from hubagent.sync import outbox
@@ -46,10 +43,6 @@ from hubagent.sync.outbox import Outgoing
 
 log = logging.getLogger(__name__)
 
-# Events read from the database per query.
-READ_BATCH = 256
-# Publishes handed to paho without a PUBACK, in multiples of [mqtt] inflight.
-HANDOFF_FACTOR = 8
 # Largest send-ahead window (events published but not acknowledged by
 # central). Mosquitto's default max_queued_messages is 1000: with more than
 # that unacknowledged, a subscriber that lags behind loses messages.
@@ -63,28 +56,42 @@ ACK_PERSIST_S = 0.5
 # Bounds of the retransmission timeout (the upper one is ack_timeout_s).
 MIN_RTO = 0.5
 
-Publish = Callable[[Outgoing], "int | None"]
+
+
+class Feed(Protocol):
+    """Where the pump hands events over: one connection's event stream."""
+
+    def room(self) -> int:
+        """How many more events it takes now."""
+
+    def send(self, events: Sequence[Outgoing]) -> bool:
+        """Take ``events`` (in seq order); False if the connection is gone."""
+
+    def clear(self) -> None:
+        """Drop events taken but not handed to the broker yet."""
+
+    def pending(self) -> int:
+        """Events taken and not yet PUBACKed."""
 
 
 class Pump:
-    """The outbox cursor, its windows and the resend decisions."""
+    """The outbox cursor, the send-ahead window and the resend decisions."""
 
-    def __init__(self, store: Store, inflight: int, ack_timeout_s: float) -> None:
+    def __init__(self, store: Store, ack_timeout_s: float) -> None:
         self._store = store
-        self._inflight_max = inflight * HANDOFF_FACTOR
         self._ack_timeout = ack_timeout_s
+        self._feed: Feed | None = None
         self.cursor = 0
         self.acked = 0
-        self.inflight: dict[int, int] = {}
         self.window = float(MAX_WINDOW)
         self._threshold = float(MAX_WINDOW)
         self.srtt: float | None = None
         self._rttvar = 0.0
-        # (seq, monotonic time) of each publish not yet acked, oldest first.
+        # (last seq, monotonic time) of each batch handed over and not yet
+        # acked, oldest first.
         self._sent: deque[tuple[int, float]] = deque()
         self.refused = 0
         self.resends = 0
-        self._buffer: deque[Outgoing] = deque()
         self._persisted = 0
         self._last_persist = 0.0
         self._keep = 0
@@ -93,57 +100,37 @@ class Pump:
         self._last_rewind = 0.0
 
     # -- connection events ---------------------------------------------------
-    def reset(self) -> None:
-        """A new connection: forget in-flight mids and send from the first unacked seq."""
-        self.inflight.clear()
+    def reset(self, feed: Feed) -> None:
+        """A new connection: send to ``feed``, from the first unacked seq."""
+        self._feed = feed
         self.flush(force=True)
         self.acked = self._persisted = outbox.acked_seq(self._store)
         self._rewind_to(self.acked)
         self._last_progress = time.monotonic()
 
     def disconnected(self) -> None:
-        """PUBACKs of the old connection will never come."""
-        self.inflight.clear()
+        """Nothing can be sent until the next :meth:`reset`."""
+        self._feed = None
 
     # -- sending -------------------------------------------------------------
-    def run(self, publish: Publish) -> int:
-        """Publish while both windows have room; returns how many were published."""
-        sent = 0
-        now = time.monotonic()
-        while len(self.inflight) < self._inflight_max and self.cursor < self.acked + self.window:
-            if not self._buffer and not self._refill():
-                break
-            ev = self._buffer[0]
-            mid = publish(ev)
-            if mid is None:
-                break
-            self._buffer.popleft()
-            self.inflight[mid] = ev.seq
-            self.cursor = ev.seq
-            self._sent.append((ev.seq, now))
-            sent += 1
-        return sent
-
-    def _refill(self) -> bool:
-        room = min(READ_BATCH, int(self.acked + self.window - self.cursor))
+    def run(self) -> int:
+        """Hand the feed what it has room for within the window; returns how many."""
+        feed = self._feed
+        if feed is None:
+            return 0
+        room = min(feed.room(), int(self.acked + self.window - self.cursor))
         if room <= 0:
-            return False
-        self._buffer.extend(outbox.pending_payloads(self._store, self.cursor, room))
-        return bool(self._buffer)
+            return 0
+        events = outbox.pending_payloads(self._store, self.cursor, room)
+        if not events or not feed.send(events):
+            return 0
+        self.cursor = events[-1].seq
+        self._sent.append((self.cursor, time.monotonic()))
+        return len(events)
 
-    def wants_more(self) -> bool:
-        """Whether enough of the hand-off window is free to be worth a refill."""
-        return len(self.inflight) <= self._inflight_max // 2
-
-    def puback(self, mid: int, ok: bool) -> int | None:
-        """Free a slot; returns the seq of a publish the broker refused, else None."""
-        seq = self.inflight.pop(mid, None)
-        if seq is not None and not ok:
-            # Refused (e.g. ACL): not delivered. It stays in the outbox and
-            # is sent again when central's ack stalls below it.
-            self.refused += 1
-            return seq
-        return None
+    def note_refused(self, seq: int) -> None:
+        """The broker refused ``seq``: it is resent when central's ack stalls below it."""
+        self.refused += 1
 
     # -- central's acks --------------------------------------------------------
     def ack(self, upto: int, keep: int) -> bool:
@@ -241,11 +228,13 @@ class Pump:
 
     def _rewind_to(self, seq: int) -> None:
         self.cursor = seq
-        self._buffer.clear()
         self._sent.clear()
+        if self._feed is not None:
+            self._feed.clear()
         self._last_rewind = time.monotonic()
 
     # -- figures -------------------------------------------------------------
     def unpublished(self, last_seq: int) -> int:
         """Events committed but not yet PUBACKed on this connection."""
-        return last_seq - self.cursor + len(self.inflight)
+        pending = self._feed.pending() if self._feed is not None else 0
+        return last_seq - self.cursor + pending
