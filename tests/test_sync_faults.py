@@ -530,3 +530,19 @@ def test_event_stream_refuses_what_was_meant_for_an_earlier_connection() -> None
     second.clear()
     assert stream.depth() == (0, 0)
 
+
+def test_a_prune_deletes_at_most_the_rows_it_is_given(outbox_store: Any) -> None:
+    from hubagent.sync import outbox
+
+    store = outbox_store
+
+    def oldest() -> int:
+        return int(store.query("SELECT MIN(seq) AS s FROM outbox")[0]["s"])
+
+    assert outbox.acknowledge(store, 2000, keep=0, prune_rows=500) == 2000
+    assert oldest() == 501  # capped, although 2,000 are acknowledged
+    assert outbox.acknowledge(store, 2500, keep=0, prune_rows=0) == 2500
+    assert oldest() == 501 and store.meta("acked_seq") == "2500"
+    # The next prune goes on from there, never past retention.
+    assert outbox.acknowledge(store, 2600, keep=300, prune_rows=10_000) == 2600
+    assert oldest() == 2301

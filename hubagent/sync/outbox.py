@@ -83,11 +83,13 @@ def pending_payloads(store: Store, after_seq: int, limit: int) -> list[Outgoing]
             for r in rows]
 
 
-def acknowledge(store: Store, upto_seq: int, keep: int) -> int:
-    """Apply central's ack; prune beyond retention. Returns the new acked seq.
+def acknowledge(store: Store, upto_seq: int, keep: int, prune_rows: int) -> int:
+    """Apply central's ack and delete up to ``prune_rows`` rows beyond retention.
 
-    An ack beyond the last seq the hub ever allocated is clamped: central
-    cannot acknowledge what the hub has not sent.
+    Returns the new acked seq. An ack beyond the last seq the hub ever
+    allocated is clamped: central cannot acknowledge what the hub has not
+    sent. The delete is capped because the core thread waits for it: a
+    prune that falls behind catches up with the next acks.
     """
     current = acked_seq(store)
     target = min(upto_seq, store.last_seq())
@@ -99,7 +101,10 @@ def acknowledge(store: Store, upto_seq: int, keep: int) -> int:
             "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
             (str(target),),
         )
-        tx.execute("DELETE FROM outbox WHERE seq <= ?", (target - keep,))
+        oldest = tx.execute("SELECT MIN(seq) FROM outbox").fetchone()[0] if prune_rows else None
+        if oldest is not None:
+            tx.execute("DELETE FROM outbox WHERE seq <= ?",
+                       (min(target - keep, oldest + prune_rows - 1),))
     return target
 
 
