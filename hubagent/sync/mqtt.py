@@ -134,6 +134,11 @@ class MqttLink:
         kwargs: dict[str, Any] = {}
         if self.v5:
             kwargs = {"clean_start": False, "properties": self._connect_properties()}
+        # paho creates the socket pair that wakes its select for packets
+        # queued by other threads in loop() or loop_start(), not in
+        # loop_forever(); one loop() call before connecting creates it (and
+        # returns at once: there is no connection to serve yet).
+        self.client.loop(timeout=0.0)
         self.client.connect_async(self._s.host, self._s.port, self._s.keepalive_s, **kwargs)
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
         self._thread.start()
@@ -192,20 +197,19 @@ class MqttLink:
             self.client.subscribe([(t, 1) for t in topics])
 
     # -- paho callbacks (network thread): copy, post, never raise ------------
-    def _on_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        """paho queued a packet: write it now, unless this is the network thread.
+    @staticmethod
+    def _on_register_write(client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        """paho queued a packet: leave the write to the network thread.
 
-        Without this callback paho writes each packet at once, from whichever
-        thread queued it. On the network thread, that is a send per event
-        while it reads a run of PUBACKs (each PUBACK frees a slot for the next
-        queued publish), and each send wakes the broker for one message.
-        Deferred, they go out together once the run is read: paho selects
-        for writing whenever packets are queued. Packets queued by other
-        threads (replies, state, the start of an event batch) are still
-        written at once.
+        Without this callback, paho (driven by ``loop_forever`` in a thread
+        of ours) writes each packet at once from whichever thread queued it.
+        Two threads writing one socket can interleave a partly sent packet
+        with another and corrupt the stream, and on the network thread it
+        meant a send per event while it read a run of PUBACKs. With it, the
+        network thread writes everything: queued packets together after each
+        run of reads, and packets from other threads as soon as paho's
+        wake-up socket pair (see :meth:`start`) breaks its select.
         """
-        if threading.current_thread() is not self._thread:
-            client.loop_write()
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any,
                     reason_code: Any, properties: Any) -> None:
