@@ -65,7 +65,6 @@ PRUNE_ROWS = 5_000
 MIN_RTO = 0.5
 
 
-
 class Feed(Protocol):
     """Where the pump hands events over: one connection's event stream."""
 
