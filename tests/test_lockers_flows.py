@@ -331,3 +331,16 @@ def test_parcel_stored_while_the_clock_was_wrong_gets_its_deadline_later(core: C
     svc.wall = lambda: datetime(2030, 1, 5, tzinfo=timezone.utc)
     assert core.call(svc.expire_due) == 1
     assert core.compartment("A1")["state"] == "expired"
+
+
+def test_remote_open_of_a_door_already_open_completes_when_it_closes(core: Core) -> None:
+    assert core.sim("open", "A3")["forced"] is True  # pulled open: forced_open
+    wait(lambda: core.compartment("A3")["fault"] == "forced_open", what="forced_open")
+    r = core.command("locker.open", id="o1", bank="bank-a", compartment="A3", reason="inspect")
+    assert r["ok"], r
+    wait(lambda: core.events("locker.opened"), what="locker.opened")
+    time.sleep(1.5)  # past lock_confirm_s: a door that is open cannot "fail to move"
+    assert not [e for e in core.events("locker.alarm") if e["kind"] == "lock_failed"]
+    assert core.compartment("A3")["state"] != "free"  # the release is waiting for the door
+    core.sim("close", "A3")
+    wait(lambda: core.compartment("A3")["state"] == "free", what="flow completed")

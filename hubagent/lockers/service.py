@@ -198,11 +198,17 @@ class LockerService:
                      ("item", row["item_id"]), ("item_kind", row["item_kind"])):
             if v is not None:
                 detail[k] = v
+        # A door already open (left open, pulled open) cannot show the lock
+        # working by moving: the release counts as confirmed, and closing the
+        # door completes the flow, instead of a lock_failed alarm.
+        already_open = self.door_open(bank, compartment) is True
+        if already_open:
+            detail["door"] = "already open"
         release_id = repo.audit(tx, "release", bank=bank, compartment=compartment,
                                 ref=command or row["item_id"], source=source, **detail)
         repo.update_compartment(tx, bank, compartment, state=target.value, prior=current.value,
                                 release_id=release_id, release_ref=command, released_at=repo.format_time(self.wall()),
-                                door_moved=0)
+                                door_moved=int(already_open))
         seconds = self.bank_settings[bank].compartments[compartment].pulse_s
         job = PulseJob(bank, compartment, release_id, seconds,
                        give_up_at=time.monotonic() + self.policy.busy_wait_s, expires_at=expires_at)
