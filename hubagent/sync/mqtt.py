@@ -2,9 +2,12 @@
 
 paho's network thread does one thing in each callback: hand an immutable
 message to the core (``post``) and return, with every exception caught,
-because an exception in a paho callback kills its network loop. The loop
-itself runs in a thread of ours that restarts it if it dies anyway, so the
-link survives whatever a callback or the broker does.
+because an exception in a paho callback kills its network loop. Only the
+PUBACK callback does more: it also hands paho the next outbox
+event from the event stream (:mod:`hubagent.sync.stream`). The loop itself
+runs in a thread of ours that restarts it if it dies anyway, so the link
+survives whatever a callback or the broker does, and every socket write
+happens on that thread.
 
 Session: MQTT v5 with an explicit session expiry and ``clean_start``
 false (or 3.1.1 with ``clean_session`` false and a stable client id), so
