@@ -8,6 +8,7 @@ timeouts are deterministic. The pty path is covered by test_scanning_e2e.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -380,3 +381,22 @@ def test_latency_bench_measures_through_a_real_pty() -> None:
 
     samples = scan_latency(10)
     assert len(samples) == 10 and all(0 < s < 5 for s in samples)
+
+
+def test_a_scanner_spewing_noise_records_a_bounded_number_of_rejections(tmp_path: Path) -> None:
+    h = Hub(tmp_path, rejected_events_per_min=120)  # a burst of 120, then 2 a second
+    try:
+        patterns = [h.scan(b"\x07noise%d" % i, gap=0.01) for i in range(150)]
+        assert patterns == ["error"] * 150  # every read still gets its beep
+        recorded = len(h.events("scan.rejected"))
+        assert 120 <= recorded <= 125  # the burst, plus what refilled meanwhile
+        front = h.app.scanning.status()["scanners"]["front"]
+        assert front["rejected"] == 150 and front["rejected_unrecorded"] == 150 - recorded
+        time.sleep(0.6)  # a token comes back
+        assert h.scan(b"\x07noise again") == "error"
+        last = h.events("scan.rejected")[-1]
+        assert last["unrecorded"] == 150 - recorded  # central learns what it missed
+        assert h.app.scanning.status()["scanners"]["front"]["rejected_unrecorded"] == 0
+        assert h.movements() == 0
+    finally:
+        h.close()

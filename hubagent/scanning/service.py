@@ -64,6 +64,11 @@ class ScanService:
         self.sessions: dict[str, Session] = {}
         self.accepted: collections.Counter[str] = collections.Counter()
         self.rejected: collections.Counter[str] = collections.Counter()
+        # Per scanner: a token bucket of scan.rejected events, and the
+        # rejections not recorded since the last one that was (a scanner
+        # spewing noise must not fill the outbox and wear the SD card).
+        self._reject_tokens: dict[str, tuple[float, float]] = {}
+        self.unrecorded: collections.Counter[str] = collections.Counter()
         self.last_feedback: dict[str, dict[str, Any]] = {}
         self._last_read: dict[str, tuple[bytes, float]] = {}
         self._feedback_of = {d.name: getattr(d.settings, "feedback", None)
@@ -200,14 +205,28 @@ class ScanService:
         self.rejected[scanner] += 1
         session = self._session(scanner)
         data = {"scanner": scanner, "reason": reason, "message": message[:200],
-                "raw": excerpt(raw), "mode": session.mode.value, "actor": session.staff}
+                "raw": excerpt(raw), "mode": session.mode.value, "actor": session.staff,
+                "unrecorded": self.unrecorded[scanner]}
         log.info("%s: scan rejected: %s (%s) %r", scanner, reason, message, data["raw"])
-        try:
-            with self.app.store.write() as tx:
-                tx.emit("scan.rejected", data)
-        except HubError as e:
-            log.error("%s: rejection not recorded: %s", scanner, e)
+        recorded = False
+        if self._may_record_rejection(scanner, time.monotonic()):
+            try:
+                with self.app.store.write() as tx:
+                    tx.emit("scan.rejected", data)
+                recorded = True
+            except HubError as e:
+                log.error("%s: rejection not recorded: %s", scanner, e)
+        self.unrecorded[scanner] = 0 if recorded else self.unrecorded[scanner] + 1
         self.signal(scanner, pattern, f"{reason}: {message}")
+
+    def _may_record_rejection(self, scanner: str, now: float) -> bool:
+        """Take a token from the scanner's bucket of ``scan.rejected`` events."""
+        per_min = self.settings.rejected_events_per_min
+        tokens, last = self._reject_tokens.get(scanner, (float(per_min), now))
+        tokens = min(float(per_min), tokens + (now - last) * per_min / 60.0)
+        allowed = tokens >= 1.0
+        self._reject_tokens[scanner] = (tokens - 1.0 if allowed else tokens, now)
+        return allowed
 
     def signal(self, scanner: str, pattern: FeedbackPattern, note: str) -> None:
         """Play ``pattern`` on the scanner's feedback device; never raises."""
@@ -232,6 +251,7 @@ class ScanService:
                 "condition": s.condition, "ref": s.ref, "counted": dict(s.counts),
                 "delivery": self._delivery(s.delivery), "pick": self._pick(s.pick),
                 "accepted": self.accepted[name], "rejected": self.rejected[name],
+                "rejected_unrecorded": self.unrecorded[name],
                 "last_feedback": self.last_feedback.get(name),
                 "feedback_history": self._history(name),
             }

@@ -206,3 +206,6 @@ class ScanningSettings(_Base):
     session_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 300.0
     # Sim feedback patterns listed per scanner in `hubagent status`.
     status_history: Annotated[int, msgspec.Meta(ge=0, le=50)] = 5
+    # Most scan.rejected events one scanner records per minute (a burst of as many is allowed);
+    # beyond, rejections still beep and count, and the next event recorded says how many were not.
+    rejected_events_per_min: Annotated[int, msgspec.Meta(ge=1, le=6000)] = 60
