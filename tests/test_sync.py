@@ -55,7 +55,8 @@ def test_commands_events_acks_and_state(protocol: str, mqtt_broker: MosquittoBro
     assert st["sync"]["outbox_depth"] == 0
     latest = central.wait_for(
         lambda: [t for t in central.telemetry() if t["counts"]["movements"].get("adjust") == 1])[-1]
-    assert latest["sync"]["connected"] is True and latest["sync"]["outbox_depth"] == 0
+    assert latest["sync"]["connected"] is True and latest["sync"]["subscribed"] is True
+    assert latest["sync"]["outbox_depth"] == 0
     assert latest["sync"]["oldest_unacked_age_s"] is None  # everything acknowledged
     assert latest["system"]["disk_free_mb"] > 0 and latest["system"]["rss_mb"] > 0
     assert "cpu_temp_c" in latest["system"]  # None where the kernel exposes no sensor

@@ -148,7 +148,7 @@ def test_long_outage_backlog_is_delivered_in_order_with_bounded_memory(
     n = record_many(hub.socket_path, "b", BACKLOG, threads=4)
     sync = hub.status()["sync"]
     # The backlog is visible in status while offline.
-    assert sync["connected"] is False
+    assert sync["connected"] is False and sync["subscribed"] is False
     assert sync["outbox_depth"] == n and sync["last_seq"] == n + 1 and sync["acked_seq"] == 1
     assert sync["oldest_unacked_at"] is not None
     offline_peak = sampler.peak

@@ -233,7 +233,7 @@ def test_broker_stopped_then_killed_while_movements_are_recorded(
     mqtt_broker.start()
     central.wait_connected(20)
     # Reconnect within the backoff bound (reconnect_max_s = 2 s), with margin for load.
-    wait_until(lambda: hub.status()["sync"]["connected"], 15, "reconnect after a graceful stop")
+    wait_until(lambda: hub.status()["sync"]["subscribed"], 15, "reconnect after a graceful stop")
     assert central.command("ping", id="ping-1")["ok"]  # subscriptions restored
 
     mqtt_broker.kill()  # SIGKILL: no clean disconnect, nothing persisted
@@ -241,7 +241,7 @@ def test_broker_stopped_then_killed_while_movements_are_recorded(
     wait_until(lambda: len(writer.acked) >= during + 50, 20, "movements after the kill")
     mqtt_broker.start()
     central.wait_connected(20)
-    wait_until(lambda: hub.status()["sync"]["connected"], 15, "reconnect after SIGKILL")
+    wait_until(lambda: hub.status()["sync"]["subscribed"], 15, "reconnect after SIGKILL")
     assert central.command("ping", id="ping-2")["ok"]
     writer.stop()
     assert writer.errors == []

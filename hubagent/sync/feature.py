@@ -280,6 +280,8 @@ class SyncService(LinkListener):
         st = outbox.stats(self.app.store)
         return {
             "connected": bool(self.link and self.link.connected),
+            # Commands from central reach the hub only once this is true.
+            "subscribed": bool(self.link and self.link.connected and self.link.subscribed),
             "session": self.session,
             "last_seq": st.last_seq,
             "acked_seq": st.acked_seq,
@@ -309,7 +311,8 @@ class SyncService(LinkListener):
 def install(app: "App") -> None:
     """Wire sync into the app when ``[mqtt]`` is configured."""
     if app.config.mqtt is None:
-        app.add_status("sync", lambda: {"connected": False, "mode": "offline (no [mqtt] configured)",
+        app.add_status("sync", lambda: {"connected": False, "subscribed": False,
+                                        "mode": "offline (no [mqtt] configured)",
                                         **_offline_stats(app)})
         return
     svc = SyncService(app)

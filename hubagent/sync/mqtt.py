@@ -91,6 +91,9 @@ class MqttLink:
         self._thread: threading.Thread | None = None
         self.v5 = settings.protocol == "5"
         self.connected = False
+        # The broker acknowledged the command and ack subscriptions of this
+        # connection: until then a command published by central is lost.
+        self.subscribed = False
         self.connects = 0
         self.client = self._make_client(client_id, password, will)
         self.stream = EventStream(self.client, event_topic,
@@ -121,6 +124,7 @@ class MqttLink:
         c.on_disconnect = self._on_disconnect
         c.on_publish = self._on_publish
         c.on_message = self._on_message
+        c.on_subscribe = self._on_subscribe
         c.on_socket_register_write = self._on_register_write
         return c
 
@@ -222,6 +226,7 @@ class MqttLink:
                 return
             _no_delay(client)
             epoch = self.stream.new_epoch()
+            self.subscribed = False
             self.connected = True
             self.connects += 1
             present = bool(getattr(flags, "session_present", False))
@@ -233,13 +238,24 @@ class MqttLink:
                        reason_code: Any, properties: Any) -> None:
         try:
             was = self.connected
-            self.connected = False
+            self.connected = self.subscribed = False
             self.stream.new_epoch()
             if was:
                 reason = str(reason_code)
                 self._post(lambda: self._listener.disconnected(reason))
         except Exception:
             log.exception("on_disconnect failed")
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reason_codes: Any, properties: Any) -> None:
+        try:
+            refused = [str(rc) for rc in reason_codes if rc.is_failure]
+            if refused:
+                log.error("broker refused a subscription (check its ACL): %s", ", ".join(refused))
+                return
+            self.subscribed = True
+        except Exception:
+            log.exception("on_subscribe failed")
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int,
                     reason_code: Any, properties: Any) -> None:
