@@ -85,6 +85,9 @@ class MqttSettings(_Section):
     ack_timeout_s: Seconds = 30.0
     # Publishes on the wire without a PUBACK (the hub hands paho up to 2x this).
     inflight: Annotated[int, Meta(ge=1, le=1000)] = 32
+    # Most events out without central's ack. Mosquitto's default max_queued_messages is 1000:
+    # raise this only together with the broker's queue for central's client.
+    max_unacked: Annotated[int, Meta(ge=10, le=1_000_000)] = 1000
     # Seconds between telemetry messages.
     telemetry_s: Seconds = 60.0
     # Largest command payload accepted, in bytes.

@@ -23,6 +23,7 @@ BAD = [
     ("unknown section", '[hub]\nid = "h"\n[mqttt]\nhost = "x"\n', "mqttt", "unknown key"),
     ("wrong type", '[hub]\nid = "h"\n[mqtt]\nhost = "b"\nport = "1883"\n', "mqtt.port", "expected `int`"),
     ("out of range", '[hub]\nid = "h"\n[mqtt]\nhost = "b"\nport = 70000\n', "mqtt.port", "<= 65535"),
+    ("window too small", '[hub]\nid = "h"\n[mqtt]\nhost = "b"\nmax_unacked = 5\n', "mqtt.max_unacked", ">= 10"),
     ("missing required", '[hub]\nstate_dir = "/x"\n', "hub.id", "required key is missing"),
     ("missing table", '[mqtt]\nhost = "b"\n', "hub", "missing"),
     ("bad hub id", '[hub]\nid = "no spaces allowed"\n', "hub.id", "matching regex"),

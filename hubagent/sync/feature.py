@@ -57,7 +57,7 @@ class SyncService(LinkListener):
         self.session = 0
         self.state = "offline"
         self.state_since = utc_now()
-        self.sender = Pump(app.store, cfg.ack_timeout_s)
+        self.sender = Pump(app.store, cfg.ack_timeout_s, cfg.max_unacked)
         self._timers: list[asyncio.TimerHandle] = []
         self.link: MqttLink | None = None
         self._telemetry_sources: list[Any] = []

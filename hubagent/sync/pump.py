@@ -4,7 +4,7 @@ The pump decides *what* goes out; the link's event stream
 (:mod:`hubagent.sync.stream`) decides *when*: the pump appends events to the
 stream's feed in batches, and paho's network thread takes them from there,
 one per PUBACK. The *send-ahead* window counts events handed over but not
-yet acknowledged by central (at most ``MAX_WINDOW``): it adapts like TCP's
+yet acknowledged by central (at most ``[mqtt] max_unacked``): it adapts like TCP's
 congestion window, shrinking when events are lost and growing again with
 every acked event, so a broker that drops queued messages is not flooded
 with events it will drop again.
@@ -47,9 +47,9 @@ from hubagent.sync.outbox import Outgoing
 
 log = logging.getLogger(__name__)
 
-# Largest send-ahead window (events published but not acknowledged by
-# central). Mosquitto's default max_queued_messages is 1000: with more than
-# that unacknowledged, a subscriber that lags behind loses messages.
+# Default largest send-ahead window ([mqtt] max_unacked: events published but
+# not acknowledged by central). Mosquitto's default max_queued_messages is
+# 1000: with more than that unacknowledged, a lagging subscriber loses messages.
 MAX_WINDOW = 1000
 # Smallest send-ahead window after a loss.
 MIN_WINDOW = 2
@@ -84,14 +84,15 @@ class Feed(Protocol):
 class Pump:
     """The outbox cursor, the send-ahead window and the resend decisions."""
 
-    def __init__(self, store: Store, ack_timeout_s: float) -> None:
+    def __init__(self, store: Store, ack_timeout_s: float, max_window: int = MAX_WINDOW) -> None:
         self._store = store
         self._ack_timeout = ack_timeout_s
+        self._max_window = float(max_window)
         self._feed: Feed | None = None
         self.cursor = 0
         self.acked = 0
-        self.window = float(MAX_WINDOW)
-        self._threshold = float(MAX_WINDOW)
+        self.window = self._max_window
+        self._threshold = self._max_window
         self.srtt: float | None = None
         self._rttvar = 0.0
         # (last seq, monotonic time) of each batch handed over and not yet
@@ -206,7 +207,7 @@ class Pump:
             self.window += acked  # slow start: doubles per round trip
         else:
             self.window += acked / self.window  # then one more per round trip
-        self.window = min(float(MAX_WINDOW), self.window)
+        self.window = min(self._max_window, self.window)
 
     def rto(self) -> float:
         """The retransmission timeout now."""
