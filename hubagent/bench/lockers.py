@@ -13,11 +13,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import json
-import os
-import pwd
 import shutil
-import socket
-import subprocess
 import tempfile
 import threading
 import time
@@ -26,45 +22,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 from hubagent.bench import Row, percentile
+from hubagent.bench.broker import broker
 
-MOSQUITTO = "/usr/sbin/mosquitto"
 _HUB = "bench-hub"
 _COMPS = {"A1": (5, 17), "A2": (6, 27), "A3": (13, 22), "A4": (19, 23)}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class _Broker:
-    """A throw-away mosquitto on 127.0.0.1."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = _free_port()
-        conf = workdir / "mosquitto.conf"
-        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                        f"user {pwd.getpwuid(os.getuid()).pw_name}\n")
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-        _wait(lambda: _connectable(self.port), 10.0, "mosquitto to listen")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(10)
-
-
-def _connectable(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def _wait(predicate: Callable[[], Any], timeout: float, what: str, step: float = 0.01) -> Any:
@@ -139,24 +100,24 @@ def bench(quick: bool) -> list[Row]:
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    if not os.access(MOSQUITTO, os.X_OK):
-        raise RuntimeError(f"{MOSQUITTO} is not installed")
     opens = 20 if quick else 100
     tmp = Path(tempfile.mkdtemp(prefix="hubagent-bench-lockers-"))
-    broker = _Broker(tmp)
     core: _Core | None = None
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-central", protocol=mqtt.MQTTv5)
     try:
-        core = _Core(tmp / "state", broker.port)
-        _wait(lambda: core.app.sync.link is not None and core.app.sync.link.connected, 20.0, "the hub to connect")
-        client.connect("127.0.0.1", broker.port)
-        client.loop_start()
-        samples = [_one_open(core, client, list(_COMPS)[i % len(_COMPS)]) for i in range(opens)]
+        with broker(tmp) as port:
+            try:
+                core = _Core(tmp / "state", port)
+                _wait(lambda: core.app.sync.link is not None and core.app.sync.link.connected, 20.0,
+                      "the hub to connect")
+                client.connect("127.0.0.1", port)
+                client.loop_start()
+                samples = [_one_open(core, client, list(_COMPS)[i % len(_COMPS)]) for i in range(opens)]
+            finally:
+                client.loop_stop()
+                if core is not None:
+                    core.close()
     finally:
-        client.loop_stop()
-        if core is not None:
-            core.close()
-        broker.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     p50, p99 = percentile(samples, 50) * 1000, percentile(samples, 99) * 1000
     note = f"{opens} opens over a local broker, sim bank"

@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Iterator
-from contextlib import contextmanager
+from typing import Any
 
 from hubagent.bench import Row, percentile
+from hubagent.bench.broker import broker, stop_process
 from hubagent.sync.mqtt import HANDOFF_FACTOR
 
 HUB = "bench"
@@ -92,49 +90,6 @@ def prefill(state: Path, n: int) -> None:
                     done += 1
     finally:
         app.store.close()
-
-
-# -- a private broker ------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def broker(workdir: Path) -> Iterator[int]:
-    """A Mosquitto on a free loopback port, stopped on exit; yields the port."""
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not os.access(exe, os.X_OK):
-        raise RuntimeError("mosquitto is not installed (apt install mosquitto)")
-    port = _free_port()
-    conf = workdir / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                    # The consumer here keeps up; no queue limit, so neither
-                    # run can lose messages to a full queue.
-                    "max_queued_messages 0\nlog_type error\n")
-    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("mosquitto did not start") from None
-                time.sleep(0.05)
-        yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
 
 
 # -- the consumer (central) ----------------------------------------------------------
@@ -334,12 +289,7 @@ def drain(port: int, state: Path, n: int) -> tuple[float, float]:
         return (n + 1) / max(1e-9, consumer.last_at - consumer.first_at), (peak - base) / MB
     finally:
         stop.set()
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        stop_process(proc, grace=30)
         consumer.close()
 
 
