@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from hubagent.devicekit import emit_safely
 from hubagent.errors import DeviceError, DeviceUnavailable, InputError
 from hubagent.events import Custom, DeviceHealthChanged, DeviceStatus, DoorChanged, Event, EventSink, Health
 from hubagent.lockers.settings import CompartmentSettings, GpioLockerSettings, normalise_pin
@@ -437,13 +438,7 @@ class GpioLockerBank:
         self._emit(DeviceHealthChanged(ROLE, self.name, self.status()))
 
     def _emit(self, event: Event) -> None:
-        sink = self._sink
-        if sink is None:
-            return
-        try:
-            sink(event)
-        except Exception:
-            log.exception("bank %s: event sink failed on %r", self.name, event)
+        emit_safely(self._sink, event, f"bank {self.name}")
 
 
 def _switch_off(comp: _Compartment) -> bool:

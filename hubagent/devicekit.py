@@ -17,6 +17,16 @@ from hubagent.events import DeviceHealthChanged, DeviceStatus, Event, EventSink,
 log = logging.getLogger(__name__)
 
 
+def emit_safely(sink: EventSink | None, event: Event, who: str) -> None:
+    """Hand ``event`` to ``sink`` (if any); a failing sink is logged, never raised."""
+    if sink is None:
+        return
+    try:
+        sink(event)
+    except Exception:  # the device thread must survive any sink bug
+        log.exception("%s: event sink failed for %r", who, event)
+
+
 class HealthReporter:
     """Mixin for device classes; call :meth:`_init_health` from ``__init__``."""
 
@@ -49,13 +59,7 @@ class HealthReporter:
 
     def _emit(self, event: Event) -> None:
         """Hand one event to the sink; a failing sink must not kill the caller."""
-        sink = self._sink
-        if sink is None:
-            return
-        try:
-            sink(event)
-        except Exception:  # the device thread must survive any sink bug
-            log.exception("%s %s: event sink failed for %r", self._role, self.name, event)
+        emit_safely(self._sink, event, f"{self._role} {self.name}")
 
 
 class ThreadedDevice(HealthReporter):
