@@ -7,7 +7,6 @@ line on stderr and exit status 2.
 
 from __future__ import annotations
 
-import importlib
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -16,7 +15,7 @@ from typing import Any, Mapping
 
 import msgspec
 
-from hubagent import registry
+from hubagent import features, registry
 from hubagent.errors import ConfigError
 from hubagent.settings import (
     ApiSettings,
@@ -26,37 +25,12 @@ from hubagent.settings import (
     StoreSettings,
 )
 
-# Sections owned by features: name -> "module:Struct". Imported lazily so
-# the loader stays light; each module imports no hardware library.
-FEATURE_SECTIONS: dict[str, str] = {
-    "printing": "hubagent.printing.settings:PrintingSettings",
-    "scanning": "hubagent.scanning.settings:ScanningSettings",
-    "locker_policy": "hubagent.lockers.settings:LockerPolicySettings",
-    "power_policy": "hubagent.power.settings:PowerPolicySettings",
-}
-
 _CORE_SECTIONS: dict[str, type] = {
     "api": ApiSettings,
     "mqtt": MqttSettings,
     "store": StoreSettings,
     "sim": SimSettings,
 }
-
-# Checks across sections, run after everything is typed: "module:function",
-# imported lazily; each takes the Config and raises ValueError("key: reason").
-CROSS_CHECKS: list[str] = [
-    # a scanner's `feedback` names a configured feedback device
-    "hubagent.scanning.feature:check_feedback_devices",
-    # a zxing camera decoder has its extra installed
-    "hubagent.scanning.feature:check_camera_decoders",
-    # [printing] names configured printers
-    "hubagent.printing.settings:check_printing",
-    # no GPIO pin used twice (lockers, feedback, power)
-    "hubagent.lockers.checks:check_gpio_pins",
-    # at most one power source
-    "hubagent.power.checks:check_config",
-]
-
 
 @dataclass(frozen=True)
 class DeviceConfig:
@@ -78,7 +52,7 @@ class Config:
     mqtt: MqttSettings | None = None
     store: StoreSettings = StoreSettings()
     sim: SimSettings = SimSettings()
-    sections: Mapping[str, Any] = field(default_factory=dict)
+    sections: Mapping[str, object] = field(default_factory=dict)
     devices: tuple[DeviceConfig, ...] = ()
 
     @property
@@ -90,10 +64,6 @@ class Config:
     def socket_path(self) -> Path:
         """Where the local API listens."""
         return Path(self.api.socket) if self.api.socket else self.state_dir / "api.sock"
-
-    def section(self, name: str) -> Any:
-        """A feature section's settings (its defaults when absent from the file)."""
-        return self.sections[name]
 
     def devices_of(self, role: str) -> list[DeviceConfig]:
         """The configured devices of one role, in file order."""
@@ -178,12 +148,6 @@ def _devices(path: str, doc: dict[str, Any]) -> tuple[DeviceConfig, ...]:
     return tuple(out)
 
 
-def _feature_type(ref: str) -> Any:
-    """The attribute a ``module:attribute`` reference names (imported on demand)."""
-    module, _, attr = ref.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
 def from_dict(doc: dict[str, Any], path: str = "<config>") -> Config:
     """Validate an already parsed TOML document."""
     doc = dict(doc)
@@ -195,15 +159,16 @@ def from_dict(doc: dict[str, Any], path: str = "<config>") -> Config:
     for name, typ in _CORE_SECTIONS.items():
         if name in doc:
             core[name] = _convert(doc.pop(name), typ, path, name)
-    sections: dict[str, Any] = {}
-    for name, ref in FEATURE_SECTIONS.items():
-        sections[name] = _convert(doc.pop(name, {}), _feature_type(ref), path, name)
+    sections: dict[str, object] = {}
+    for feature in features.FEATURES:
+        for section in feature.sections:
+            sections[section.name] = _convert(doc.pop(section.name, {}), section.type, path, section.name)
     if doc:
         raise ConfigError(path, sorted(doc)[0], "unknown key")
     cfg = Config(path=path, hub=hub, sections=sections, devices=devices, **core)
-    for ref in CROSS_CHECKS:
+    for check in (c for feature in features.FEATURES for c in feature.checks):
         try:
-            _feature_type(ref)(cfg)
+            check(cfg)
         except ValueError as e:
             msg = str(e)
             key, _, reason = msg.partition(": ")
@@ -215,12 +180,3 @@ def load(path: str | Path) -> Config:
     """Read and validate ``path``; raises ConfigError naming file and key."""
     p = str(path)
     return from_dict(_read(p), p)
-
-
-def load_text(text: str, path: str = "<embedded>") -> Config:
-    """Validate TOML text (the embedded simulator config)."""
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(path, "", f"not valid TOML: {e}") from None
-    return from_dict(doc, path)

@@ -1,17 +1,20 @@
-"""Commands every hub answers whatever its hardware: ``ping``."""
+"""What every hub has whatever its hardware: the outbox/inbox schema and ``ping``."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from hubagent.commands import CommandContext, NoArgs
+from hubagent.feature import Built, Feature, Interfaces
+from hubagent.store.migrations import CORE
 from hubagent.store.store import utc_now
 
 if TYPE_CHECKING:
     from hubagent.app import App
+    from hubagent.clock import Clock
 
 
-def install(app: "App") -> None:
+def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     """Register the core commands."""
 
     def ping(ctx: CommandContext, args: NoArgs) -> dict[str, Any]:
@@ -19,3 +22,7 @@ def install(app: "App") -> None:
                 "time": utc_now(), "last_seq": app.store.last_seq()}
 
     app.commands.register("ping", ping)
+    return Built()
+
+
+FEATURE = Feature("core", build, migrations=tuple(CORE))

@@ -68,6 +68,10 @@ class RateLimited(Protocol):
     def set_max_fps(self, fps: float) -> None:
         """Cap the processing rate; raises InputError outside the supported range."""
 
+    @property
+    def max_fps(self) -> float:
+        """The current cap in frames per second."""
+
 
 class FeedbackPattern(enum.Enum):
     """What a scan's feedback means to the person holding the scanner."""

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from hubagent.errors import CommandError, InputError
 from hubagent.events import CodeEntered
+from hubagent.interfaces import StaffDirectory
 from hubagent.lockers import codes, repo
 from hubagent.lockers.state import Purpose, State
 from hubagent.ports import FeedbackPattern
@@ -44,9 +45,10 @@ class Outcome(enum.Enum):
 class CodeDesk:
     """Checks codes and scans and asks the service for the matching release."""
 
-    def __init__(self, svc: "LockerService") -> None:
-        """Use ``svc`` for releases, its limiter, secret and clock."""
+    def __init__(self, svc: "LockerService", staff: StaffDirectory | None = None) -> None:
+        """Use ``svc`` for releases, its limiter, secret and clock; ``staff`` for who is signed in."""
         self.svc = svc
+        self.staff = staff
         self.app = svc.app
         self.store = svc.store
         self._failed_sources: set[str] = set()
@@ -88,9 +90,7 @@ class CodeDesk:
         return _feedback(self.submit(scanner, scan.value, ("return",)))
 
     def _staff_on(self, scanner: str) -> str | None:
-        scanning = self.app.scanning
-        staff_for = getattr(scanning, "staff_for", None) if scanning is not None else None
-        return staff_for(scanner) if staff_for is not None else None
+        return self.staff.staff_for(scanner) if self.staff is not None else None
 
     # -- checking -------------------------------------------------------------------
     def submit(self, source: str, raw: str, purposes: tuple[str, ...]) -> Outcome:

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from hubagent.events import PowerReading
+from hubagent.feature import Interfaces
 from hubagent.power.policy import (
     BeginShutdown,
     CancelShutdown,
@@ -41,6 +42,7 @@ from hubagent.power.policy import (
 from hubagent.power.settings import PowerPolicySettings
 from hubagent.power.shutdown import SequenceState, ShutdownResult, ShutdownSequence
 from hubagent.power.steps import CoreCaller, build_steps, records_only, resume_work
+from hubagent.ports import RateLimited
 from hubagent.store.store import Tx, dumps, utc_now
 
 if TYPE_CHECKING:
@@ -72,8 +74,10 @@ def _reading_figures(r: PowerReading | None) -> dict[str, Any]:
 class PowerService:
     """Carries out the power policy's decisions for one app (core thread)."""
 
-    def __init__(self, app: "App", settings: PowerPolicySettings) -> None:
+    def __init__(self, app: "App", settings: PowerPolicySettings, *, uses: Interfaces) -> None:
+        """Policy for ``app``; ``uses`` are the other features it pauses, parks and flushes."""
         self.app = app
+        self.uses = uses
         self.settings = settings
         self.policy = PowerPolicy(settings)
         self.records_only = records_only(app)
@@ -94,8 +98,8 @@ class PowerService:
         self.app.on_start(self.start)
         self.app.on_stop(self.stop)
         self.app.add_status("power", self.status)
-        if self.app.sync is not None:
-            self.app.sync.add_telemetry(self.telemetry)
+        if self.uses.uplink is not None:
+            self.uses.uplink.add_telemetry(self.telemetry)
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -183,15 +187,15 @@ class PowerService:
                     "command (%s); resuming work", self._shutdown["phase"])
         self._shutdown = {**self._shutdown, "phase": "resumed"}
         self.policy.rearm()
-        resume_work(self.app)
+        resume_work(self.uses)
         with self.app.store.write() as tx:  # the shutdown is over: nothing to report at the next start
             tx.execute("DELETE FROM meta WHERE key=?", (MARKER_KEY,))
 
     def _set_camera_fps(self, fps: float | None) -> None:
         """Slow every camera to ``fps`` (never speeding one up), or restore its rate."""
         for entry in list(self.app.devices.values()):
-            dev: Any = entry.device
-            if not hasattr(dev, "set_max_fps"):
+            dev = entry.device
+            if not isinstance(dev, RateLimited):
                 continue
             key = f"{entry.role}/{entry.name}"
             try:
@@ -201,7 +205,7 @@ class PowerService:
                         dev.set_max_fps(saved)
                         log.info("%s: frame rate back to %g fps", key, saved)
                 else:
-                    configured = self._saved_fps.setdefault(key, float(getattr(dev, "max_fps", fps)))
+                    configured = self._saved_fps.setdefault(key, float(dev.max_fps))
                     dev.set_max_fps(min(fps, configured))
                     log.info("%s: frame rate %g fps while on battery", key, min(fps, configured))
             except Exception:
@@ -228,7 +232,7 @@ class PowerService:
         cancelled = threading.Event()
         s = self.settings
         seq = ShutdownSequence(
-            build_steps(self.app, CoreCaller(self.app), cancelled),
+            build_steps(self.app, self.uses, CoreCaller(self.app), cancelled),
             s.shutdown_command,
             grace_s=s.shutdown_grace_s,
             command_timeout_s=s.command_timeout_s,

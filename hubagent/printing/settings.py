@@ -6,9 +6,14 @@ hardware or imaging library.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
+
+from hubagent.feature import Section
+
+if TYPE_CHECKING:
+    from hubagent.config import Config
 
 _Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 _Dpi = Annotated[int, msgspec.Meta(ge=100, le=600)]
@@ -146,13 +151,13 @@ class PrintingSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True,
             raise ValueError("retry_min_s must not exceed retry_max_s")
 
 
-def check_printing(config: Any) -> None:
+def check_printing(config: "Config") -> None:
     """``[printing]`` may name only configured printers (a ``hubagent.config`` cross-check).
 
     Raises ValueError("printing.<key>: reason").
     """
     names = [d.name for d in config.devices_of("printers")]
-    settings: PrintingSettings = config.section("printing")
+    settings = PRINTING.of(config)
     known = ", ".join(names) or "none"
     if settings.default_printer and settings.default_printer not in names:
         raise ValueError(f"printing.default_printer: no printer named {settings.default_printer!r} "
@@ -160,3 +165,7 @@ def check_printing(config: Any) -> None:
     for template, printer in settings.templates.items():
         if printer not in names:
             raise ValueError(f"printing.templates.{template}: no printer named {printer!r} (configured: {known})")
+
+
+PRINTING = Section("printing", PrintingSettings)
+"""The ``[printing]`` section."""

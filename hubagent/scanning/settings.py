@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from hubagent.feature import Section
+
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
 """A positive duration in seconds."""
 
@@ -209,3 +211,10 @@ class ScanningSettings(_Base):
     # Most scan.rejected events one scanner records per minute (a burst of as many is allowed);
     # beyond, rejections still beep and count, and the next event recorded says how many were not.
     rejected_events_per_min: Annotated[int, msgspec.Meta(ge=1, le=6000)] = 60
+
+
+ScannerSettings = SerialScannerSettings | HidScannerSettings | CameraScannerSettings | SimScannerSettings
+"""The settings of any scanner driver (each names its ``feedback`` device)."""
+
+SCANNING = Section("scanning", ScanningSettings)
+"""The ``[scanning]`` section."""

@@ -22,6 +22,7 @@ from paho.mqtt.properties import Properties
 from hubagent import secrets
 from hubagent.commands import CommandArgs, CommandContext
 from hubagent.errors import CommandError
+from hubagent.feature import Built, Feature, Interfaces
 from hubagent.store.store import EmittedEvent, dumps, utc_now
 from hubagent.sync import outbox
 from hubagent.sync.mqtt import Inbound, LinkListener, MqttLink
@@ -32,6 +33,7 @@ from hubagent.telemetry import age_s
 
 if TYPE_CHECKING:
     from hubagent.app import App
+    from hubagent.clock import Clock
 
 
 class ReplayArgs(CommandArgs):
@@ -251,6 +253,15 @@ class SyncService(LinkListener):
             return self.app.store.last_seq() - outbox.acked_seq(self.app.store)
         return self.sender.unpublished(self.app.store.last_seq())
 
+    def publish_stock(self, sku: str, payload: bytes) -> None:
+        """Publish the retained stock summary of ``sku`` (dropped while disconnected)."""
+        if self.link is not None and self.link.connected:
+            self.link.publish(self.topics.stock(sku), payload, retain=True)
+
+    def is_connected(self) -> bool:
+        """Whether the link to the broker is up."""
+        return self.link is not None and self.link.connected
+
     def publish_offline(self) -> None:
         """Publish the retained ``offline`` state now (before a power-off)."""
         if self.link is not None and self.link.connected:
@@ -308,19 +319,22 @@ class SyncService(LinkListener):
         self.link.publish(self.topics.telemetry, dumps(body).encode(), qos=0)
 
 
-def install(app: "App") -> None:
-    """Wire sync into the app when ``[mqtt]`` is configured."""
+def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
+    """Sync with central when ``[mqtt]`` is configured; offers the uplink."""
     if app.config.mqtt is None:
         app.add_status("sync", lambda: {"connected": False, "subscribed": False,
                                         "mode": "offline (no [mqtt] configured)",
                                         **_offline_stats(app)})
-        return
+        return Built()
     svc = SyncService(app)
-    app.sync = svc
     app.commands.register("events.replay", svc.replay, ReplayArgs)
     app.on_start(svc.start)
     app.on_stop(svc.stop)
     app.add_status("sync", svc.metrics)
+    return Built(svc, Interfaces(uplink=svc))
+
+
+FEATURE = Feature("sync", build)
 
 
 def _offline_stats(app: "App") -> dict[str, Any]:
