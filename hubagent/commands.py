@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
@@ -219,10 +218,3 @@ class Commands:
             "INSERT INTO inbox(id, name, received_at, ok, reply) VALUES (?, ?, ?, ?, ?)",
             (cid, name, utc_now(), 1 if reply["ok"] else 0, dumps(reply)),
         )
-
-
-def finite(value: float, what: str) -> float:
-    """Reject NaN and infinities in numeric arguments."""
-    if not math.isfinite(value):
-        raise CommandError("bad_args", f"{what} must be a finite number")
-    return value

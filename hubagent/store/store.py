@@ -69,11 +69,6 @@ class EmittedEvent:
     at: str
     data: dict[str, Any]
 
-    def envelope(self, replayed: bool = False) -> dict[str, Any]:
-        """The MQTT payload of this event."""
-        return {"id": self.id, "seq": self.seq, "kind": self.kind, "at": self.at,
-                "replayed": replayed, "data": self.data}
-
 
 class Tx:
     """One write transaction. Valid only inside ``with store.write()``."""

@@ -202,7 +202,7 @@ class SyncService(LinkListener):
 
     @staticmethod
     def _payload(ev: EmittedEvent, replayed: bool = False) -> bytes:
-        return json.dumps(ev.envelope(replayed), separators=(",", ":")).encode()
+        return outbox.envelope_bytes(ev.seq, ev.id, ev.kind, ev.at, dumps(ev.data), replayed)
 
     def _on_ack(self, payload: bytes) -> None:
         try:

@@ -177,10 +177,6 @@ class MqttLink:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def alive(self) -> bool:
-        """Whether the network thread is running."""
-        return self._thread is not None and self._thread.is_alive()
-
     # -- core-thread API -----------------------------------------------------
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
                 properties: Properties | None = None) -> int | None:
