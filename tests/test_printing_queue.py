@@ -18,7 +18,7 @@ from hubagent.config import from_dict
 from hubagent.errors import CommandError, ConfigError
 from hubagent.features import all_migrations
 from hubagent.printing import queue
-from hubagent.printing.bench import SAMPLE_FIELDS
+from hubagent.bench.labels import SAMPLE_FIELDS
 from hubagent.printing.service import PrintService
 from hubagent.printing.settings import PrintingSettings
 from hubagent.store.store import Store

@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from hubagent.bench import Row, percentile
+from hubagent.bench.rows import Row, percentile
 from hubagent.bench.broker import broker
 
 _HUB = "bench-hub"
@@ -108,8 +108,9 @@ def bench(quick: bool) -> list[Row]:
         with broker(tmp) as port:
             try:
                 core = _Core(tmp / "state", port)
-                _wait(lambda: core.app.sync.link is not None and core.app.sync.link.connected, 20.0,
-                      "the hub to connect")
+                uplink = core.app.interfaces.uplink
+                assert uplink is not None
+                _wait(uplink.is_connected, 20.0, "the hub to connect")
                 client.connect("127.0.0.1", port)
                 client.loop_start()
                 samples = [_one_open(core, client, list(_COMPS)[i % len(_COMPS)]) for i in range(opens)]
