@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 from hubagent.errors import InputError
 from hubagent.printing import fit, model, symbols
-from hubagent.printing.templates import (
+from hubagent.printing.spec import (
     FIELD_REF,
     BoxSpec,
     ElementSpec,
@@ -20,9 +21,11 @@ from hubagent.printing.templates import (
     ImageSpec,
     LineSpec,
     QrSpec,
-    Template,
     TextSpec,
 )
+
+if TYPE_CHECKING:
+    from hubagent.printing.templates import Template
 
 _MAX_LIST_ITEM = 200
 _MIN_BAR_MM = 4.0  # shorter bars are hard to aim a hand scanner at
