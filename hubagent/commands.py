@@ -51,7 +51,7 @@ class CommandArgs(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_on
     """Base of every command's arguments: unknown fields are errors, values immutable."""
 
 
-class NoArgs(CommandArgs):
+class NoArgs(CommandArgs, frozen=True):
     """Arguments of a command that takes none."""
 
 

@@ -30,7 +30,7 @@ _Name = Annotated[str, Meta(min_length=1, max_length=64)]
 _JobId = Annotated[str, Meta(min_length=1, max_length=200)]
 
 
-class PrintArgs(CommandArgs):
+class PrintArgs(CommandArgs, frozen=True):
     """``print`` arguments; the command id is the job id."""
 
     template: _Name
@@ -39,7 +39,7 @@ class PrintArgs(CommandArgs):
     copies: Annotated[int, Meta(ge=1, le=1000)] = 1
 
 
-class ReprintArgs(CommandArgs):
+class ReprintArgs(CommandArgs, frozen=True):
     """``print.reprint`` arguments."""
 
     job: _JobId
@@ -47,7 +47,7 @@ class ReprintArgs(CommandArgs):
     copies: Annotated[int, Meta(ge=1, le=1000)] | None = None
 
 
-class CancelArgs(CommandArgs):
+class CancelArgs(CommandArgs, frozen=True):
     """``print.cancel`` arguments."""
 
     job: _JobId

@@ -30,7 +30,7 @@ Text = Annotated[str, Meta(min_length=1, max_length=200)]
 Qty = Annotated[int, Meta(ge=-ledger.MAX_QTY, le=ledger.MAX_QTY)]
 
 
-class CatalogItem(CommandArgs):
+class CatalogItem(CommandArgs, frozen=True):
     """One catalog entry of ``catalog.upsert``."""
 
     sku: Code
@@ -41,13 +41,13 @@ class CatalogItem(CommandArgs):
     unit: Annotated[str, Meta(min_length=1, max_length=16)] = "each"
 
 
-class CatalogUpsert(CommandArgs):
+class CatalogUpsert(CommandArgs, frozen=True):
     """``catalog.upsert`` arguments."""
 
     items: Annotated[list[CatalogItem], Meta(min_length=1, max_length=1000)]
 
 
-class StockAdjust(CommandArgs):
+class StockAdjust(CommandArgs, frozen=True):
     """``stock.adjust`` arguments."""
 
     sku: Code
@@ -58,7 +58,7 @@ class StockAdjust(CommandArgs):
     type: str = "adjust"
 
 
-class StockCount(CommandArgs):
+class StockCount(CommandArgs, frozen=True):
     """``stock.count`` arguments."""
 
     sku: Code
@@ -66,7 +66,7 @@ class StockCount(CommandArgs):
     counted: Annotated[int, Meta(ge=0, le=ledger.MAX_QTY)]
 
 
-class StockGet(CommandArgs):
+class StockGet(CommandArgs, frozen=True):
     """``stock.get`` arguments."""
 
     sku: Code

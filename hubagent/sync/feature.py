@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from hubagent.clock import Clock
 
 
-class ReplayArgs(CommandArgs):
+class ReplayArgs(CommandArgs, frozen=True):
     """``events.replay`` arguments."""
 
     # First seq to send again.
