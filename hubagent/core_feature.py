@@ -21,7 +21,7 @@ def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
         return {"pong": True, "hub": app.hub_id, "version": app.version,
                 "time": utc_now(), "last_seq": app.store.last_seq()}
 
-    app.commands.register("ping", ping)
+    app.commands.register("ping", ping, read_only=True)
     return Built()
 
 

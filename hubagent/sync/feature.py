@@ -327,7 +327,7 @@ def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
                                         **_offline_stats(app)})
         return Built()
     svc = SyncService(app)
-    app.commands.register("events.replay", svc.replay, ReplayArgs)
+    app.commands.register("events.replay", svc.replay, ReplayArgs, read_only=True)
     app.on_start(svc.start)
     app.on_stop(svc.stop)
     app.add_status("sync", svc.metrics)
