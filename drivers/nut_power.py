@@ -50,9 +50,12 @@ def reading_from_vars(source: str, variables: Mapping[str, str]) -> PowerReading
     status = variables.get("ups.status", "")
     # Status words are upper-case tokens (OL OB LB CHRG ...); drop anything else.
     flags = frozenset(w for w in status.split() if w.isascii() and w.isalnum() and len(w) <= 16)
-    figures = {attr: _number(variables.get(var)) for attr, var in _FIGURES.items()}
+    def figure(attr: str) -> float | None:
+        return _number(variables.get(_FIGURES[attr]))
+
     detail = "" if flags else f"no usable ups.status ({status[:40]!r})"
-    return PowerReading(source=source, reachable=True, flags=flags, detail=detail, **figures)
+    return PowerReading(source=source, reachable=True, flags=flags, detail=detail, charge=figure("charge"),
+                        runtime=figure("runtime"), input_voltage=figure("input_voltage"), load=figure("load"))
 
 
 def _same(a: PowerReading | None, b: PowerReading) -> bool:

@@ -42,6 +42,8 @@ def rss_mb() -> float | None:
 
 def system(state_dir: Path) -> dict[str, Any]:
     """Disk, CPU temperature, load and memory of the hub."""
+    free: int | None
+    total: int | None
     try:
         disk = shutil.disk_usage(state_dir)
         free, total = round(disk.free / 2**20), round(disk.total / 2**20)

@@ -128,7 +128,7 @@ def _video(path: Path) -> Path:
     frame[y:y + symbol.shape[0], x:x + symbol.shape[1]] = symbol
     coded = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     blank = np.full((480, 640, 3), 255, dtype=np.uint8)
-    writer = cv2.VideoWriter(os.fspath(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (640, 480))
+    writer = cv2.VideoWriter(os.fspath(path), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, (640, 480))
     if not writer.isOpened():
         raise RuntimeError("OpenCV cannot write an MJPG video here")
     for i in range(30):

@@ -147,10 +147,10 @@ class CodeDesk:
             repo.audit(tx, "code_rejected", source=source, reason=reason)
             tx.emit("locker.code_rejected", {"source": source, "reason": reason})
             if lockout is not None:
-                data = {"level": lockout.level, "duration_s": lockout.duration_s,
-                        "failures": lockout.failures}
-                repo.audit(tx, "lockout", source=source, **data)
-                tx.emit("locker.lockout", {"source": source, **data})
+                repo.audit(tx, "lockout", source=source, level=lockout.level, duration_s=lockout.duration_s,
+                           failures=lockout.failures)
+                tx.emit("locker.lockout", {"source": source, "level": lockout.level,
+                                           "duration_s": lockout.duration_s, "failures": lockout.failures})
         if lockout is not None:
             log.warning("input %s locked out for %.0f s after %d wrong codes", source,
                         lockout.duration_s, lockout.failures)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 from hubagent.errors import CommandError
 from hubagent.store.store import Reader, Tx, dumps, rows, utc_now
@@ -72,7 +72,7 @@ def audit(tx: Tx, kind: str, *, bank: str | None = None, compartment: str | None
 
 # -- compartments --------------------------------------------------------------
 
-def sync_compartments(tx: Tx, banks: dict[str, dict[str, str]]) -> None:
+def sync_compartments(tx: Tx, banks: Mapping[str, Mapping[str, str]]) -> None:
     """Make sure every configured compartment has a row with its configured size."""
     now = utc_now()
     for bank, comps in banks.items():

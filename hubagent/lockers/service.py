@@ -12,6 +12,7 @@ until central clears it. Everything here runs on the core thread.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
@@ -439,7 +440,7 @@ class LockerService:
             tx.emit("locker.alarm_cleared", {"kind": row["fault"], "bank": bank, "compartment": comp,
                                              "command": by})
         tx.after_commit(lambda: self._refresh_alert(bank, comp))
-        return row["fault"]  # type: ignore[no-any-return]
+        return row["fault"]
 
     def on_health(self, ev: DeviceHealthChanged) -> None:
         """A bank faulted (cannot de-energise a lock, pins lost) or recovered."""
@@ -489,7 +490,7 @@ class LockerService:
                     self._door_opened(bank, name)
                 else:
                     limit = self.policy.door_open_limit_s or self.bank_settings[bank].door_open_limit_s
-                    self._timer("open_limit", (bank, name), limit, lambda b=bank, n=name: self._open_too_long(b, n))
+                    self._timer("open_limit", (bank, name), limit, functools.partial(self._open_too_long, bank, name))
             self._refresh_alert(bank, name)
 
     # -- expiry -------------------------------------------------------------

@@ -271,6 +271,7 @@ def _move_item(ctx: StepContext, s: Session, sku: str, qty: int, scan: Scan) -> 
 def _return_item(ctx: StepContext, s: Session, sku: str, qty: int, scan: Scan) -> Outcome:
     if s.condition is None:
         raise first_needed("no_condition", "scan HA:COND:RESELLABLE or HA:COND:DAMAGED first")
+    bin: str | None
     if s.condition == "damaged":
         bin = ctx.settings.quarantine_bin
         ledger.ensure_bin(ctx.tx, bin, kind="quarantine")

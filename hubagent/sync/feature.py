@@ -224,8 +224,8 @@ class SyncService(LinkListener):
     # -- commands ----------------------------------------------------------------
     def _on_command(self, name: str, msg: Inbound) -> None:
         if msg.expiry_s is not None and time.monotonic() - msg.received > msg.expiry_s:
-            reply = {"id": None, "ok": False,
-                     "error": {"code": "expired", "message": "the command expired before it could run"}}
+            reply: dict[str, Any] = {"id": None, "ok": False, "error": {
+                "code": "expired", "message": "the command expired before it could run"}}
             try:
                 cid = json.loads(msg.payload).get("id")
                 reply["id"] = cid if isinstance(cid, str) else None

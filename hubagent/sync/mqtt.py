@@ -292,7 +292,7 @@ class MqttLink:
 def _no_delay(client: mqtt.Client) -> None:
     """Turn Nagle's algorithm off: a reply or PUBACK must not wait for a TCP ack."""
     sock = client.socket()
-    if sock is None:
+    if not isinstance(sock, socket.socket):  # None before connecting; TLS sockets are socket.socket too
         return
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
