@@ -11,6 +11,7 @@ read it emits one ``reachable=False`` reading per outage, reports
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -62,8 +63,7 @@ def _same(a: PowerReading | None, b: PowerReading) -> bool:
     """Whether two readings say the same thing (ignoring when they were taken)."""
     if a is None:
         return False
-    keys = ("reachable", "flags", "charge", "runtime", "input_voltage", "load", "detail")
-    return all(getattr(a, k) == getattr(b, k) for k in keys)
+    return dataclasses.replace(a, at=b.at) == b
 
 
 class NutPowerSource(HealthReporter):
