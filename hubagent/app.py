@@ -26,7 +26,7 @@ from hubagent.config import Config
 from hubagent.errors import HubError, InputError
 from hubagent.events import DeviceHealthChanged, DeviceStatus, Event, Health
 from hubagent.feature import Interfaces
-from hubagent.features import FEATURES, all_migrations
+from hubagent.features import all_migrations
 from hubagent.interfaces import ScanHandler
 from hubagent.ports import Device, DeviceEnv, SimControl
 from hubagent.store.store import Store
@@ -61,7 +61,7 @@ class App:
         self.hub_id = config.hub.id
         self.version = __version__
         self.clock: LoopClock | ManualClock = clock if clock is not None else LoopClock()
-        self.store = Store(config.state_dir / config.store.file, all_migrations())
+        self.store = Store(config.state_dir / config.store.file, all_migrations(config.features))
         max_payload = config.mqtt.max_payload if config.mqtt else 256 * 1024
         self.commands = Commands(self.store, max_payload, clock=self.clock, window=inbox_window(config))
         self.devices: dict[tuple[str, str], DeviceEntry] = {}
@@ -289,13 +289,14 @@ def _lock_state_dir(state_dir: Path) -> IO[bytes]:
 def build_app(config: Config, *, simulated: bool = False) -> App:
     """Build the app and every feature from config (opens nothing).
 
-    Each feature of :data:`hubagent.features.FEATURES` is built in order and
+    Each feature of ``config.features`` (:data:`hubagent.features.FEATURES`
+    unless the config says otherwise) is built in order and
     gets, by keyword, the app, the clock and the interfaces offered by the
     features built before it.
     """
     app = App(config, simulated=simulated)
     app.build_devices()
-    for feature in FEATURES:
+    for feature in config.features:
         built = feature.build(app=app, clock=app.clock, uses=app.interfaces)
         if built.service is not None:
             app.add_service(built.service)

@@ -15,8 +15,10 @@ from typing import Any, Mapping
 
 import msgspec
 
-from hubagent import features, registry
+from hubagent import registry
 from hubagent.errors import ConfigError
+from hubagent.feature import Feature
+from hubagent.features import FEATURES
 from hubagent.settings import (
     ApiSettings,
     HubSettings,
@@ -54,6 +56,8 @@ class Config:
     sim: SimSettings = SimSettings()
     sections: Mapping[str, object] = field(default_factory=dict)
     devices: tuple[DeviceConfig, ...] = ()
+    features: tuple[Feature, ...] = FEATURES
+    """What the hub is made of, in build order (:data:`hubagent.features.FEATURES`)."""
 
     @property
     def state_dir(self) -> Path:
@@ -148,8 +152,9 @@ def _devices(path: str, doc: dict[str, Any]) -> tuple[DeviceConfig, ...]:
     return tuple(out)
 
 
-def from_dict(doc: dict[str, Any], path: str = "<config>") -> Config:
-    """Validate an already parsed TOML document."""
+def from_dict(doc: dict[str, Any], path: str = "<config>",
+              with_features: tuple[Feature, ...] = FEATURES) -> Config:
+    """Validate an already parsed TOML document for a hub made of ``with_features``."""
     doc = dict(doc)
     devices = _devices(path, doc)
     if "hub" not in doc:
@@ -160,13 +165,13 @@ def from_dict(doc: dict[str, Any], path: str = "<config>") -> Config:
         if name in doc:
             core[name] = _convert(doc.pop(name), typ, path, name)
     sections: dict[str, object] = {}
-    for feature in features.FEATURES:
+    for feature in with_features:
         for section in feature.sections:
             sections[section.name] = _convert(doc.pop(section.name, {}), section.type, path, section.name)
     if doc:
         raise ConfigError(path, sorted(doc)[0], "unknown key")
-    cfg = Config(path=path, hub=hub, sections=sections, devices=devices, **core)
-    for check in (c for feature in features.FEATURES for c in feature.checks):
+    cfg = Config(path=path, hub=hub, sections=sections, devices=devices, features=with_features, **core)
+    for check in (c for feature in with_features for c in feature.checks):
         try:
             check(cfg)
         except ValueError as e:
