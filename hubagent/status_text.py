@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-_CORE = {"hub", "version", "simulated", "uptime_s", "state", "alerts", "devices", "last_seq"}
+_CORE = {"hub", "version", "simulated", "uptime_s", "state", "alerts", "alerts_since", "devices", "last_seq"}
 
 
 def render(st: dict[str, Any]) -> str:
