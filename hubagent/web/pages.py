@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
 from hubagent.clock import Clock
-from hubagent.web import humanize
+from hubagent import humanize
 from hubagent.web.i18n import Catalogues
 from hubagent.web.live import Live
 from hubagent.web.sessions import COOKIE, Session, Sessions, csrf_ok

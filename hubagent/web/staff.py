@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from hubagent.web import humanize
+from hubagent import humanize
 from hubagent.web.pages import Ctx, forbidden
 
 Handler = Callable[[Request], Awaitable[Response]]
