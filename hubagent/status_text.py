@@ -22,7 +22,7 @@ def render(st: dict[str, Any], now: datetime | None = None) -> str:
     now = now or LoopClock().now()
     state = humanize.hub_state(st)
     headline = {"ok": "ok", "alert": "ALERT", "offline": "OFFLINE"}[state]
-    lines = [f"{st['hub']}: {headline}: {humanize.english('state_' + state)}"]
+    lines = [f"hub {st['hub']}: {headline}: {humanize.english('state_' + state)}"]
     lines += [f"  ! {why}" for why in humanize.reasons(st)]
     mode = "simulated" if st.get("simulated") else "hardware"
     lines.append(f"  {mode}, version {st['version']}, up {humanize.duration(st.get('uptime_s'))}, "
