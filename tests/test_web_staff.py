@@ -112,6 +112,19 @@ def test_dashboard_lives_and_actions_are_commands(web_hub: WebHub, browser: Any)
            "the reprint")
     assert d.find_elements(By.CSS_SELECTOR, ".previews img")
 
+    # The command sheet downloads as a PNG whose barcodes decode to the mode codes.
+    href = d.find_element(By.ID, "command-sheet").get_attribute("href")
+    cookie = d.get_cookie("hubagent_session")["value"]
+    png = urllib.request.urlopen(urllib.request.Request(
+        href, headers={"Cookie": f"hubagent_session={cookie}"}), timeout=20).read()
+    import io
+
+    import zxingcpp
+    from PIL import Image
+
+    texts = {r.text for r in zxingcpp.read_barcodes(Image.open(io.BytesIO(png)))}
+    assert {"HA:MODE:RECEIVE", "HA:MODE:PICK", "HA:DONE"} <= texts, texts
+
     d.get(f"{hub.base}/staff/events?kind=locker.")
     assert "locker.opened" in d.find_element(By.ID, "events").text
     screenshot(d, "staff-events")

@@ -149,6 +149,10 @@ def routes(ctx: Ctx) -> list[Route]:
             return Response(status_code=404)
         return ctx.render(request, "staff/printing.html", reply=reply, **_printing_values(ctx))
 
+    async def command_sheet(request: Request) -> Response:
+        return Response(ctx.view.command_sheet_png(), media_type="image/png", headers={
+            "Content-Disposition": f'attachment; filename="{ctx.view.hub_id}-command-sheet.png"'})
+
     async def events(request: Request) -> Response:
         kind = str(request.query_params.get("kind") or "").strip()[:64]
         args: dict[str, Any] = {"limit": 100}
@@ -172,6 +176,7 @@ def routes(ctx: Ctx) -> list[Route]:
         Route("/staff/printing", signed_in(printing), methods=["GET"]),
         Route("/staff/printing/{action}", signed_in(print_action), methods=["POST"]),
         Route("/staff/printing/preview/{name}", signed_in(preview), methods=["GET"]),
+        Route("/staff/printing/command-sheet.png", signed_in(command_sheet), methods=["GET"]),
         Route("/staff/events", signed_in(events), methods=["GET"]),
     ]
 

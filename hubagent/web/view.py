@@ -79,6 +79,20 @@ class HubView:
         path = self._app.config.state_dir / "previews" / name
         return path if path.is_file() else None
 
+    def command_sheet_png(self, dpi: int = 203) -> bytes:
+        """The scanner command sheet as a PNG, drawn by the same code as every label."""
+        import io
+
+        from hubagent.printing.render import render
+        from hubagent.printing.templates import get_template, load_templates
+
+        template = get_template(load_templates(), "command_sheet")
+        width = round(template.spec.width_mm / 25.4 * dpi)
+        image = render(template.layout({"title": self.hub_id[:20]}, dpi, width))
+        out = io.BytesIO()
+        image.save(out, format="PNG")
+        return out.getvalue()
+
     # -- lockers ----------------------------------------------------------------
     def has_lockers(self) -> bool:
         """Whether the hub has locker banks."""
