@@ -37,9 +37,11 @@ class SimFeedback:
         self._running = True
 
     def signal(self, pattern: FeedbackPattern) -> None:
-        """Record ``pattern`` with the time it was asked for."""
+        """Record ``pattern`` with the time it was asked for; dropped unless running (like GPIO)."""
         if not isinstance(pattern, FeedbackPattern):
             raise TypeError(f"expected a FeedbackPattern, got {pattern!r}")
+        if not self._running:
+            return
         with self._lock:
             self._history.append((time.time(), pattern))
 
@@ -47,6 +49,11 @@ class SimFeedback:
         """Recorded patterns, oldest first."""
         with self._lock:
             return list(self._history)
+
+    def clear(self) -> None:
+        """Forget the recorded patterns."""
+        with self._lock:
+            self._history.clear()
 
     def status(self) -> DeviceStatus:
         """OK while running; the detail names the last pattern."""
@@ -64,7 +71,6 @@ class SimFeedback:
         if verb == "history":
             return {"history": [{"at": at, "pattern": p.value} for at, p in self.history()]}
         if verb == "clear":
-            with self._lock:
-                self._history.clear()
+            self.clear()
             return {"cleared": True}
         raise InputError("unknown_verb", f"feedback simulator has no verb {verb!r} (history, clear)")

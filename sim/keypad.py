@@ -1,4 +1,4 @@
-"""Simulated keypad: ``hubagent sim code`` types a whole code and presses Enter."""
+"""Simulated keypad: :meth:`SimKeypad.enter` (``hubagent sim code``) types a whole code and presses Enter."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import logging
 import threading
 from typing import Any, Mapping
 
+from hubagent.devicekit import emit_safely
 from hubagent.errors import CommandError, InputError
 from hubagent.events import CodeEntered, DeviceStatus, EventSink, Health
 from hubagent.lockers.settings import SimKeypadSettings
@@ -15,7 +16,7 @@ log = logging.getLogger(__name__)
 
 
 class SimKeypad:
-    """A :class:`~hubagent.ports.CodeInput` driven by the ``code`` sim verb.
+    """A :class:`~hubagent.ports.CodeInput` driven by :meth:`enter`.
 
     Like a real keypad it delivers what was typed without judging it (the
     core checks codes); it only refuses what no keypad could produce: more
@@ -51,11 +52,12 @@ class SimKeypad:
             self._closed = True
             self._sink = None
 
-    def sim_command(self, verb: str, args: Mapping[str, Any]) -> dict[str, Any]:
-        """``code`` with ``{"code": "123456"}`` emits CodeEntered; InputError otherwise."""
-        if verb != "code":
-            raise InputError("unknown_verb", "keypad sim verbs are: code")
-        code = args.get("code") if isinstance(args, Mapping) else None
+    def enter(self, code: str) -> None:
+        """Type ``code`` and press Enter: one CodeEntered.
+
+        InputError("bad_code") for what no keypad could type (too many keys,
+        control characters); CommandError("not_started") when not running.
+        """
         if not isinstance(code, str) or not code:
             raise InputError("bad_args", "code needs {\"code\": \"<keys typed>\"}")
         if len(code) > self.settings.max_length:
@@ -66,8 +68,14 @@ class SimKeypad:
             sink = self._sink
         if sink is None:
             raise CommandError("not_started", f"keypad {self.name} is not running")
-        try:
-            sink(CodeEntered(self.name, code))
-        except Exception:
-            log.exception("keypad %s: event sink failed", self.name)
+        emit_safely(sink, CodeEntered(self.name, code), f"keypad {self.name}")
+
+    def sim_command(self, verb: str, args: Mapping[str, Any]) -> dict[str, Any]:
+        """``code`` with ``{"code": "123456"}`` calls :meth:`enter`; InputError otherwise."""
+        if verb != "code":
+            raise InputError("unknown_verb", "keypad sim verbs are: code")
+        code = args.get("code") if isinstance(args, Mapping) else None
+        if not isinstance(code, str):
+            raise InputError("bad_args", "code needs {\"code\": \"<keys typed>\"}")
+        self.enter(code)
         return {"source": self.name, "code": code}

@@ -176,7 +176,7 @@ def test_escpos_label_wider_than_paper_is_an_input_error(tmp_path) -> None:
     wide = load_templates()["parcel"].layout(SAMPLE_FIELDS["parcel"], 203, 2000)
     with pytest.raises(InputError) as err:
         printer.print_label(wide)
-    assert err.value.code == "label_too_wide"
+    assert err.value.code == "label_too_big"
 
 
 @pytest.mark.parametrize(
