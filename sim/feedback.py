@@ -31,16 +31,17 @@ class SimFeedback:
         self._history: collections.deque[tuple[float, FeedbackPattern]] = collections.deque(
             maxlen=settings.history)
         self._running = False
+        self._closed = False
 
     def start(self, sink: EventSink) -> None:
         """Nothing to open; no events to deliver."""
         self._running = True
 
     def signal(self, pattern: FeedbackPattern) -> None:
-        """Record ``pattern`` with the time it was asked for; dropped unless running (like GPIO)."""
+        """Record ``pattern`` with the time it was asked for; dropped once closed (like GPIO)."""
         if not isinstance(pattern, FeedbackPattern):
             raise TypeError(f"expected a FeedbackPattern, got {pattern!r}")
-        if not self._running:
+        if self._closed:
             return
         with self._lock:
             self._history.append((time.time(), pattern))
@@ -63,8 +64,9 @@ class SimFeedback:
         return DeviceStatus(Health.OK if self._running else Health.OFFLINE, detail)
 
     def close(self) -> None:
-        """Stop; the history is kept for inspection."""
+        """Stop; the history is kept for inspection, later signals are dropped."""
         self._running = False
+        self._closed = True
 
     def sim_command(self, verb: str, args: Mapping[str, Any]) -> dict[str, Any]:
         """``history`` returns the recorded patterns; ``clear`` forgets them."""
