@@ -162,11 +162,15 @@ class Printer(Device, Protocol):
     :class:`~hubagent.errors.LabelTooBig` (through :func:`check_label_fits`)
     before sending anything, ``copies < 1`` with InputError("bad_copies"),
     and MUST raise :class:`~hubagent.errors.DeviceUnavailable` when the
-    printer is absent, offline or closed, and
-    :class:`~hubagent.errors.DeviceError` when it is present but cannot
-    print (paper out, cover open). It MAY block while the bytes are sent
-    (the core calls it from the printer's own worker thread).
-    ``printer_state`` MUST NOT raise; a printer that cannot tell MAY answer
+    printer is absent, unreachable or closed. It MAY raise
+    :class:`~hubagent.errors.DeviceError` when it knows the printer cannot
+    print (paper out, cover open); a printer that buffers jobs MAY accept
+    them instead. It MAY block while the bytes are sent (the core calls it
+    from the printer's own worker thread).
+
+    ``printer_state`` MUST NOT raise: over a two-way link it MUST report
+    PAPER_OUT / COVER_OPEN / OFFLINE as the printer says (and the health
+    FAULTED or OFFLINE with them); a printer that cannot tell answers
     UNKNOWN.
     """
 
