@@ -66,6 +66,11 @@ class SimLockerBank(GpioLockerBank):
         except Exception:
             log.warning("closing mock pins of %s failed", self.name, exc_info=True)
 
+    @property
+    def mock_pins(self) -> Any:
+        """The bank's private MockFactory: the simulated wiring, where tests watch the lock outputs."""
+        return self._mock
+
     # -- typed test verbs: the person at the locker -----------------------------
 
     def open_door(self, compartment: str) -> bool:
