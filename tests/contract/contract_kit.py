@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import queue
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -100,3 +101,16 @@ class Events:
 def until(predicate: Callable[[], Any], what: str, timeout: float = TIMEOUT) -> Any:
     """Wait (10 ms polls) for ``predicate`` to hold; its value."""
     return wait_until(predicate, timeout, what, interval=0.01)
+
+
+def holds(predicate: Callable[[], Any], what: str, watch: float = QUIET) -> None:
+    """Fail as soon as ``predicate`` stops holding within ``watch`` seconds (10 ms polls).
+
+    For "nothing happens after close": a device thread that was not stopped
+    would act well within ``watch``.
+    """
+    deadline = time.monotonic() + watch
+    while time.monotonic() < deadline:
+        assert predicate(), f"{what} stopped holding"
+        time.sleep(0.01)
+    assert predicate(), f"{what} stopped holding"
