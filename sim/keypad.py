@@ -8,7 +8,7 @@ from typing import Any, Mapping
 
 from hubagent.devicekit import emit_safely
 from hubagent.errors import CommandError, InputError
-from hubagent.events import CodeEntered, DeviceStatus, EventSink, Health
+from hubagent.events import CodeEntered, DeviceHealthChanged, DeviceStatus, EventSink, Health
 from hubagent.lockers.settings import SimKeypadSettings
 from hubagent.ports import DeviceEnv
 
@@ -31,6 +31,7 @@ class SimKeypad:
         self._lock = threading.Lock()
         self._sink: EventSink | None = None
         self._closed = False
+        self._plugged = True
 
     def start(self, sink: EventSink) -> None:
         """Accept ``code`` commands from now on."""
@@ -44,6 +45,8 @@ class SimKeypad:
                 return DeviceStatus(Health.OFFLINE, "closed")
             if self._sink is None:
                 return DeviceStatus(Health.UNKNOWN, "not started")
+            if not self._plugged:
+                return DeviceStatus(Health.OFFLINE, "unplugged")
             return DeviceStatus(Health.OK, "simulated keypad")
 
     def close(self) -> None:
@@ -51,6 +54,21 @@ class SimKeypad:
         with self._lock:
             self._closed = True
             self._sink = None
+
+    def unplug(self) -> None:
+        """Pull the keypad's cable: OFFLINE (reported) and nothing can be typed."""
+        self._set_plugged(False)
+
+    def replug(self) -> None:
+        """Plug it back in: OK again (reported)."""
+        self._set_plugged(True)
+
+    def _set_plugged(self, plugged: bool) -> None:
+        with self._lock:
+            changed, self._plugged = self._plugged != plugged, plugged
+            sink = self._sink
+        if changed and sink is not None:
+            emit_safely(sink, DeviceHealthChanged("keypads", self.name, self.status()), f"keypad {self.name}")
 
     def enter(self, code: str) -> None:
         """Type ``code`` and press Enter: one CodeEntered.
@@ -65,9 +83,11 @@ class SimKeypad:
         if not code.isprintable():
             raise InputError("bad_code", "a keypad cannot type control characters")
         with self._lock:
-            sink = self._sink
+            sink, plugged = self._sink, self._plugged
         if sink is None:
             raise CommandError("not_started", f"keypad {self.name} is not running")
+        if not plugged:
+            raise InputError("unplugged", f"keypad {self.name} is unplugged")
         emit_safely(sink, CodeEntered(self.name, code), f"keypad {self.name}")
 
     def sim_command(self, verb: str, args: Mapping[str, Any]) -> dict[str, Any]:

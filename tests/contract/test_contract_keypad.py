@@ -55,9 +55,7 @@ class KeypadRig:
 
 
 class SimRig(KeypadRig):
-    """SimKeypad: codes are entered whole."""
-
-    can_unplug = False
+    """SimKeypad through its typed verbs: codes are entered whole."""
 
     def __init__(self, env: DeviceEnv) -> None:
         from hubagent.sim.keypad import SimKeypad
@@ -67,6 +65,10 @@ class SimRig(KeypadRig):
 
     def type(self, code: str) -> None:
         self.sim.enter(code)
+
+    def unplug(self) -> None:
+        self.sim.unplug()
+        self.sim.replug()
 
 
 def hid_settings(path: Path) -> HidKeypadSettings:
