@@ -3,10 +3,11 @@
 Everything the core sees (pulse timing, busy refusal, debounce, events) is
 :class:`~hubagent.drivers.gpio_lockers.GpioLockerBank` itself; this module
 only adds the world outside the pins: a door springs ajar shortly after its
-lock is energised (unless jammed), and typed verbs (:meth:`SimLockerBank.open_door`,
-``close_door``, ``jam``, ``set_occupied``...) play the person at the locker;
-``sim_command`` maps the ``hubagent sim lockers`` command line onto them. Each bank gets its own MockFactory, never gpiozero's global
-default, so banks and tests never share pin reservations.
+lock is energised (unless jammed), and typed verbs
+(:meth:`SimLockerBank.open_door`, ``close_door``, ``jam``, ``set_occupied``...)
+play the person at the locker; ``sim_command`` maps the ``hubagent sim door``
+command line onto them. Each bank gets its own MockFactory, never gpiozero's
+global default, so banks and tests never share pin reservations.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ class SimLockerBank(GpioLockerBank):
         """Per compartment: door open, energised, jammed, occupied."""
         return {name: self.compartment_state(name) for name in list(self._comps)}
 
-    # -- the ``hubagent sim lockers`` adapter -----------------------------------
+    # -- the ``hubagent sim door`` adapter -----------------------------------
 
     def sim_command(self, verb: str, args: Mapping[str, Any]) -> dict[str, Any]:
         """Map a command-line verb (``open``, ``close``, ``jam``, ``unjam``,
@@ -147,7 +148,6 @@ class SimLockerBank(GpioLockerBank):
         if not isinstance(compartment, str):
             raise InputError("unknown_compartment", f"bank {self.name} has no compartment {compartment!r}")
         return handler(compartment)
-
 
     # -- physics ----------------------------------------------------------
 

@@ -149,7 +149,7 @@ class SimPrinter:
         """The printer is back."""
         self._set_fault(offline=False)
 
-    # -- the ``hubagent sim printers`` adapter -------------------------
+    # -- the ``hubagent sim printer`` adapter -------------------------
     def sim_command(self, verb: str, args: Mapping[str, Any]) -> dict[str, Any]:
         """``paper-out``, ``paper-in``, ``offline``, ``online``; returns the new state."""
         verbs = {"paper-out": self.paper_out, "paper-in": self.paper_in,

@@ -121,7 +121,7 @@ class SimScanner:
                 self._plug()
             return self._pty_path
 
-    # --- the ``hubagent sim scanners`` adapter ---------------------------------
+    # --- the ``hubagent sim scan`` and ``sim bytes`` adapter ---------------------------------
 
     def sim_command(self, verb: str, args: Mapping[str, Any]) -> dict[str, Any]:
         """Map ``scan`` {code}, ``bytes`` {hex}, ``unplug``, ``replug`` onto the typed verbs."""
