@@ -148,8 +148,10 @@ class ConnectionHealth:
         self._warned_down = False
         self._acl_causes: set[str] = set()
         self._acked = -1
+        # When the broker first took an event central has not acknowledged,
+        # and the count of PUBACKs before it (None: take the next count).
         self._waiting_since: float | None = None
-        self._pubacks_at = 0
+        self._pubacks_at: int | None = None
 
     # -- alerts --------------------------------------------------------------
     def _raise(self, p: Problem) -> None:
@@ -201,7 +203,7 @@ class ConnectionHealth:
         self.connected = False
         self._down_since = self._clock.monotonic()
         self._last_error = f"disconnected: {reason}"
-        self._waiting_since = None
+        self._restart_wait()
 
     def publish_refused(self, reason: str) -> None:
         """A PUBACK came back with a failure reason code."""
@@ -257,22 +259,28 @@ class ConnectionHealth:
             # Central acknowledged something: work is flowing.
             first = self._acked < 0
             self._acked = acked
-            self._waiting_since = None
+            self._restart_wait()
             if not first:
                 self._clear(UNACKED)
                 self._acl_causes.discard("publish")
                 self._clear_acl()
         if not outstanding:
-            self._waiting_since = None
+            self._restart_wait()
             self._clear(UNACKED)
             return
         if not self.connected:
             return  # nothing can be acked while the hub is offline
-        if self._waiting_since is None:
-            self._waiting_since, self._pubacks_at = now, pubacks
-            return
-        if pubacks > self._pubacks_at and now - self._waiting_since >= self._unacked_s:
+        if self._pubacks_at is None:
+            self._pubacks_at = pubacks
+        elif self._waiting_since is None:
+            if pubacks > self._pubacks_at:
+                self._waiting_since = now  # the broker took an event: central's turn
+        elif now - self._waiting_since >= self._unacked_s:
             self._raise(Problem(UNACKED, "the broker acknowledges the hub's events but central has "
                                          f"acknowledged none for {self._unacked_s:g} s: central is "
                                          "down, or the broker drops them (under MQTT 3.1.1 an ACL "
                                          "deny looks like this)"))
+
+    def _restart_wait(self) -> None:
+        self._waiting_since = None
+        self._pubacks_at = None
