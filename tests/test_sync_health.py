@@ -26,6 +26,7 @@ def verify_error(code: int, message: str) -> ssl.SSLCertVerificationError:
     (10, "certificate has expired", "has expired"),
     (9, "certificate is not yet valid", "not yet valid"),
     (62, "Hostname mismatch, certificate is not valid for '127.0.0.1'.", "does not name the host"),
+    (64, "IP address mismatch, certificate is not valid for '127.0.0.1'.", "does not name the address"),
     (20, "unable to get local issuer certificate", "not in mqtt.tls.ca_file"),
     (18, "self-signed certificate", "self-signed"),
 ])

@@ -72,6 +72,7 @@ _VERIFY = {
     9: "the broker's certificate is not yet valid (check the hub's clock and the certificate)",
     10: "the broker's certificate has expired",
     62: "the broker's certificate does not name the host in mqtt.host",
+    64: "the broker's certificate does not name the address in mqtt.host",
     18: "the broker's certificate is self-signed and not the CA in mqtt.tls.ca_file",
     19: "the broker's certificate chain ends in a CA that is not in mqtt.tls.ca_file",
     20: "the broker's certificate is signed by a CA that is not in mqtt.tls.ca_file",
