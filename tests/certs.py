@@ -65,9 +65,10 @@ class Authority:
                      .sign(self.key, hashes.SHA256()))
         self.ca_file = _write(folder, name.replace(" ", "-").lower(), self.cert, self.key).cert
 
-    def issue(self, stem: str, *, host: str = "127.0.0.1", not_before: dt.datetime | None = None,
-              not_after: dt.datetime | None = None, client: bool = False) -> Pair:
-        """A certificate for ``host`` (an IP address or DNS name) valid from/until the given times."""
+    def issue(self, stem: str, *, host: str = "127.0.0.1",
+              valid: tuple[dt.datetime, dt.datetime] | None = None, client: bool = False) -> Pair:
+        """A certificate for ``host`` (an IP address or DNS name), ``valid`` (from, until) if given."""
+        not_before, not_after = valid or (NOW - dt.timedelta(days=1), NOW + dt.timedelta(days=10))
         key = ec.generate_private_key(ec.SECP256R1())
         try:
             alt: x509.GeneralName = x509.IPAddress(ipaddress.ip_address(host))
@@ -79,19 +80,15 @@ class Authority:
                 .subject_name(_name(host)).issuer_name(self.name)
                 .public_key(key.public_key())
                 .serial_number(x509.random_serial_number())
-                .not_valid_before(not_before or NOW - dt.timedelta(days=1))
-                .not_valid_after(not_after or NOW + dt.timedelta(days=10))
+                .not_valid_before(not_before)
+                .not_valid_after(not_after)
                 .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
                 .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
                 .sign(self.key, hashes.SHA256()))
         return _write(self.folder, stem, cert, key)
 
 
-def expired() -> dict[str, dt.datetime]:
-    """Validity keywords of a certificate that expired yesterday."""
-    return {"not_before": NOW - dt.timedelta(days=30), "not_after": NOW - dt.timedelta(days=1)}
-
-
-def not_yet_valid() -> dict[str, dt.datetime]:
-    """Validity keywords of a certificate valid only from tomorrow."""
-    return {"not_before": NOW + dt.timedelta(days=1), "not_after": NOW + dt.timedelta(days=30)}
+EXPIRED = (NOW - dt.timedelta(days=30), NOW - dt.timedelta(days=1))
+"""Validity of a certificate that expired yesterday."""
+NOT_YET_VALID = (NOW + dt.timedelta(days=1), NOW + dt.timedelta(days=30))
+"""Validity of a certificate valid only from tomorrow."""

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 from central import Central
-from certs import Authority, expired, not_yet_valid
+from certs import EXPIRED, NOT_YET_VALID, Authority
 from fixtures_mqtt import MakeBroker, MosquittoBroker, free_port
 from hubproc import Daemon, mqtt_table, wait_until
 
@@ -154,11 +154,11 @@ def _fix_password(r: Rig) -> None:
 
 
 def _expired(r: Rig) -> None:
-    r.ca.issue("server", host="127.0.0.1", **expired())
+    r.ca.issue("server", host="127.0.0.1", valid=EXPIRED)
 
 
 def _not_yet_valid(r: Rig) -> None:
-    r.ca.issue("server", host="127.0.0.1", **not_yet_valid())
+    r.ca.issue("server", host="127.0.0.1", valid=NOT_YET_VALID)
 
 
 def _wrong_host(r: Rig) -> None:
