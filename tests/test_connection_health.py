@@ -186,7 +186,7 @@ CASES: dict[str, tuple[str, Callable[[Rig], None], Callable[[Rig], None], str, s
     "not_yet_valid": ("5", _not_yet_valid, Rig.good_cert, health.TLS, "TLS: the broker's certificate is not yet valid"),
     "wrong_host": ("5", _wrong_host, Rig.good_cert, health.TLS, "TLS: the broker's certificate does not name the address in mqtt.host"),
     "unknown_ca": ("5", _unknown_ca, Rig.good_cert, health.TLS, "TLS: the broker's certificate is signed by a CA that is not in mqtt.tls.ca_file"),
-    "acl_deny_v5": ("5", _deny_events, _allow_events, health.ACL, "Not authorized"),
+    "acl_deny_v5": ("5", _deny_events, _allow_events, health.ACL, "refused the hub's publishes: reason code 0x87 Not authorized"),
     "acl_deny_v311": ("3.1.1", _deny_events, _allow_events, health.UNACKED, "under MQTT 3.1.1 an ACL deny"),
 }
 

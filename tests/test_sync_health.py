@@ -54,8 +54,8 @@ def test_connack_codes() -> None:
     assert health.classify_connack(0x88, "Server unavailable") is None
     p = health.classify_connack(0x84, "Unsupported protocol version")
     assert p is not None and p.alert == health.REFUSED
-    assert health.classify_publish_refusal("Not authorized").alert == health.ACL
-    assert health.classify_publish_refusal("Quota exceeded").alert == health.PUBLISH
+    assert health.classify_publish_refusal("0x87 Not authorized").alert == health.ACL
+    assert health.classify_publish_refusal("0x97 Quota exceeded").alert == health.PUBLISH
 
 
 class Hub:
@@ -121,9 +121,9 @@ def test_acl_deny_under_v5_clears_when_events_get_through() -> None:
     h = make(clock, hub)
     h.now_connected()
     for _ in range(10):
-        h.publish_refused("Not authorized")
+        h.publish_refused("0x87 Not authorized")
     assert list(hub.alerts) == [health.ACL] and hub.changes == 1
-    h.subscribe_refused(["Not authorized"])
+    h.subscribe_refused(["0x87 Not authorized"])
     h.events_delivered()
     assert list(hub.alerts) == [health.ACL]  # the subscription is still refused
     h.subscribed()

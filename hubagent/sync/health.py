@@ -64,8 +64,8 @@ _AUTH_CODES = {0x85: "client identifier not valid", 0x86: "bad user name or pass
                0x87: "not authorized", 0x8A: "banned", 0x8C: "bad authentication method"}
 # The broker is there but cannot serve now: treated like an unreachable broker.
 _BUSY_CODES = {0x88, 0x89, 0x9F}
-# PUBACK / SUBACK reason code of an ACL deny.
-_NOT_AUTHORIZED = "Not authorized"
+# PUBACK / SUBACK reason code of an ACL deny, as the link words it.
+_NOT_AUTHORIZED = "0x87 Not authorized"
 
 # OpenSSL verify results (X509_V_ERR_*) and what they mean for a hub.
 _VERIFY = {
@@ -122,11 +122,11 @@ def classify_connack(code: int, name: str) -> Problem | None:
 
 
 def classify_publish_refusal(reason: str) -> Problem:
-    """The alert for a PUBACK with a failure reason code (paho's name for it)."""
+    """The alert for a PUBACK with a failure reason (``0x87 Not authorized``)."""
     if reason == _NOT_AUTHORIZED:
-        return Problem(ACL, f"the broker refused the hub's publishes: {reason} "
+        return Problem(ACL, f"the broker refused the hub's publishes: reason code {reason} "
                             "(its ACL does not allow the hub's topics)")
-    return Problem(PUBLISH, f"the broker refused a publish: {reason}")
+    return Problem(PUBLISH, f"the broker refused a publish: reason code {reason}")
 
 
 class ConnectionHealth:
@@ -216,7 +216,7 @@ class ConnectionHealth:
     def subscribe_refused(self, reasons: list[str]) -> None:
         """The broker refused the command or ack subscription."""
         self._acl_causes.add("subscribe")
-        self._raise(Problem(ACL, "the broker refused the hub's subscriptions: "
+        self._raise(Problem(ACL, "the broker refused the hub's subscriptions: reason code "
                                  f"{', '.join(reasons)} (its ACL does not let the hub read its "
                                  "commands and acks)"))
 

@@ -270,7 +270,7 @@ class MqttLink:
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reason_codes: Any, properties: Any) -> None:
         try:
-            refused = [str(rc) for rc in reason_codes if rc.is_failure]
+            refused = [_reason(rc) for rc in reason_codes if rc.is_failure]
             self._post(lambda: self._listener.subscribed(refused))
             if not refused:
                 self.subscribed = True
@@ -283,7 +283,7 @@ class MqttLink:
             # A PUBACK with a failure reason (e.g. not authorized) still
             # fires this callback: such a message was not delivered.
             ok = not reason_code.is_failure
-            reason = "" if ok else str(reason_code)
+            reason = "" if ok else _reason(reason_code)
             if self.stream.puback(mid, ok, reason):
                 self.event_pubacks += ok
             elif not ok:
@@ -313,6 +313,11 @@ class MqttLink:
                 client.ack(message.mid, message.qos)
             except Exception:
                 log.exception("could not acknowledge a dropped message")
+
+
+def _reason(reason_code: Any) -> str:
+    """A reason code as logs and alerts show it: ``0x87 Not authorized``."""
+    return f"0x{int(reason_code.value):02X} {reason_code}"
 
 
 def _no_delay(client: mqtt.Client) -> None:
