@@ -76,7 +76,7 @@ class LinkListener:
         """The broker answered a SUBSCRIBE; ``refused`` names the failure reason codes."""
 
     def disconnected(self, reason: str) -> None:
-        """The connection is gone; paho reconnects by itself."""
+        """The connection is gone; the link reconnects by itself."""
 
     def stream_low(self) -> None:
         """The event stream's feed is half empty: append more."""
@@ -285,7 +285,8 @@ class MqttLink:
             ok = not reason_code.is_failure
             reason = "" if ok else _reason(reason_code)
             if self.stream.puback(mid, ok, reason):
-                self.event_pubacks += ok
+                if ok:
+                    self.event_pubacks += 1
             elif not ok:
                 self._post(lambda: self._listener.refused(0, reason))
         except Exception:
