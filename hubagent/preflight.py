@@ -3,7 +3,8 @@
 :mod:`hubagent.config` checks the file itself; this checks that what it
 names is there and usable: the state directory, the broker's CA file and
 the client certificate and key, the broker password (a systemd credential
-or an environment variable) and the locker code secret. ``hubagent run``
+or an environment variable), the locker code secret, and the staff pages'
+certificate, key and locale directory. ``hubagent run``
 runs it before anything is opened and ``hubagent check-config`` runs it
 too, so a missing file is an exit 2 with one line naming the key, the path
 and what is wrong, never a crash loop halfway through start-up.
@@ -33,6 +34,8 @@ def check(cfg: Config, environ: Mapping[str, str] | None = None) -> None:
         _check_password(cfg.path, cfg.mqtt, env)
     if cfg.devices_of("lockers"):
         _check_code_secret(cfg, env)
+    if cfg.web is not None:
+        _check_web(cfg)
 
 
 def _fail(cfg_path: str, key: str, path: str | os.PathLike[str], what: str) -> ConfigError:
@@ -88,6 +91,23 @@ def _check_tls(cfg_path: str, mqtt: MqttSettings) -> None:
         except (ssl.SSLError, ValueError) as e:
             raise _fail(cfg_path, "mqtt.tls.key_file" if key else "mqtt.tls.cert_file",
                         key or cert, f"certificate and key do not load together ({e})") from None
+
+
+def _check_web(cfg: Config) -> None:
+    web = cfg.web
+    assert web is not None
+    if web.tls_cert and web.tls_key:
+        cert = _readable_file(cfg.path, "web.tls_cert", web.tls_cert)
+        key = _readable_file(cfg.path, "web.tls_key", web.tls_key)
+        try:
+            ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(str(cert), str(key))
+        except (ssl.SSLError, ValueError) as e:
+            raise _fail(cfg.path, "web.tls_key", key,
+                        f"certificate and key do not load together ({e})") from None
+    if web.locale_dir:
+        folder = Path(web.locale_dir)
+        if not folder.is_dir() or not os.access(folder, os.R_OK | os.X_OK):
+            raise _fail(cfg.path, "web.locale_dir", folder, "not a readable directory")
 
 
 def _check_password(cfg_path: str, mqtt: MqttSettings, env: Mapping[str, str]) -> None:

@@ -264,3 +264,20 @@ def test_syntax_only_skips_the_machine(tmp_path: Path, capsys: pytest.CaptureFix
     _missing_ca(site)
     assert cli.main(["check-config", "--syntax-only", str(site.config)]) == 0
     assert "ok" in capsys.readouterr().out
+
+
+def test_web_certificate_and_locales(tmp_path: Path) -> None:
+    site = Site(tmp_path)
+    pair = Authority(tmp_path / "web").issue("staff", host="hub.local")
+    base = site.config.read_text()
+    web = ('\n[web]\nstaff_listen = "0.0.0.0:8443"\n'
+           f'tls_cert = "{pair.cert}"\ntls_key = "{{key}}"\n')
+    site.config.write_text(base + web.format(key=pair.key))
+    preflight.check(_cfg(site), site.env())
+    site.config.write_text(base + web.format(key=tmp_path / "gone.key"))
+    with pytest.raises(ConfigError, match="gone.key: no such file") as e:
+        preflight.check(_cfg(site), site.env())
+    assert e.value.key == "web.tls_key"
+    site.config.write_text(base + web.format(key=pair.key) + f'locale_dir = "{tmp_path / "no"}"\n')
+    with pytest.raises(ConfigError, match="not a readable directory"):
+        preflight.check(_cfg(site), site.env())
