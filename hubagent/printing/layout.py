@@ -232,6 +232,9 @@ def check_scannable(data: str, scan_as: Sequence[str], pattern: str = "") -> Non
     if "other" in scan_as and not data.upper().startswith(INTERNAL_PREFIX):
         return
     fields = ", ".join(repr(f) for f in FIELD_REF.findall(pattern)) or "the template"
+    if data != data.strip():
+        raise InputError("unscannable_code", f"{fields}: {data!r} starts or ends with a space, which the "
+                                             "scanner drops: the hub would read something else")
     try:
         scan = interpret(data.encode("utf-8"))
     except InputError as e:
