@@ -151,3 +151,99 @@ def test_sim_printer_satisfies_the_ports(tmp_path) -> None:
 def test_bad_sim_settings_are_rejected(table) -> None:
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert(table, SimPrinterSettings, strict=True)
+
+
+# --- Unicode text on real labels, through both printer languages -------------------
+
+WORDS = ["Müller", "Łódź", "Ελλάδα", "Москва", "€"]
+UNICODE_FIELDS = {
+    "shelf": lambda w: {**SAMPLE_FIELDS["shelf"], "name": f"Tee {w}"},
+    "bin": lambda w: {**SAMPLE_FIELDS["bin"], "zone": w},
+    "parcel": lambda w: {**SAMPLE_FIELDS["parcel"], "recipient": f"{w} Anna", "hub": w},
+    "pickup": lambda w: {**SAMPLE_FIELDS["pickup"], "expiry": f"2026-12-01 {w}"},
+}
+
+
+def reference(lines: tuple[str, ...], font_path: str, size: int, line_height: int, align: str,
+              width: int, height: int) -> Image.Image:
+    """The lines drawn straight with Pillow and the font file, as the label box should show them."""
+    from PIL import ImageDraw, ImageFont
+
+    font = ImageFont.truetype(font_path, size)
+    img = Image.new("1", (width, height), 1)
+    draw = ImageDraw.Draw(img)
+    for i, line in enumerate(lines):
+        w = int(font.getlength(line) + 0.999)
+        x = {"left": 0, "center": (width - w) // 2, "right": width - w}[align]
+        draw.text((x, i * line_height), line, font=font, fill=0)
+    return img
+
+
+def differs(a: Image.Image, b: Image.Image) -> int:
+    """How many dots differ between two same-size 1-bit images."""
+    from PIL import ImageChops
+
+    xor = ImageChops.logical_xor(a.convert("1"), b.convert("1"))
+    return sum(1 for px in xor.convert("L").tobytes() if px)
+
+
+def text_boxes(label, word: str) -> list:
+    from hubagent.printing.model import Text
+
+    return [el for el in label.elements if isinstance(el, Text) and word in " ".join(el.lines)]
+
+
+def check_glyphs(preview: Image.Image, boxes: list, word: str) -> None:
+    """Each box shows its lines drawn with the font file's real glyphs, not an ASCII stand-in."""
+    from unidecode import unidecode
+
+    from hubagent.printing.fonts import default_font_path
+
+    font = default_font_path()  # the file itself, not through hubagent's font code
+    for el in boxes:
+        printed = preview.crop((el.x, el.y, el.x + el.width, el.y + el.height))
+        expected = reference(el.lines, font, el.size, el.line_height, el.align, el.width, el.height)
+        ascii_only = reference(tuple(unidecode(ln) for ln in el.lines), font, el.size, el.line_height, el.align,
+                               el.width, el.height)
+        assert differs(printed, expected) == 0, f"{word!r}: the label does not show the real glyphs"
+        assert differs(printed, ascii_only) > 0, f"{word!r}: indistinguishable from {unidecode(word)!r}"
+
+
+@pytest.mark.parametrize("language", ["zpl", "escpos"])
+@pytest.mark.parametrize("word", WORDS)
+@pytest.mark.parametrize("name", sorted(UNICODE_FIELDS))
+def test_unicode_text_prints_with_real_glyphs_and_every_code_scans(tmp_path, templates, language, word,
+                                                                   name) -> None:
+    from hubagent.printing.model import Barcode
+
+    printer, _ = make(tmp_path, language=language)
+    label = templates[name].layout(UNICODE_FIELDS[name](word), printer.dpi, printer.width_dots)
+    printer.print_label(label)
+    with Image.open(printer.jobs()[0].preview) as png:
+        preview = png.convert("1")
+    boxes = text_boxes(label, word)
+    assert boxes, f"{word!r} is on no text element of {name}"
+    check_glyphs(preview, boxes, word)
+    expected_codes = sorted(el.data for el in label.elements if isinstance(el, Barcode))
+    assert expected_codes and sorted(r.text for r in zxingcpp.read_barcodes(preview.convert("L"))) == expected_codes
+
+
+def test_the_glyph_check_catches_a_transliterated_label(tmp_path, templates) -> None:
+    """The check above can fail: the same label with "Łódź" printed as "Lodz" is caught."""
+    import dataclasses
+
+    from unidecode import unidecode
+
+    from hubagent.printing.model import Text
+
+    printer, _ = make(tmp_path, language="zpl")
+    label = templates["parcel"].layout(UNICODE_FIELDS["parcel"]("Łódź"), printer.dpi, printer.width_dots)
+    boxes = text_boxes(label, "Łódź")
+    mangled = dataclasses.replace(label, elements=tuple(
+        dataclasses.replace(el, lines=tuple(unidecode(ln) for ln in el.lines)) if isinstance(el, Text) else el
+        for el in label.elements))
+    printer.print_label(mangled)
+    with Image.open(printer.jobs()[0].preview) as png:
+        preview = png.convert("1")
+    with pytest.raises(AssertionError, match="real glyphs"):
+        check_glyphs(preview, boxes, "Łódź")
