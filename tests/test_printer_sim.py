@@ -18,6 +18,7 @@ from hubagent.ports import DeviceEnv, Printer, PrinterState, SimControl
 from hubagent.printing.bench import SAMPLE_FIELDS
 from hubagent.printing.settings import SimPrinterSettings
 from hubagent.printing.templates import COMMAND_CODES, load_templates
+from labelcheck import check_glyphs, text_boxes
 
 EXPECTED_CODES = {
     "shelf": [SAMPLE_FIELDS["shelf"]["gtin"]],
@@ -162,51 +163,6 @@ UNICODE_FIELDS = {
     "parcel": lambda w: {**SAMPLE_FIELDS["parcel"], "recipient": f"{w} Anna", "hub": w},
     "pickup": lambda w: {**SAMPLE_FIELDS["pickup"], "expiry": f"2026-12-01 {w}"},
 }
-
-
-def reference(lines: tuple[str, ...], font_path: str, size: int, line_height: int, align: str,
-              width: int, height: int) -> Image.Image:
-    """The lines drawn straight with Pillow and the font file, as the label box should show them."""
-    from PIL import ImageDraw, ImageFont
-
-    font = ImageFont.truetype(font_path, size)
-    img = Image.new("1", (width, height), 1)
-    draw = ImageDraw.Draw(img)
-    for i, line in enumerate(lines):
-        w = int(font.getlength(line) + 0.999)
-        x = {"left": 0, "center": (width - w) // 2, "right": width - w}[align]
-        draw.text((x, i * line_height), line, font=font, fill=0)
-    return img
-
-
-def differs(a: Image.Image, b: Image.Image) -> int:
-    """How many dots differ between two same-size 1-bit images."""
-    from PIL import ImageChops
-
-    xor = ImageChops.logical_xor(a.convert("1"), b.convert("1"))
-    return sum(1 for px in xor.convert("L").tobytes() if px)
-
-
-def text_boxes(label, word: str) -> list:
-    from hubagent.printing.model import Text
-
-    return [el for el in label.elements if isinstance(el, Text) and word in " ".join(el.lines)]
-
-
-def check_glyphs(preview: Image.Image, boxes: list, word: str) -> None:
-    """Each box shows its lines drawn with the font file's real glyphs, not an ASCII stand-in."""
-    from unidecode import unidecode
-
-    from hubagent.printing.fonts import default_font_path
-
-    font = default_font_path()  # the file itself, not through hubagent's font code
-    for el in boxes:
-        printed = preview.crop((el.x, el.y, el.x + el.width, el.y + el.height))
-        expected = reference(el.lines, font, el.size, el.line_height, el.align, el.width, el.height)
-        ascii_only = reference(tuple(unidecode(ln) for ln in el.lines), font, el.size, el.line_height, el.align,
-                               el.width, el.height)
-        assert differs(printed, expected) == 0, f"{word!r}: the label does not show the real glyphs"
-        assert differs(printed, ascii_only) > 0, f"{word!r}: indistinguishable from {unidecode(word)!r}"
 
 
 @pytest.mark.parametrize("language", ["zpl", "escpos"])

@@ -65,9 +65,7 @@ def _wrap_paragraph(text: str, size: int, width: int, path: str) -> list[str]:
 def _break_word(lines: list[str], prefix: str, word: str, size: int, width: int, path: str) -> str:
     """Break an over-long ``word`` across lines, starting after ``prefix``; returns the open line."""
     while True:
-        cut = 0
-        while cut < len(word) and text_width(prefix + word[: cut + 1], size, path) <= width:
-            cut += 1
+        cut = _longest_fit(prefix, word, size, width, path)
         if cut == len(word):
             return prefix + word
         if cut == 0 and prefix:
@@ -77,6 +75,23 @@ def _break_word(lines: list[str], prefix: str, word: str, size: int, width: int,
         cut = max(cut, 1)  # a single glyph wider than the box: the fit check will refuse it
         lines.append(prefix + word[:cut])
         prefix, word = "", word[cut:]
+
+
+def _longest_fit(prefix: str, word: str, size: int, width: int, path: str) -> int:
+    """How many leading characters of ``word`` fit on a line after ``prefix`` (binary search)."""
+    lo, hi = 0, len(word)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if text_width(prefix + word[:mid], size, path) <= width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _fewest_lines(paragraphs: list[str], size: int, width: int, path: str) -> int:
+    """A lower bound on the wrapped line count: each paragraph's width over the box width."""
+    return sum(max(1, -(-text_width(p, size, path) // width)) for p in paragraphs)
 
 
 def _fits(lines: list[str], size: int, width: int, height: int, path: str) -> bool:
@@ -100,6 +115,8 @@ def fit_text(text: str, width: int, height: int, size: int, min_size: int, *, wr
             return Fitted(tuple(paragraphs), s, line_height(s, path))
     if wrap:
         for s in sizes:
+            if _fewest_lines(paragraphs, s, width, path) * line_height(s, path) > height:
+                continue  # cannot fit at this size however it wraps: skip the costly wrapping
             lines = [ln for p in paragraphs for ln in _wrap_paragraph(p, s, width, path)]
             if _fits(lines, s, width, height, path):
                 return Fitted(tuple(lines), s, line_height(s, path))
