@@ -8,12 +8,12 @@ barcodes are encoded and given the widest whole-dot module that fits.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
 from hubagent.errors import InputError
 from hubagent.printing import fit, model, money, symbols
+from hubagent.textcheck import text_problem
 from hubagent.printing.templates import (
     FIELD_REF,
     BoxSpec,
@@ -49,10 +49,6 @@ def lay_out(template: Template, values: Mapping[str, object], dpi: int, width_do
         if el is not None:
             elements.append(el)
     return model.Label(template.name, width, round(template.spec.height_mm * dpm), dpi, tuple(elements))
-
-
-_FORBIDDEN = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200d\u2028\u2029\u202a-\u202e\u2066-\u2069\ufeff]")
-"""Control characters, zero-width characters, line/paragraph separators and bidirectional overrides."""
 
 
 def check_values(specs: Mapping[str, FieldSpec], values: Mapping[str, object]) -> dict[str, str]:
@@ -154,23 +150,10 @@ def _as_text(name: str, spec: FieldSpec, value: object) -> str:
 def _check_string(name: str, value: object) -> str:
     if not isinstance(value, str):
         raise InputError("wrong_type", f"field {name!r} must be a string, not {type(value).__name__}")
-    bad = _FORBIDDEN.search(value)
-    if bad:
-        raise InputError("bad_value", f"field {name!r} contains {_what(bad.group())} (U+{ord(bad.group()):04X}) "
-                                      f"at position {bad.start()}")
+    problem = text_problem(value)
+    if problem is not None:  # the hub-wide rule for text at a boundary
+        raise InputError("bad_value", f"field {name!r} {problem}")
     return value
-
-
-def _what(char: str) -> str:
-    """What kind of forbidden character ``char`` is, for the error message."""
-    code = ord(char)
-    if code < 0xA0:
-        return "a control character"
-    if 0x202A <= code <= 0x202E or 0x2066 <= code <= 0x2069:
-        return "a bidirectional override"
-    if code in (0x2028, 0x2029):
-        return "a line separator"
-    return "a zero-width character"
 
 
 def _check_length(name: str, spec: FieldSpec, text: str) -> str:
