@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any, Awaitable, Callable, Mapping
 
 from hubagent import __version__, registry
+from hubagent.clock import Clock, LoopClock
 from hubagent.commands import Commands, InboxWindow
 from hubagent.config import Config
 from hubagent.errors import DiskFull, HubError, InputError
@@ -48,8 +49,11 @@ class DeviceEntry:
 class App:
     """A running hub: devices, store, commands, features and their lifecycle."""
 
-    def __init__(self, config: Config, *, simulated: bool = False) -> None:
+    def __init__(self, config: Config, *, simulated: bool = False,
+                 clock: Clock | None = None) -> None:
         self.config = config
+        # The one clock and scheduler of the core (a ManualClock in tests).
+        self.clock: Clock = clock or LoopClock()
         self.simulated = simulated
         self.hub_id = config.hub.id
         self.version = __version__
@@ -59,6 +63,8 @@ class App:
         self.commands = Commands(self.store, max_payload, window=inbox_window(config))
         self.devices: dict[tuple[str, str], DeviceEntry] = {}
         self.alerts: dict[str, str] = {}
+        # When each alert was raised (wall clock), for "since 14:02".
+        self.alert_since: dict[str, str] = {}
         # Feature services, set by their install functions (None when unused).
         self.sync: Any = None
         self.stock: Any = None
@@ -111,8 +117,10 @@ class App:
         before = dict(self.alerts)
         if detail is None:
             self.alerts.pop(key, None)
+            self.alert_since.pop(key, None)
         else:
             self.alerts[key] = detail
+            self.alert_since.setdefault(key, self.clock.now().isoformat(timespec="seconds"))
         if before != self.alerts:
             for fn in self._alert_listeners:
                 fn()
@@ -204,6 +212,9 @@ class App:
     async def start(self) -> None:
         """Open the store, start devices, then run feature start hooks."""
         self.loop = asyncio.get_running_loop()
+        attach = getattr(self.clock, "attach", None)
+        if attach is not None:
+            attach(self.loop)
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock = _lock_state_dir(self.config.state_dir)
         await self._open_store()
@@ -268,6 +279,7 @@ class App:
             "uptime_s": round(time.time() - self.started_at, 1),
             "state": "alert" if self.alerts else "ok",
             "alerts": dict(self.alerts),
+            "alerts_since": dict(self.alert_since),
             "devices": self.device_status(),
             "last_seq": self.store.last_seq(),
         }
@@ -315,11 +327,11 @@ def _lock_state_dir(state_dir: Path) -> IO[bytes]:
     return f
 
 
-def build_app(config: Config, *, simulated: bool = False) -> App:
+def build_app(config: Config, *, simulated: bool = False, clock: Clock | None = None) -> App:
     """Build the app and every feature from config (opens nothing)."""
     from hubagent import features
 
-    app = App(config, simulated=simulated)
+    app = App(config, simulated=simulated, clock=clock)
     app.build_devices()
     features.install_all(app)
     return app
