@@ -61,6 +61,7 @@ class App:
         self.simulated = simulated
         self.hub_id = config.hub.id
         self.version = __version__
+        # The one clock and scheduler of the core (a ManualClock in tests).
         self.clock: LoopClock | ManualClock = clock if clock is not None else LoopClock()
         self.store = Store(config.state_dir / config.store.file, all_migrations(config.features),
                            reserve_bytes=config.store.reserve_kb * 1024)
@@ -72,6 +73,8 @@ class App:
         self._services: dict[type, object] = {}
         self.interfaces = Interfaces()
         """What the built features offer each other (set by build_app)."""
+        # When each alert was raised (wall clock), for "since 14:02".
+        self.alert_since: dict[str, str] = {}
         # Scan kinds (hubagent.scanning.codes.ScanKind values) that another
         # feature handles, e.g. lockers claim "parcel", "pickup", "return".
         self.scan_handlers: dict[str, ScanHandler] = {}
@@ -115,8 +118,10 @@ class App:
         before = dict(self.alerts)
         if detail is None:
             self.alerts.pop(key, None)
+            self.alert_since.pop(key, None)
         else:
             self.alerts[key] = detail
+            self.alert_since.setdefault(key, self.clock.now().isoformat(timespec="seconds"))
         if before != self.alerts:
             for fn in self._alert_listeners:
                 fn()
@@ -285,6 +290,7 @@ class App:
             "uptime_s": round(time.time() - self.started_at, 1),
             "state": "alert" if self.alerts else "ok",
             "alerts": dict(self.alerts),
+            "alerts_since": dict(self.alert_since),
             "devices": self.device_status(),
             "last_seq": self.store.last_seq(),
         }
@@ -332,7 +338,7 @@ def _lock_state_dir(state_dir: Path) -> IO[bytes]:
     return f
 
 
-def build_app(config: Config, *, simulated: bool = False) -> App:
+def build_app(config: Config, *, simulated: bool = False, clock: LoopClock | ManualClock | None = None) -> App:
     """Build the app and every feature from config (opens nothing).
 
     Each feature of ``config.features`` (:data:`hubagent.features.FEATURES`
@@ -340,7 +346,7 @@ def build_app(config: Config, *, simulated: bool = False) -> App:
     gets, by keyword, the app, the clock and the interfaces offered by the
     features built before it.
     """
-    app = App(config, simulated=simulated)
+    app = App(config, simulated=simulated, clock=clock)
     app.build_devices()
     for feature in config.features:
         built = feature.build(app=app, clock=app.clock, uses=app.interfaces)

@@ -26,10 +26,12 @@ from hubagent.settings import (
     SimSettings,
     StoreSettings,
 )
+from hubagent.web.settings import WebSettings
 
 _CORE_SECTIONS: dict[str, type] = {
     "api": ApiSettings,
     "mqtt": MqttSettings,
+    "web": WebSettings,
     "store": StoreSettings,
     "sim": SimSettings,
 }
@@ -52,6 +54,7 @@ class Config:
     hub: HubSettings
     api: ApiSettings = ApiSettings()
     mqtt: MqttSettings | None = None
+    web: WebSettings | None = None
     store: StoreSettings = StoreSettings()
     sim: SimSettings = SimSettings()
     sections: Mapping[str, object] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""What every hub has whatever its hardware: the outbox/inbox schema and ``ping``."""
+"""What every hub has whatever its hardware: the outbox/inbox schema, ``ping`` and ``events.list``."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Any
 
 from hubagent.commands import CommandContext, NoArgs
 from hubagent.feature import Built, Feature, Interfaces
+from hubagent.recent_events import EventsList, events_list
 from hubagent.store.migrations import CORE
 from hubagent.store.store import utc_now
 
@@ -22,6 +23,7 @@ def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
                 "time": utc_now(), "last_seq": app.store.last_seq()}
 
     app.commands.register("ping", ping, read_only=True)
+    app.commands.register("events.list", events_list, EventsList, read_only=True)
     return Built()
 
 

@@ -18,7 +18,15 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Generic, Protocol, TypeVar
 
-from hubagent.interfaces import LabelQueue, LockParking, PrintPause, ScanCounts, StaffDirectory, Uplink
+from hubagent.interfaces import (
+    LabelQueue,
+    LockerDesk,
+    LockParking,
+    PrintPause,
+    ScanCounts,
+    StaffDirectory,
+    Uplink,
+)
 
 if TYPE_CHECKING:
     from hubagent.app import App
@@ -58,6 +66,7 @@ class Interfaces:
     labels: LabelQueue | None = None
     print_pause: PrintPause | None = None
     lock_parking: LockParking | None = None
+    locker_desk: LockerDesk | None = None
     scan_counts: ScanCounts | None = None
 
     def merged(self, offered: "Interfaces") -> "Interfaces":

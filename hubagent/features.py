@@ -17,6 +17,7 @@ from hubagent.printing.feature import FEATURE as PRINTING
 from hubagent.scanning.feature import FEATURE as SCANNING
 from hubagent.stock.feature import FEATURE as STOCK
 from hubagent.sync.feature import FEATURE as SYNC
+from hubagent.web.feature import FEATURE as WEB
 
 FEATURES: tuple[Feature, ...] = (
     core_feature.FEATURE,
@@ -27,6 +28,7 @@ FEATURES: tuple[Feature, ...] = (
     LOCKERS,
     POWER,
     telemetry.FEATURE,
+    WEB,
 )
 
 

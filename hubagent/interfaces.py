@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Callable, Mapping, Protocol
 
 if TYPE_CHECKING:
+    from hubagent.lockers.inputs import Attempt
     from hubagent.ports import FeedbackPattern
     from hubagent.scanning.codes import Scan
     from hubagent.store.store import Tx
@@ -59,6 +60,22 @@ class LockParking(Protocol):
 
     def resume(self) -> None:
         """Take lock pulses again."""
+        ...
+
+
+class LockerDesk(Protocol):
+    """Codes typed at a locker's screen (offered by lockers, used by the kiosk pages)."""
+
+    def attempt(self, source: str, raw: str, purposes: tuple[str, ...]) -> "Attempt":
+        """Check one code from ``source`` and open what it entitles to."""
+        ...
+
+    def identify_staff(self, source: str, raw: str) -> str | None:
+        """The staff member whose code this is (a wrong code counts as a failure)."""
+        ...
+
+    def lockout_left(self, source: str) -> float:
+        """Seconds ``source`` stays locked out (0 when it may try)."""
         ...
 
 

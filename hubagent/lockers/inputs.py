@@ -145,6 +145,31 @@ class CodeDesk:
                 tx.emit("locker.code_no_action", {"source": source, "purpose": purpose, "reason": e.code})
             return Attempt(Outcome.NOTHING, e.code)
 
+    def lockout_left(self, source: str) -> float:
+        """Seconds ``source`` stays locked out (0 when it may try)."""
+        return float(self.svc.limiter.check(source, self.svc.clock()))
+
+    def identify_staff(self, source: str, raw: str) -> str | None:
+        """The staff member a typed staff code belongs to (a sign-in), opening nothing.
+
+        Checked like any code: the same hashes, the same lock-out for ``source``,
+        and every attempt audited.
+        """
+        now = self.svc.clock()
+        wait = self.svc.limiter.check(source, now)
+        if wait > 0:
+            self._rejected(source, "locked_out", retry_in_s=round(wait, 1))
+            return None
+        found, reason = self._find(raw, ("staff",))
+        if found is None:
+            self._failure(source, now, reason)
+            return None
+        self.svc.limiter.success(source, now)
+        staff = str(found[1]["ref"])
+        with self.store.write() as tx:
+            repo.audit(tx, "staff_sign_in", ref=staff, source=source)
+        return staff
+
     def _find(self, raw: str, purposes: tuple[str, ...]) -> tuple[tuple[str, dict[str, Any]] | None, str]:
         assert self.svc.secret is not None, "the locker service has not started"
         try:
@@ -224,8 +249,8 @@ class CodeDesk:
         staff = code["ref"]
         waiting = {(r["bank"], r["compartment"]) for r in repo.compartments(tx, self.svc.banks)
                    if r["state"] in (State.EXPIRED.value, State.RETURNED.value)}
-        for bank, settings in self.svc.bank_settings.items():
-            for comp in settings.compartments:
+        for bank, layout in self.svc.layouts.items():
+            for comp in layout:
                 if (bank, comp) in waiting:
                     self.svc.release(tx, bank, comp, Purpose.RETRIEVE, source=source,
                                      reason="retrieve", staff=staff)

@@ -6,7 +6,7 @@ are carried out here:
 
 * ``StateChanged`` -> a ``power.changed`` event in the outbox and the
   ``power`` alert (on battery, low battery, or state unknown);
-* ``SetCameraFps`` -> ``set_max_fps`` on every device that has it;
+* ``SetCameraFps`` -> ``set_max_fps`` on every :class:`~hubagent.ports.RateLimited` device;
 * ``BeginShutdown`` -> a ``power.shutdown`` event (phase ``begin``), then
   :class:`~hubagent.power.shutdown.ShutdownSequence` on a worker thread;
 * ``CancelShutdown`` -> the sequence is cancelled (it resumes printing and
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from hubagent.events import PowerReading
 from hubagent.feature import Interfaces
+from hubagent.ports import RateLimited
 from hubagent.power.policy import (
     BeginShutdown,
     CancelShutdown,
@@ -42,7 +43,6 @@ from hubagent.power.policy import (
 from hubagent.power.settings import PowerPolicySettings
 from hubagent.power.shutdown import SequenceState, ShutdownResult, ShutdownSequence
 from hubagent.power.steps import CoreCaller, build_steps, records_only, resume_work
-from hubagent.ports import RateLimited
 from hubagent.store.store import Tx, dumps, utc_now
 
 if TYPE_CHECKING:
@@ -205,7 +205,7 @@ class PowerService:
                         dev.set_max_fps(saved)
                         log.info("%s: frame rate back to %g fps", key, saved)
                 else:
-                    configured = self._saved_fps.setdefault(key, float(dev.max_fps))
+                    configured = self._saved_fps.setdefault(key, dev.max_fps)
                     dev.set_max_fps(min(fps, configured))
                     log.info("%s: frame rate %g fps while on battery", key, min(fps, configured))
             except Exception:

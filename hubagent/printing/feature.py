@@ -47,6 +47,12 @@ class ReprintArgs(CommandArgs, frozen=True):
     copies: Annotated[int, Meta(ge=1, le=1000)] | None = None
 
 
+class JobsArgs(CommandArgs, frozen=True):
+    """``print.jobs`` arguments."""
+
+    limit: Annotated[int, Meta(ge=1, le=200)] = 20
+
+
 class CancelArgs(CommandArgs, frozen=True):
     """``print.cancel`` arguments."""
 
@@ -71,6 +77,13 @@ class PrintCommands:
         app.commands.register("print", self.print_, PrintArgs)
         app.commands.register("print.reprint", self.reprint, ReprintArgs)
         app.commands.register("print.cancel", self.cancel, CancelArgs)
+        app.commands.register("print.jobs", self.jobs, JobsArgs, read_only=True)
+
+    def jobs(self, ctx: CommandContext, args: "JobsArgs") -> dict[str, Any]:
+        """The newest print jobs, newest first (read-only)."""
+        found = queue.recent(self._svc().store, args.limit)
+        return {"jobs": [{**j.summary(), "created_at": j.created_at, "updated_at": j.updated_at}
+                         for j in found]}
 
     def _svc(self) -> PrintService:
         if self.service is None:

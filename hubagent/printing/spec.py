@@ -20,10 +20,20 @@ _Module = Annotated[float, msgspec.Meta(gt=0.05, le=5.0)]
 class FieldSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     """One input field of a template."""
 
-    kind: Literal["text", "number", "barcode", "qr", "list"] = "text"
+    kind: Literal["text", "number", "barcode", "qr", "list", "currency", "money", "unit_price"] = "text"
     required: bool = True
     max_length: Annotated[int, msgspec.Meta(ge=1, le=4000)] = 200
     decimals: Annotated[int, msgspec.Meta(ge=0, le=6)] | None = None
+    choices: list[str] = []  # text: the only values allowed (e.g. net content units)
+    currency: str = ""  # money: the currency field that decides the decimals
+    price: str = ""  # unit_price: the money field it divides ...
+    content: str = ""  # ... by this number field (net content) ...
+    content_unit: str = ""  # ... in this unit field (g, kg, ml, l, piece)
+
+
+ScanAs = Literal["gtin", "sku", "bin", "parcel", "pickup", "staff", "return", "mode", "qty", "done", "cancel",
+                 "condition", "other"]
+"""Scan kinds (:class:`hubagent.scanning.codes.ScanKind` values) a printed code may be read as."""
 
 
 class _Element(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True, tag_field="type"):
@@ -57,6 +67,8 @@ class BarcodeSpec(_Boxed, kw_only=True, frozen=True, tag="barcode"):
     hri_size_mm: _Size = 3.0
     module_mm: _Module = 0.5
     min_module_mm: _Module = 0.25
+    scan: list[ScanAs] = []  # what the hub must read `data` as; [] = any code it accepts
+    fallback_scan: list[ScanAs] = []  # ... and `fallback`
 
 
 class QrSpec(_Boxed, kw_only=True, frozen=True, tag="qr"):
@@ -67,6 +79,8 @@ class QrSpec(_Boxed, kw_only=True, frozen=True, tag="qr"):
     error: Literal["L", "M", "Q", "H"] = "M"
     module_mm: _Module = 1.0
     min_module_mm: _Module = 0.375
+    scan: list[ScanAs] = []  # as for barcodes; ["other"]: a payload for phones (URLs), not for the hub
+    fallback_scan: list[ScanAs] = []
 
 
 class LineSpec(_Element, kw_only=True, frozen=True, tag="line"):
@@ -103,3 +117,5 @@ class TemplateFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fro
     height_mm: Annotated[float, msgspec.Meta(gt=5.0, le=3000.0)]
     fields: dict[str, FieldSpec] = {}
     elements: list[ElementSpec]
+    # A field holding a SKU: fields the job leaves out are filled from that SKU's catalog entry.
+    catalog: str = ""

@@ -42,6 +42,7 @@ module can import :data:`COMMAND_CODES` cheaply.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -61,6 +62,7 @@ from hubagent.printing.spec import (
     ImageSpec,
     LineSpec,
     QrSpec,
+    ScanAs,
     TemplateFile,
     TextSpec,
 )
@@ -83,6 +85,8 @@ COMMAND_CODES: tuple[str, ...] = (
     *(f"HA:QTY:{n}" for n in range(1, 11)),
     "HA:DONE",
     "HA:CANCEL",
+    "HA:COND:RESELLABLE",
+    "HA:COND:DAMAGED",
 )
 
 @dataclass(frozen=True)
@@ -92,6 +96,11 @@ class Template:
     name: str
     spec: TemplateFile = field(repr=False)
     images: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    font: str = ""  # the font file this hub prints the template with ("" = the default font)
+
+    def with_font(self, font: str) -> "Template":
+        """This template printed with the font file ``font``."""
+        return dataclasses.replace(self, font=font)
 
     def layout(self, fields: Mapping[str, object], dpi: int, width_dots: int) -> Label:
         """Validate ``fields`` and lay the label out at ``dpi``.
@@ -159,8 +168,23 @@ def load_template(path: Path) -> Template:
     return Template(name=path.stem, spec=spec, images=images)
 
 
+def _check_fields(path: Path, spec: TemplateFile) -> None:
+    """Fields that name other fields name fields of the right kind."""
+    if spec.catalog and spec.catalog not in spec.fields:
+        raise ConfigError(str(path), "catalog", f"unknown field {spec.catalog!r}")
+    refs = {"currency": ("currency",), "price": ("money",), "content": ("number",), "content_unit": ("text",)}
+    needs = {"money": ("currency",), "unit_price": ("price", "content", "content_unit")}
+    for name, f in spec.fields.items():
+        for attr in needs.get(f.kind, ()):
+            target = getattr(f, attr)
+            if spec.fields.get(target) is None or spec.fields[target].kind not in refs[attr]:
+                raise ConfigError(str(path), f"fields.{name}.{attr}",
+                                  f"must name a {' or '.join(refs[attr])} field of this template")
+
+
 def _check(path: Path, spec: TemplateFile) -> None:
     """Every field reference resolves and every element lies on the label."""
+    _check_fields(path, spec)
     for i, el in enumerate(spec.elements):
         key = f"elements[{i}]"
         for text in _texts(el):

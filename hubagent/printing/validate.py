@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Protocol, runtime_checkable
 
-from hubagent.errors import CommandError, InputError
-from hubagent.ports import Printer
+from hubagent.errors import CommandError, InputError, LabelTooBig
+from hubagent.ports import Printer, check_label_fits
 from hubagent.printing.templates import Template
 
 _NUMBER = re.compile(r"-?\d{1,15}(\.\d{1,15})?")
@@ -37,23 +36,13 @@ def coerce_fields(template: Template, fields: Mapping[str, object]) -> dict[str,
     return out
 
 
-@runtime_checkable
-class FixedLength(Protocol):
-    """A printer whose labels have a fixed length (ZPL label stock)."""
-
-    @property
-    def height_dots(self) -> int:
-        """The label length in dots."""
-        ...
-
-
 def check_fits(template: Template, fields: Mapping[str, object], printer: Printer) -> None:
     """Lay the label out for ``printer`` now, so a job that cannot print is never queued."""
     try:
         label = template.layout(fields, printer.dpi, printer.width_dots)
     except InputError as e:
         raise CommandError(e.code, f"template {template.name!r}: {e.message}") from None
-    height = printer.height_dots if isinstance(printer, FixedLength) else None
-    if printer.language == "zpl" and height is not None and label.height > height:
-        raise CommandError("label_too_long", f"template {template.name!r} is {label.height} dots long; "
-                                             f"the printer's labels are {height}")
+    try:
+        check_label_fits(label, printer.width_dots, printer.height_dots)
+    except LabelTooBig as e:
+        raise CommandError(e.code, f"template {template.name!r}: {e.message}") from None
