@@ -17,7 +17,7 @@ import time
 from typing import Any, Callable
 
 from hubagent import __version__
-from hubagent.bench import lockers, printing, scanning, startup, sync
+from hubagent.bench import footprint, lockers, printing, scanning, startup, sync, writes
 from hubagent.bench.rows import Row, percentile
 
 __all__ = ["BENCHES", "Row", "percentile", "render", "run_all"]
@@ -25,6 +25,8 @@ __all__ = ["BENCHES", "Row", "percentile", "render", "run_all"]
 
 BENCHES: dict[str, Callable[[bool], list[Row]]] = {
     "startup": startup.bench,
+    "idle": footprint.bench,
+    "writes": writes.bench,
     "sync": sync.bench,
     "scanning": scanning.bench,
     "printing": printing.bench,

@@ -1,0 +1,107 @@
+"""Process figures the benchmarks read from Linux ``/proc``, and a daemon started to READY."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from hubagent.bench.broker import stop_process
+from hubagent.bench.rows import python
+
+MB = 1024 * 1024
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of ``pid`` in MB (0 if unknown)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024 / MB
+    except OSError:
+        pass
+    return 0.0
+
+
+def context_switches(pid: int) -> int:
+    """Voluntary plus involuntary context switches of every thread of ``pid``.
+
+    Each wake-up of a sleeping thread (a timer, a poll timeout, a socket
+    read) is one voluntary switch when it goes back to sleep.
+    """
+    total = 0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0
+    for task in tasks:
+        try:
+            text = Path(f"/proc/{pid}/task/{task}/status").read_text()
+        except OSError:
+            continue  # the thread ended meanwhile
+        for line in text.splitlines():
+            if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                total += int(line.split()[1])
+    return total
+
+
+def wakeups_per_s(pid: int, window_s: float) -> float:
+    """Context switches per second of ``pid`` over ``window_s`` seconds."""
+    before = context_switches(pid)
+    time.sleep(window_s)
+    return (context_switches(pid) - before) / window_s
+
+
+def io_chars_written(pid: int) -> int:
+    """Bytes ``pid`` has passed to write calls (``wchar`` in ``/proc/<pid>/io``)."""
+    for line in Path(f"/proc/{pid}/io").read_text().splitlines():
+        if line.startswith("wchar:"):
+            return int(line.split()[1])
+    return 0
+
+
+@contextmanager
+def daemon(args: list[str], workdir: Path, *, prefix: list[str] | None = None,
+           timeout: float = 120.0) -> Iterator[tuple[subprocess.Popen[bytes], float]]:
+    """``hubagent run ARGS`` until READY=1; yields (process, seconds from exec to READY).
+
+    ``prefix`` runs it under another program (``strace``); the process is
+    stopped with SIGTERM on exit.
+    """
+    notify = workdir / f"notify-{time.monotonic_ns()}.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        sock.bind(str(notify))
+        sock.settimeout(timeout)
+        env = {k: v for k, v in os.environ.items() if k != "WATCHDOG_USEC"}
+        env["NOTIFY_SOCKET"] = str(notify)
+        started = time.monotonic()
+        proc = subprocess.Popen([*(prefix or []), *python("-m", "hubagent", "run", *args)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            while b"READY=1" not in sock.recv(4096):
+                pass
+            ready = time.monotonic() - started
+            yield proc, ready
+        finally:
+            stop_process(proc, grace=30)
+            notify.unlink(missing_ok=True)
+
+
+def exec_seconds(code: str) -> float:
+    """Seconds to run ``python -c CODE`` to its exit."""
+    started = time.monotonic()
+    subprocess.run(python("-c", code), check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+def traced_pid(proc: subprocess.Popen[bytes]) -> int:
+    """The pid of the program a prefix (``strace``) started, else ``proc``'s own."""
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    except OSError:
+        return proc.pid
+    return int(children[0]) if children else proc.pid
