@@ -17,16 +17,17 @@ import time
 from typing import Any, Callable
 
 from hubagent import __version__
-from hubagent.bench import footprint, lockers, printing, scanning, startup, sync, writes
+from hubagent.bench import commands, footprint, lockers, printing, scale, scanning, sync, writes
 from hubagent.bench.rows import Row, percentile
 
 __all__ = ["BENCHES", "Row", "percentile", "render", "run_all"]
 
 
 BENCHES: dict[str, Callable[[bool], list[Row]]] = {
-    "startup": startup.bench,
     "idle": footprint.bench,
     "writes": writes.bench,
+    "commands": commands.bench,
+    "scale": scale.bench,
     "sync": sync.bench,
     "scanning": scanning.bench,
     "printing": printing.bench,

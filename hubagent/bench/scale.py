@@ -1,0 +1,185 @@
+"""Cost with a big ledger: 1,000,000 movements and 10,000 SKUs beside 1,000 and 100.
+
+The ledgers are written straight into a database file with bulk
+``INSERT ... SELECT`` (setup, not measured): every movement acknowledged
+long ago, one in ten balances negative. On each the bench times, in this
+process, the telemetry counts and ``status``; then it starts the daemon
+(``run --sim --no-web``, MQTT) on the file and times start to READY and the
+retained stock summaries it publishes once connected (what a reconnect
+costs), seen by a subscriber on the same broker.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from hubagent.bench.broker import broker
+from hubagent.bench.procs import daemon
+from hubagent.bench.rows import Row
+
+BIG = (1_000_000, 10_000)
+SMALL = (1_000, 100)
+
+
+def _sim_app(state: Path, hub: str) -> Any:
+    from hubagent.app import build_app
+    from hubagent.cli import sim_config
+
+    return build_app(sim_config(hub, None, str(state)), simulated=True)
+
+
+def build_ledger(state: Path, hub: str, movements: int, skus: int) -> None:
+    """A database in ``state`` holding ``movements`` movements over ``skus`` SKUs."""
+    app = _sim_app(state, hub)
+    app.store.open()
+    at = "2026-01-01T00:00:00.000Z"
+    try:
+        with app.store.write() as tx:
+            tx.execute("INSERT OR IGNORE INTO bins(code, kind, created_at) VALUES ('A-01', 'shelf', ?)", (at,))
+            tx.execute("WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c WHERE x + 1 < ?) "
+                       "INSERT INTO skus(sku, name, updated_at) "
+                       "SELECT printf('SKU-%05d', x), 'item ' || x, ? FROM c", (skus, at))
+            tx.execute(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) "
+                "INSERT INTO movements(id, seq, type, sku, bin, delta, reason, ref, actor, device, grp, at) "
+                "SELECT lower(hex(randomblob(16))), x, "
+                "CASE x % 3 WHEN 0 THEN 'receive' WHEN 1 THEN 'pick' ELSE 'adjust' END, "
+                "printf('SKU-%05d', x % ?), 'A-01', CASE x % 3 WHEN 1 THEN -1 ELSE 1 END, "
+                "'bench', NULL, 'bench', NULL, NULL, ? FROM c", (movements, skus, at))
+            tx.execute("INSERT INTO balances(sku, bin, on_hand) "
+                       "SELECT sku, bin, SUM(delta) * CASE WHEN CAST(substr(sku, 5) AS INTEGER) % 10 = 0 "
+                       "THEN -1 ELSE 1 END FROM movements GROUP BY sku, bin")
+    finally:
+        app.store.close()
+
+
+def _median_ms(fn: Callable[[], Any], runs: int) -> float:
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return statistics.median(samples)
+
+
+def in_process(state: Path, hub: str) -> dict[str, float]:
+    """Milliseconds of the telemetry counts and of ``status``; the status size."""
+    from hubagent import telemetry
+
+    app = _sim_app(state, hub)
+    app.store.open()
+    try:
+        size = len(json.dumps(app.status(), default=str))
+        return {"telemetry": _median_ms(lambda: telemetry.counts(app), 5),
+                "status": _median_ms(app.status, 5), "status_kb": size / 1024}
+    finally:
+        app.store.close()
+
+
+class _Summaries:
+    """Counts retained stock summaries and notes when the hub went online."""
+
+    def __init__(self, port: int, hub: str) -> None:
+        import paho.mqtt.client as mqtt
+        from paho.mqtt.enums import CallbackAPIVersion
+
+        self.count = 0
+        self.online_at: float | None = None
+        self.last_at: float | None = None
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_subscribe = lambda *a: self._subscribed.set()
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(
+            [(f"hubs/{hub}/stock/+", 1), (f"hubs/{hub}/state", 1)])
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+        self._subscribed.wait(20)
+
+    def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if msg.topic.endswith("/state"):
+                if json.loads(msg.payload).get("state") in ("online", "alert"):
+                    self.online_at = self.online_at or now
+            else:
+                self.count += 1
+                self.last_at = now
+
+    def settle(self, want: int, timeout: float) -> None:
+        """Until ``want`` summaries arrived, or none for 2 s."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self._lock:
+                done = self.count >= want or (self.last_at is not None
+                                              and time.monotonic() - self.last_at > 2)
+            if done:
+                return
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        """Disconnect."""
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def with_daemon(port: int, state: Path, hub: str, skus: int) -> dict[str, float]:
+    """Start to READY, and the summaries published after connecting and how long they took."""
+    watcher = _Summaries(port, hub)
+    try:
+        started = time.monotonic()
+        with daemon(["--sim", "--no-web", "--hub-id", hub, "--mqtt", f"127.0.0.1:{port}",
+                     "--state-dir", str(state)], state.parent) as (_, ready):
+            watcher.settle(skus, 120)
+            online = (watcher.online_at or started) - started
+            last = (watcher.last_at or started) - started
+        return {"ready": ready, "summaries": watcher.count,
+                "republish": max(0.0, last - online) if watcher.count else 0.0}
+    finally:
+        watcher.close()
+
+
+def bench(quick: bool) -> list[Row]:
+    """Telemetry, status, start and reconnect at 1,000,000 movements beside 1,000."""
+    figures: dict[str, dict[str, float]] = {}
+    with tempfile.TemporaryDirectory(prefix="hubagent-bench-scale-") as tmp:
+        root = Path(tmp)
+        with broker(root) as port:
+            for label, (moves, skus) in (("small", SMALL), ("big", BIG)):
+                state = root / label
+                hub = f"scale-{label}"
+                build_ledger(state, hub, moves, skus)
+                figures[label] = {**in_process(state, hub), **with_daemon(port, state, hub, skus)}
+    small, big = figures["small"], figures["big"]
+    size = f"{BIG[0]:,} movements / {BIG[1]:,} SKUs beside {SMALL[0]:,} / {SMALL[1]:,}"
+
+    def ratio_row(name: str, key: str, unit: str, limit: float = 1.1) -> Row:
+        r = big[key] / small[key] if small[key] else float("inf")
+        return Row(name=name, value=big[key], unit=unit, target=f"<= {limit} x small",
+                   met=r <= limit, note=f"{r:.1f} x ({small[key]:.3g} {unit} at the small ledger)")
+    rows = [
+        Row(name="ledger", value=float(BIG[0]), unit="moves", target="-", met=None, note=size),
+        ratio_row("telemetry counts at 1M movements", "telemetry", "ms"),
+        ratio_row("status at 1M movements", "status", "ms"),
+        ratio_row("status size at 1M movements", "status_kb", "KB"),
+        ratio_row("start to READY=1 at 1M movements", "ready", "s"),
+        Row(name="republish after connect at 10k SKUs", value=big["republish"], unit="s",
+            target="<= 1.1 x small", met=big["republish"] <= 1.1 * small["republish"] + 0.05,
+            note=f"{big['summaries']:.0f} retained summaries (small: {small['summaries']:.0f} "
+                 f"in {small['republish']:.2f} s)"),
+    ]
+    return rows
+
+
+if __name__ == "__main__":  # pragma: no cover - a manual entry for one figure
+    import sys
+
+    for row in bench("--quick" in sys.argv):
+        print(row)
