@@ -6,8 +6,8 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
-# Debian packages: the broker and UPS server the tests start, zbar for the camera decoder.
-SYSTEM_PACKAGES := mosquitto nut-server nut-client libzbar0
+# Debian packages: the broker, UPS server and PostgreSQL the tests start, zbar for the camera decoder.
+SYSTEM_PACKAGES := mosquitto nut-server nut-client libzbar0 postgresql
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
