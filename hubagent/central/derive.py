@@ -48,13 +48,17 @@ class Rule:
     key: Callable[[Data], dict[str, Any]]
     values: Callable[[Data], dict[str, Any]]
     history: bool = False  # one row per event (keyed by hub, db, seq) instead of an upsert
+    # Columns an event may not carry (a parcel's size after it was assigned): a
+    # null there keeps the row's value instead of erasing it.
+    keep: tuple[str, ...] = ()
 
 
 def _parcel(state: str) -> Rule:
     return Rule("parcels", lambda d: {"parcel": need(d, "parcel")},
                 lambda d: {"state": state, "bank": _text(d.get("bank")),
                            "compartment": _text(d.get("compartment")),
-                           "size": d.get("size"), "expires_at": d.get("expires_at")})
+                           "size": d.get("size"), "expires_at": d.get("expires_at")},
+                keep=("bank", "compartment", "size", "expires_at"))
 
 
 def _compartment(state: Callable[[Data], str], item: Callable[[Data], Any]) -> Rule:
@@ -66,7 +70,8 @@ def _compartment(state: Callable[[Data], str], item: Callable[[Data], Any]) -> R
 def _job(state: str) -> Rule:
     return Rule("print_jobs", lambda d: {"job": need(d, "job")},
                 lambda d: {"state": state, "printer": d.get("printer"),
-                           "template": d.get("template"), "reason": d.get("reason")})
+                           "template": d.get("template"), "reason": d.get("reason")},
+                keep=("printer", "template"))
 
 
 def _alarm(active: int) -> Rule:
@@ -125,20 +130,42 @@ class Stored:
     data: Data
 
 
+@dataclass
+class _Row:
+    """One derived row folded from a batch's events: the newest wins, ``keep`` columns fill."""
+
+    rule: Rule
+    key: dict[str, Any]
+    values: dict[str, Any]
+    db: str
+    seq: int
+
+    def fold(self, seq: int, db: str, values: dict[str, Any]) -> None:
+        newer, older = (values, self.values) if seq > self.seq else (self.values, values)
+        merged = dict(newer)
+        for col in self.rule.keep:
+            if merged.get(col) is None:
+                merged[col] = older.get(col)
+        self.values = merged
+        if seq > self.seq:
+            self.seq, self.db = seq, db
+
+
 def derive(tx: Tx, events: list[Stored]) -> int:
     """Apply the rules to newly stored events; returns how many were skipped as malformed.
 
-    For upserts only the highest-seq event per row matters, so rows are
-    folded in memory first and written with one batched statement per table.
+    For upserts only the newest event per row matters (plus, for ``keep``
+    columns, the last value any event gave), so rows are folded in memory
+    first and written with one batched statement per table.
     """
-    latest: dict[tuple[str, tuple[tuple[str, Any], ...]], tuple[Stored, Rule]] = {}
+    latest: dict[tuple[str, tuple[tuple[str, Any], ...]], _Row] = {}
     history: list[tuple[Stored, Rule]] = []
     skipped = 0
     for ev in events:
         for rule in RULES.get(ev.kind, ()):
             try:
-                key = rule.key(ev.data)
-                rule.values(ev.data)  # fail here, not half-way through the writes
+                key = {"hub": ev.hub, **rule.key(ev.data)}
+                values = rule.values(ev.data)
             except (DeriveError, TypeError, ValueError, KeyError) as e:
                 log.warning("hub %s seq %s (%s): not derived into %s: %s",
                             ev.hub, ev.seq, ev.kind, rule.table, e)
@@ -147,15 +174,17 @@ def derive(tx: Tx, events: list[Stored]) -> int:
             if rule.history:
                 history.append((ev, rule))
                 continue
-            row_key = (rule.table, (("hub", ev.hub), *sorted(key.items())))
-            prev = latest.get(row_key)
-            if prev is None or ev.seq > prev[0].seq:
-                latest[row_key] = (ev, rule)
-    by_table: dict[str, list[tuple[Stored, Rule]]] = {}
-    for ev, rule in latest.values():
-        by_table.setdefault(rule.table, []).append((ev, rule))
-    for table, items in by_table.items():
-        _upsert(tx, table, items)
+            row_key = (rule.table, tuple(sorted(key.items())))
+            row = latest.get(row_key)
+            if row is None:
+                latest[row_key] = _Row(rule, key, values, ev.db, ev.seq)
+            else:
+                row.fold(ev.seq, ev.db, values)
+    by_table: dict[str, list[_Row]] = {}
+    for row in latest.values():
+        by_table.setdefault(row.rule.table, []).append(row)
+    for table, rows in by_table.items():
+        _upsert(tx, table, rows)
     for ev, rule in history:
         cols = {"hub": ev.hub, "db": ev.db, "seq": ev.seq, "at": ev.at, "kind": ev.kind,
                 **rule.values(ev.data)}
@@ -164,20 +193,29 @@ def derive(tx: Tx, events: list[Stored]) -> int:
     return skipped
 
 
-def _upsert(tx: Tx, table: str, items: list[tuple[Stored, Rule]]) -> None:
-    """Batched upserts into one table, guarded so a row only moves forward."""
+def _upsert(tx: Tx, table: str, rows: list[_Row]) -> None:
+    """Batched upserts into one table: a row only moves forward.
+
+    An older event (a late replay) changes nothing, except that it fills a
+    ``keep`` column the row still lacks.
+    """
     groups: dict[tuple[str, ...], list[list[Any]]] = {}
-    shapes: dict[tuple[str, ...], tuple[list[str], list[str]]] = {}
-    for ev, rule in items:
-        key = {"hub": ev.hub, **rule.key(ev.data)}
-        values = {**rule.values(ev.data), "db": ev.db, "seq": ev.seq}
-        shape = (*key, *values)
-        shapes[shape] = (list(key), list(values))
-        groups.setdefault(shape, []).append([*key.values(), *values.values()])
-    for shape, rows in groups.items():
-        keys, values = shapes[shape]
+    shapes: dict[tuple[str, ...], tuple[list[str], list[str], tuple[str, ...]]] = {}
+    for row in rows:
+        values = {**row.values, "db": row.db, "seq": row.seq}
+        shape = (*row.key, *values, "|", *row.rule.keep)
+        shapes[shape] = (list(row.key), list(values), row.rule.keep)
+        groups.setdefault(shape, []).append([*row.key.values(), *values.values()])
+    for shape, params in groups.items():
+        keys, values, keep = shapes[shape]
         cols = keys + values
-        sets = ", ".join(f"{c} = excluded.{c}" for c in values)
+        newer = f"({table}.db <> excluded.db OR {table}.seq < excluded.seq)"
+        sets = []
+        for c in values:  # every SET expression reads the row as it was before
+            if c in keep:
+                sets.append(f"{c} = CASE WHEN {newer} THEN COALESCE(excluded.{c}, {table}.{c}) "
+                            f"ELSE COALESCE({table}.{c}, excluded.{c}) END")
+            else:
+                sets.append(f"{c} = CASE WHEN {newer} THEN excluded.{c} ELSE {table}.{c} END")
         tx.many(f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))}) "
-                f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {sets} "
-                f"WHERE {table}.db <> excluded.db OR {table}.seq < excluded.seq", rows)
+                f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {', '.join(sets)}", params)

@@ -16,7 +16,7 @@ import threading
 import tomllib
 import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,7 @@ class CentralFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, froz
     """A ``hubctl`` config file: the hub's ``[mqtt]`` table plus ``[central]``."""
 
     mqtt: MqttSettings
-    central: CentralSettings = field(default_factory=CentralSettings)
+    central: CentralSettings = msgspec.field(default_factory=CentralSettings)
 
 
 @dataclass(frozen=True)
