@@ -22,6 +22,8 @@ from hubagent.central.derive import Stored, derive
 
 # Walking the stored seqs above a gap, this many at a time.
 _WALK = 5000
+# Rows per multi-row statement (SQLite allows 32,766 parameters).
+_CHUNK = 400
 
 
 @dataclass(frozen=True)
@@ -67,33 +69,67 @@ class HubState:
 
 
 def store_events(tx: Tx, events: Iterable[Incoming], now: float | None = None) -> list[Cursor]:
-    """Store new events, derive tables, advance cursors; one Cursor per (hub, db) touched."""
+    """Store new events, derive tables, advance cursors; one Cursor per (hub, db) touched.
+
+    A few statements per batch, not per hub (PostgreSQL pays a round trip
+    for each): lock the batch's cursors, insert the events (the database
+    says which were new), update the cursors.
+    """
     now = time.time() if now is None else now
     groups: dict[tuple[str, str], dict[int, Incoming]] = {}
     for ev in events:
         groups.setdefault((ev.hub, ev.db), {}).setdefault(ev.seq, ev)
+    if not groups:
+        return []
+    pairs = sorted(groups)
+    held = _lock_cursors(tx, pairs)
+    stamp = _iso(now)
+    rows = [(hub, db, e.seq, e.id, e.kind, e.at, json.dumps(e.data), stamp)
+            for hub, db in pairs for e in groups[(hub, db)].values()]
+    inserted: set[tuple[str, str, int]] = set()
+    for i in range(0, len(rows), _CHUNK):
+        chunk = rows[i:i + _CHUNK]
+        marks = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * len(chunk))
+        inserted.update((h, d, int(q)) for h, d, q in tx.rows(
+            "INSERT INTO events (hub, db, seq, id, kind, at, data, stored_at) "
+            f"VALUES {marks} ON CONFLICT DO NOTHING RETURNING hub, db, seq",
+            [v for row in chunk for v in row]))
     cursors: list[Cursor] = []
     fresh: list[Stored] = []
-    stamp = _iso(now)
-    for (hub, db) in sorted(groups):
+    updates: list[tuple[int, int, float | None, str, str]] = []
+    for hub, db in pairs:
         batch = groups[(hub, db)]
-        upto, max_seq = _lock_cursor(tx, hub, db)
+        upto, max_seq = held[(hub, db)]
         seqs = sorted(batch)
-        have = {r[0] for r in tx.rows(
-            "SELECT seq FROM events WHERE hub = ? AND db = ? AND seq BETWEEN ? AND ?",
-            (hub, db, seqs[0], seqs[-1]))}
-        new = [batch[s] for s in seqs if s not in have]
-        tx.many("INSERT INTO events (hub, db, seq, id, kind, at, data, stored_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                [(hub, db, e.seq, e.id, e.kind, e.at, json.dumps(e.data), stamp) for e in new])
+        new = [batch[s] for s in seqs if (hub, db, s) in inserted]
         fresh.extend(Stored(hub, db, e.seq, e.kind, e.at,
                             e.data if isinstance(e.data, Mapping) else {}) for e in new)
         new_upto = _advance(tx, hub, db, upto, max_seq, seqs)
         new_max = max(max_seq, seqs[-1])
-        _save_cursor(tx, hub, db, new_upto, new_max, now)
+        updates.append((new_upto, new_max, now if new_max > new_upto else None, hub, db))
         cursors.append(Cursor(hub, db, new_upto, new_max, len(new)))
+    tx.many("UPDATE cursors SET upto = ?, max_seq = ?, "
+            "gap_since = CASE WHEN gap_since IS NULL THEN ? ELSE gap_since END "
+            "WHERE hub = ? AND db = ?", updates)
+    tx.many("UPDATE cursors SET gap_since = NULL, replay_at = NULL WHERE hub = ? AND db = ?",
+            [(hub, db) for _, _, since, hub, db in updates if since is None])
     derive(tx, fresh)
     return cursors
+
+
+def _lock_cursors(tx: Tx, pairs: list[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int]]:
+    """Create and lock the cursors of ``pairs`` (sorted), in that order."""
+    tx.many("INSERT INTO cursors (hub, db) VALUES (?, ?) ON CONFLICT DO NOTHING", pairs)
+    hubs = sorted({hub for hub, _ in pairs})
+    held: dict[tuple[str, str], tuple[int, int]] = {}
+    for i in range(0, len(hubs), _CHUNK):
+        part = hubs[i:i + _CHUNK]
+        sql = (f"SELECT hub, db, upto, max_seq FROM cursors WHERE hub IN "
+               f"({', '.join('?' * len(part))}) ORDER BY hub, db")
+        for hub, db, upto, max_seq in (tx.rows(sql + " FOR UPDATE", part) if tx.postgres
+                                       else tx.rows(sql, part)):
+            held[(hub, db)] = (int(upto), int(max_seq))
+    return held
 
 
 def _lock_cursor(tx: Tx, hub: str, db: str) -> tuple[int, int]:
@@ -154,24 +190,22 @@ def record_state(tx: Tx, st: HubState, now: float | None = None) -> str | None:
     processes receiving the same state message exactly one asks for a resync.
     """
     now = time.time() if now is None else now
+    # Insert-then-lock: two processes seeing a new hub at once must not both insert it.
+    tx.execute("INSERT INTO hubs (hub) VALUES (?) ON CONFLICT DO NOTHING", (st.hub,))
     row = tx.lock("SELECT db, session, state FROM hubs WHERE hub = ?", (st.hub,))
+    assert row is not None  # inserted just above
     alerts = json.dumps(list(st.alerts))
     reason: str | None = None
-    if row is None:
-        tx.execute("INSERT INTO hubs (hub, db, session, state, alerts, version, since, seen_at) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                   (st.hub, st.db, st.session, st.state, alerts, st.version, st.since, now))
-    else:
-        old_db, old_session, old_state = row
-        if st.db is not None and old_db is not None and st.db != old_db:
-            reason = "new_db"
-        elif (st.session is not None and old_session is not None and st.session > old_session
-              and old_state != "offline"):
-            # A restart we did not see end cleanly: after `lost`, or a `lost` we missed.
-            reason = f"restart_after_{old_state}"
-        tx.execute("UPDATE hubs SET db = COALESCE(?, db), session = COALESCE(?, session), "
-                   "state = ?, alerts = ?, version = ?, since = ?, seen_at = ? WHERE hub = ?",
-                   (st.db, st.session, st.state, alerts, st.version, st.since, now, st.hub))
+    old_db, old_session, old_state = row
+    if st.db is not None and old_db is not None and st.db != old_db:
+        reason = "new_db"
+    elif (st.session is not None and old_session is not None and st.session > old_session
+          and old_state not in ("offline", None)):
+        # A restart we did not see end cleanly: after `lost`, or a `lost` we missed.
+        reason = f"restart_after_{old_state}"
+    tx.execute("UPDATE hubs SET db = COALESCE(?, db), session = COALESCE(?, session), "
+               "state = ?, alerts = ?, version = ?, since = ?, seen_at = ? WHERE hub = ?",
+               (st.db, st.session, st.state, alerts, st.version, st.since, now, st.hub))
     tx.execute("INSERT INTO alert_history (hub, session, since, state, alerts, seen_at) "
                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
                (st.hub, st.session or 0, st.since or "", st.state, alerts, now))

@@ -57,6 +57,8 @@ class SimHub:
         self.replies: dict[str, dict[str, Any]] = {}
         self.commands: list[str] = []
         self.resends = 0
+        self.window = 1 << 30  # events out unacknowledged: shrinks after a loss
+        self.rto = 0.0  # current ack timeout (backs off while nothing is acknowledged)
         self._job = 0
 
     @property
@@ -195,7 +197,7 @@ class Fleet:
         """Send what the window allows."""
         if h.state == "lost":
             return
-        end = min(h.last_seq, h.acked + self.max_unacked)
+        end = min(h.last_seq, h.acked + min(self.max_unacked, h.window))
         now = time.monotonic()
         while h.cursor < end:
             h.cursor += 1
@@ -212,6 +214,9 @@ class Fleet:
         if upto > h.acked:
             h.acked = upto
             h.last_progress = now
+            # As the hub does: after a loss, double the window per acked round trip.
+            h.window = min(self.max_unacked, h.window * 2)
+            h.rto = self.ack_timeout_s
             while h.sent_at and h.sent_at[0][0] <= upto:
                 seq, at = h.sent_at.popleft()
                 if seq == upto:
@@ -222,12 +227,17 @@ class Fleet:
         elif upto == h.acked and h.cursor > h.acked and self.resend:
             self._resend(h, now)
 
-    def _resend(self, h: SimHub, now: float) -> None:
+    def _resend(self, h: SimHub, now: float, timeout: bool = False) -> None:
         # At most once per quarter ack timeout: a batch of duplicate acks is one loss.
         if now - h.last_resend < self.ack_timeout_s / 4:
             return
         h.last_resend = now
         h.resends += 1
+        # Resend a few, not the whole window, so a loaded central is not flooded;
+        # a timeout also doubles the next one.
+        h.window = 8
+        if timeout:
+            h.rto = min(30.0, max(h.rto, self.ack_timeout_s) * 2)
         h.sent_at.clear()
         h.cursor = h.acked
         self._pump(h)
@@ -256,9 +266,10 @@ class Fleet:
                             self._pump(h)
                 if self.resend:
                     for h in self.hubs:
-                        if h.cursor > h.acked and now - h.last_progress > self.ack_timeout_s:
+                        if h.cursor > h.acked and \
+                                now - h.last_progress > max(h.rto, self.ack_timeout_s):
                             h.last_progress = now
-                            self._resend(h, now)
+                            self._resend(h, now, timeout=True)
 
     # -- commands ----------------------------------------------------------------------
     def _on_command(self, h: SimHub, name: str, msg: mqtt.MQTTMessage) -> None:

@@ -62,6 +62,7 @@ class Options:
     batch_max: int = 2000
     session_expiry: int = 0  # > 0 keeps the broker session (and its queue) across restarts
     client_id: str | None = None
+    workers: int = 4  # threads sending replays and snapshots
 
 
 def partition_of(hub: str, n: int) -> int:
@@ -93,6 +94,7 @@ class Ingest:
         self._ready = threading.Event()
         self._fatal: str | None = None
         self.stored = 0  # events stored by this process
+        self._db_failures = 0
         self.client = make_client(broker, self.client_id, session_expiry=options.session_expiry)
         self.requester = Requester(self.client, broker, self.client_id)
         self.client.on_connect = self._on_connect
@@ -166,8 +168,11 @@ class Ingest:
         """Connect, then store and ack until stopped; returns the exit status."""
         self.db.migrate()
         connect_async(self.client, self.broker, session_expiry=self.opt.session_expiry)
-        worker = threading.Thread(target=self._work_loop, name="ingest-resync", daemon=True)
-        worker.start()
+        # A few workers: a hub that does not answer holds one up for the command timeout.
+        workers = [threading.Thread(target=self._work_loop, name=f"ingest-resync-{i}", daemon=True)
+                   for i in range(self.opt.workers)]
+        for worker in workers:
+            worker.start()
         next_claim = 0.0
         announced = False
         try:
@@ -178,16 +183,20 @@ class Ingest:
                         ready()
                 batch = self._take()
                 if batch:
-                    self._handle(batch)
+                    self._handle_safely(batch)
                 now = time.monotonic()
                 if now >= next_claim:
                     next_claim = now + min(1.0, self.opt.gap_s / 2)
-                    self._claim()
+                    try:
+                        self._claim()
+                    except Exception as e:  # the database is down: the next batch reconnects
+                        log.error("replay/resync scan failed: %s", e)
         finally:
             self._stop.set()
             self.client.disconnect()
             self.client.loop_stop()
-            worker.join(self.opt.command_timeout_s + 2)
+            for worker in workers:
+                worker.join(self.opt.command_timeout_s + 2)
             self.db.close()
         if self._fatal:
             raise IngestError(self._fatal)
@@ -222,6 +231,26 @@ class Ingest:
             return None, "", ""
         return parts[0], parts[1], parts[2] if len(parts) > 2 else ""
 
+    def _handle_safely(self, batch: list[mqtt.MQTTMessage]) -> None:
+        """Store a batch; on a database error drop it (nothing was acked: the hubs
+        send it again), reconnect and go on."""
+        try:
+            self._handle(batch)
+            self._db_failures = 0
+        except Exception as e:
+            self._db_failures += 1
+            log.error("batch of %d messages not stored (%s); the hubs will resend it",
+                      len(batch), e, exc_info=self._db_failures == 1)
+            self._stop.wait(min(10.0, 0.1 * 2 ** self._db_failures))
+            try:
+                self.db.close()
+            except Exception:  # already broken
+                pass
+            try:
+                self.db = Database(self.opt.db_url)
+            except Exception as e2:
+                log.error("database unavailable: %s", e2)
+
     def _handle(self, batch: list[mqtt.MQTTMessage]) -> None:
         states: list[HubState] = []
         events: list[Incoming] = []
@@ -249,17 +278,26 @@ class Ingest:
         if not (states or events or telemetry):
             return
         with self.db.tx() as tx:
-            resync = [st.hub for st in states if books.record_state(tx, st)]
+            # Rows are locked in one order (hubs by id, then cursors by hub) in
+            # every transaction, so two processes never deadlock on them.
+            resync = []
+            for hub in sorted({st.hub for st in states} | set(telemetry)):
+                for st in (s for s in states if s.hub == hub):  # in arrival order
+                    if books.record_state(tx, st):
+                        resync.append(hub)
+                if hub in telemetry:
+                    books.record_telemetry(tx, hub, telemetry[hub])
             cursors = books.store_events(tx, events)
-            for hub, sample in telemetry.items():
-                books.record_telemetry(tx, hub, sample)
         self.stored += sum(c.new for c in cursors)
         for c in cursors:
             if c.upto > 0 and self._dbids.get(c.hub) == c.db:
                 self._ack(c.hub, c.upto)
         if resync:
             log.info("resync wanted for %s", ", ".join(resync))
-            self._claim()
+            try:
+                self._claim()
+            except Exception as e:
+                log.error("replay/resync scan failed: %s", e)
 
     def _parse_event(self, hub: str, kind: str, payload: bytes) -> Incoming | None:
         try:
@@ -319,6 +357,8 @@ class Ingest:
                     log.warning("%s of hub %s failed: %s", item[0], item[1], e)
                 except Exception:
                     log.exception("%s of hub %s failed", item[0], item[1])
+                    db.close()
+                    db = Database(self.opt.db_url)
         finally:
             db.close()
 
