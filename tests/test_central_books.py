@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 
 import pytest
 
@@ -25,7 +26,7 @@ def _moved(seq: int, sku: str, bin_: str, on_hand: int, hub: str = "hub-1",
 
 
 @pytest.fixture
-def db(db_url: str) -> Database:
+def db(db_url: str) -> Iterator[Database]:
     d = Database(db_url)
     d.migrate()
     d.migrate()  # idempotent

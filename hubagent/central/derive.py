@@ -202,10 +202,10 @@ def _upsert(tx: Tx, table: str, rows: list[_Row]) -> None:
     groups: dict[tuple[str, ...], list[list[Any]]] = {}
     shapes: dict[tuple[str, ...], tuple[list[str], list[str], tuple[str, ...]]] = {}
     for row in rows:
-        values = {**row.values, "db": row.db, "seq": row.seq}
-        shape = (*row.key, *values, "|", *row.rule.keep)
-        shapes[shape] = (list(row.key), list(values), row.rule.keep)
-        groups.setdefault(shape, []).append([*row.key.values(), *values.values()])
+        row_values = {**row.values, "db": row.db, "seq": row.seq}
+        shape = (*row.key, *row_values, "|", *row.rule.keep)
+        shapes[shape] = (list(row.key), list(row_values), row.rule.keep)
+        groups.setdefault(shape, []).append([*row.key.values(), *row_values.values()])
     for shape, params in groups.items():
         keys, values, keep = shapes[shape]
         cols = keys + values

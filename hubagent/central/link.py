@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import msgspec
 import paho.mqtt.client as mqtt
@@ -125,7 +125,7 @@ def connect_async(client: mqtt.Client, broker: Broker, *, session_expiry: int = 
     """Start connecting in the background (paho's network thread)."""
     s = broker.settings
     props = None
-    clean: bool | int = mqtt.MQTT_CLEAN_START_FIRST_ONLY
+    clean: bool | Literal[3] = mqtt.MQTT_CLEAN_START_FIRST_ONLY
     if s.protocol == "5":
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = session_expiry
@@ -221,7 +221,7 @@ class Requester:
         if reply.get("ok") is True and isinstance(reply.get("result"), dict):
             result: dict[str, Any] = reply["result"]
             return result
-        err = reply.get("error") if isinstance(reply.get("error"), dict) else {}
+        err: dict[str, Any] = reply["error"] if isinstance(reply.get("error"), dict) else {}
         raise Reply(str(err.get("code", "bad_reply")), str(err.get("message", reply)), reply)
 
 

@@ -88,8 +88,8 @@ def fleet(broker: Broker, wait_s: float = 1.5) -> list[dict[str, Any]]:
 
 
 def _telemetry_view(sample: Mapping[str, Any]) -> dict[str, Any]:
-    sync = sample.get("sync") if isinstance(sample.get("sync"), dict) else {}
-    power = sample.get("power") if isinstance(sample.get("power"), dict) else {}
+    sync: Mapping[str, Any] = sample["sync"] if isinstance(sample.get("sync"), dict) else {}
+    power: Mapping[str, Any] = sample["power"] if isinstance(sample.get("power"), dict) else {}
     return {"at": sample.get("at"), "sync_lag_s": sync.get("oldest_unacked_age_s"),
             "waiting": sync.get("outbox_depth"), "last_seq": sync.get("last_seq"),
             "power": power.get("state")}
