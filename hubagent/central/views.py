@@ -231,6 +231,6 @@ def table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
         return "(none)"
     cells = [[("-" if r.get(c) is None else str(r.get(c))) for c in columns] for r in rows]
     widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
-    head = "  ".join(c.upper().ljust(w) for c, w in zip(columns, widths))
+    head = "  ".join(c.upper().ljust(w) for c, w in zip(columns, widths)).rstrip()
     return "\n".join([head, *("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()
                               for row in cells)])
