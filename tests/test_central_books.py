@@ -154,3 +154,17 @@ def test_bad_database_urls_name_the_option(tmp_path: object) -> None:
         Database("mysql://x/y")
     with pytest.raises(DatabaseError, match="--db: cannot connect to PostgreSQL"):
         Database("postgresql://postgres@127.0.0.1:1/none?connect_timeout=2")
+
+
+def test_the_core_never_imports_central_and_sqlite_needs_no_psycopg() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, hubagent.app, hubagent.cli, hubagent.daemon\n"
+            "assert not [m for m in sys.modules if m.startswith('hubagent.central')]\n"
+            "import hubagent.central.ingest, hubagent.central.cli\n"
+            "from hubagent.central.db import Database\n"
+            "Database('sqlite:///:memory:').close()\n"
+            "assert 'psycopg' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr

@@ -189,9 +189,9 @@ def _cmd_fleet(args: argparse.Namespace) -> int:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from hubagent.central import bench
+    from hubagent.central.bench import main as bench_main
 
-    return bench.main(args)
+    return bench_main(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
