@@ -50,7 +50,7 @@ def hub(daemon_factory: Callable[..., Daemon], mqtt_broker: MosquittoBroker,
 def fleet(mqtt_broker: MosquittoBroker) -> Iterator[Fleet]:
     """Three simulated hubs with events and retained stock summaries."""
     f = Fleet(mqtt_broker.host, mqtt_broker.port, 3).start()
-    f.emit(20)
+    f.record(20)
     f.publish_stock()
     yield f
     f.close()

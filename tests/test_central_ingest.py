@@ -100,7 +100,7 @@ def test_three_daemons_and_a_fleet_stored_once_and_acked(
     ingest = ingests(broker, db_url)
     daemons = start_hubs(daemon_factory, tmp_path, broker.port, "hub-a", "hub-b", "hub-c")
     fleet = fleets(broker, 200, name="sim")
-    fleet.emit(10)
+    fleet.record(10)
     for i, d in enumerate(daemons):
         run(d, "catalog.upsert", CATALOG)
         for n in range(3 + i):
@@ -108,7 +108,7 @@ def test_three_daemons_and_a_fleet_stored_once_and_acked(
                                        "reason": "delivery"})
         run(d, "stock.adjust", {"sku": "COF-2", "bin": "B-02", "delta": -2, "reason": "damage",
                                    "type": "damage"})
-    fleet.emit(5)
+    fleet.record(5)
     assert fleet.wait_all_acked(60), ingest.log()
     for hub, d in zip(("hub-a", "hub-b", "hub-c"), daemons):
         wait_until(lambda: hub_in_sync(d, db_url, hub), 30, lambda: f"{hub} in sync\n{d.log()}")
@@ -136,12 +136,12 @@ def test_two_shared_ingests_one_killed_mid_stream_lose_and_double_nothing(
     a = ingests(broker, db_url, "--mode", "shared", "--group", "books")
     ingests(broker, db_url, "--mode", "shared", "--group", "books")
     fleet = fleets(broker, 100, ack_timeout_s=1.0)
-    fleet.emit(10)
+    fleet.record(10)
     assert fleet.wait_all_acked(60)
-    fleet.emit(20)
+    fleet.record(20)
     a.kill()  # mid-stream: it holds events it has received and not yet stored
     killed_with_unacked = not fleet.all_acked()
-    fleet.emit(10)
+    fleet.record(10)
     assert fleet.wait_all_acked(60)
     assert killed_with_unacked
     assert_stored_once(db_url, {h.hub: h.last_seq for h in fleet.hubs})
@@ -198,15 +198,15 @@ def test_restart_after_lost_and_new_database_resync_from_snapshot(
     broker = make_broker()
     ingests(broker, db_url)
     fleet = fleets(broker, 3)
-    fleet.emit(12)
+    fleet.record(12)
     assert fleet.wait_all_acked(20)
     lost, fresh = fleet.hubs[0].hub, fleet.hubs[1].hub
     fleet.vanish(lost)
     wait_rows(db_url, "SELECT state FROM hubs WHERE hub = ?", (lost,), [("lost",)], 10)
     fleet.restart(lost)
-    fleet.emit(3, [lost])
+    fleet.record(3, [lost])
     fleet.new_database(fresh)  # balances kept, no events for them
-    fleet.emit(4, [fresh])
+    fleet.record(4, [fresh])
     assert fleet.wait_all_acked(20)
     wait_rows(db_url, "SELECT hub, reason FROM resyncs ORDER BY hub", (),
               sorted([(lost, "restart_after_lost"), (fresh, "new_db")]), 20)
@@ -227,13 +227,13 @@ def test_gap_left_by_a_broker_that_dropped_queued_messages_is_replayed(
     ingest = ingests(broker, db_url, *keep)
     # Hubs that never resend on their own: only central's events.replay can fill a gap.
     fleet = fleets(broker, 3, resend=False)
-    fleet.emit(5)
+    fleet.record(5)
     assert fleet.wait_all_acked(20)
     assert ingest.stop() == 0  # its session (and queue) stays on the broker
-    fleet.emit(20)
+    fleet.record(20)
     wait_until(lambda: "dropped" in broker.log_text(), 10, "the broker dropping messages")
     ingests(broker, db_url, *keep)
-    fleet.emit(3)
+    fleet.record(3)
     assert fleet.wait_all_acked(30)
     assert all("events.replay" in h.commands for h in fleet.hubs)
     assert_stored_once(db_url, {h.hub: h.last_seq for h in fleet.hubs})
@@ -247,10 +247,10 @@ def test_partitioned_ingests_take_only_their_hubs(
     db_url = f"sqlite:///{tmp_path}/central.db"
     broker = make_broker()
     fleet = fleets(broker, 40)  # retained states first: the ingests discover the hubs
-    fleet.emit(5)
+    fleet.record(5)
     ingests(broker, db_url, "--partition", "0/2", "--client-id", "part-0")
     ingests(broker, db_url, "--partition", "1/2", "--client-id", "part-1")
-    fleet.emit(5)
+    fleet.record(5)
     assert fleet.wait_all_acked(30)
     assert_stored_once(db_url, {h.hub: h.last_seq for h in fleet.hubs})
     log = broker.log_text()
@@ -268,7 +268,7 @@ def test_hubctl_reads_the_books(
     broker = make_broker()
     ingests(broker, db_url)
     fleet = fleets(broker, 2)
-    fleet.emit(60)
+    fleet.record(60)
     assert fleet.wait_all_acked(20)
     hub = fleet.hubs[0]
     out = hubctl(broker.port, "--json", "events", hub.hub, "--db", db_url, "--from-seq", "55")

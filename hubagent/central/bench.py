@@ -135,18 +135,18 @@ def fleet_run(url: str, hubs: int, steady_s: float, burst: int) -> dict[str, flo
             fleet = Fleet("127.0.0.1", port, hubs, name="bench", ack_timeout_s=10.0)
             fleet.start(timeout=60)
             try:
-                fleet.emit(1)
+                fleet.record(1)
                 fleet.wait_all_acked(120)
                 fleet.ack_lags.clear()
                 started = time.monotonic()
                 while time.monotonic() - started < steady_s:  # 1 event per hub per second
-                    fleet.emit(1)
+                    fleet.record(1)
                     time.sleep(1.0)
                 steady_ok = fleet.wait_all_acked(120)
                 lags = sorted(fleet.ack_lags)
                 before = fleet.total_events()
                 started = time.monotonic()
-                fleet.emit(burst)
+                fleet.record(burst)
                 burst_ok = fleet.wait_all_acked(300)
                 burst_s = time.monotonic() - started
                 return {"lag_p50_s": statistics.median(lags) if lags else float("nan"),

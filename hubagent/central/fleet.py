@@ -242,7 +242,7 @@ class Fleet:
         h.cursor = h.acked
         self._pump(h)
 
-    def emit(self, per_hub: int = 1, hubs: Iterable[str] | None = None) -> None:
+    def record(self, per_hub: int = 1, hubs: Iterable[str] | None = None) -> None:
         """Record ``per_hub`` new events on each hub (all by default) and send them."""
         with self._lock:
             for h in (self.by_id[x] for x in hubs) if hubs is not None else self.hubs:
