@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -21,6 +22,7 @@ class IngestProc:
                     "--log-level", "info", "ingest", "--db", db_url, "--gap-s", "1",
                     "--retry-s", "3", *extra]
         self.log_path = log_path
+        self.env: dict[str, str] = {}  # added to the environment (credentials)
         self.proc: subprocess.Popen[str] | None = None
         self._ready = threading.Event()
 
@@ -28,7 +30,8 @@ class IngestProc:
         """Start and wait until subscribed."""
         self._ready.clear()
         self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE,
-                                     stderr=open(self.log_path, "a"), text=True)
+                                     stderr=open(self.log_path, "a"), text=True,
+                                     env={**os.environ, **self.env})
         threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
         if not self._ready.wait(timeout):
             raise AssertionError(f"ingest not ready within {timeout} s:\n{self.log()}")

@@ -117,9 +117,11 @@ class Fleet:
 
     def __init__(self, host: str, port: int, n: int, *, prefix: str = "hubs",
                  name: str = "sim", per_connection: int = 250, max_unacked: int = 1000,
-                 ack_timeout_s: float = 2.0, resend: bool = True) -> None:
+                 ack_timeout_s: float = 2.0, resend: bool = True,
+                 username: str | None = None, password: str | None = None) -> None:
         self.host, self.port, self.prefix = host, port, prefix
         self.max_unacked, self.ack_timeout_s, self.resend = max_unacked, ack_timeout_s, resend
+        self._credentials = (username, password)
         self.hubs = [SimHub(f"{name}-{i:04d}", prefix, i // per_connection) for i in range(n)]
         self.by_id = {h.hub: h for h in self.hubs}
         self._lock = threading.RLock()
@@ -136,6 +138,8 @@ class Fleet:
     # -- connections ---------------------------------------------------------------
     def _make_client(self, client_id: str, group: int) -> mqtt.Client:
         c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        if self._credentials[0] is not None:
+            c.username_pw_set(*self._credentials)
         c.max_inflight_messages_set(200)
         c.max_queued_messages_set(0)
         c.reconnect_delay_set(1, 2)
