@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import psutil
+import psutil  # type: ignore[import-untyped]  # psutil ships no type stubs
 import pytest
 
 EJABBERDCTL = "/usr/sbin/ejabberdctl"
