@@ -76,8 +76,8 @@ class Ejabberd:
 
     def start(self, timeout: float = 60.0) -> Ejabberd:
         """Write the config, start the node in the foreground, wait for the listener."""
-        (self.dir / "spool").mkdir()
-        (self.dir / "logs").mkdir()
+        (self.dir / "spool").mkdir(exist_ok=True)
+        (self.dir / "logs").mkdir(exist_ok=True)
         (self.dir / "ejabberd.yml").write_text(CONFIG.format(port=self.port))
         (self.dir / "ejabberdctl.cfg").write_text(
             'ERL_OPTIONS="-env ERL_CRASH_DUMP_BYTES 0"\n'
@@ -114,8 +114,12 @@ class Ejabberd:
                 pass
         return text
 
-    def stop(self) -> None:
-        """Stop the node and remove its directory."""
+    def restart_in_node(self) -> None:
+        """``ejabberdctl restart``: restarts the application inside the running node."""
+        subprocess.run(self._ctl("restart"), check=True, capture_output=True, timeout=60)
+
+    def halt(self) -> None:
+        """Stop the node (its data stays, so :meth:`start` brings it back)."""
         if self.proc is not None and self.proc.poll() is None:
             subprocess.run(self._ctl("stop"), capture_output=True, timeout=60)
             try:
@@ -123,6 +127,10 @@ class Ejabberd:
             except subprocess.TimeoutExpired:
                 os.killpg(self.proc.pid, 9)
                 self.proc.wait(10)
+
+    def stop(self) -> None:
+        """Stop the node and remove its directory."""
+        self.halt()
         # The node runs under su as another user: make sure none of its processes is left,
         # nor the Erlang port mapper if it was not running before.
         for proc in psutil.process_iter(["pid", "cmdline", "name"]):

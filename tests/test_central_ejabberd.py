@@ -100,3 +100,34 @@ def test_partitioned_ingest_through_ejabberd(
         assert "SharedSubscriptionAvailable = 0" in shared.stderr
     finally:
         fleet.close()
+
+
+def test_ingest_survives_ejabberds_in_node_restart_fault(ejabberd: Ejabberd,
+                                                        tmp_path: Path) -> None:
+    """After ``ejabberdctl restart`` mod_mqtt refuses every subscription: the ingest says
+    so and keeps asking; after a full stop and start of the node everything is stored."""
+    for user, password in (("central", "c-secret"), ("fleet", "f-secret")):
+        ejabberd.register(user, password)
+    central_cfg = _central_config(tmp_path, ejabberd)
+    fleet = Fleet(ejabberd.host, ejabberd.port, 5, username="fleet", password="f-secret").start()
+    db_url = f"sqlite:///{tmp_path}/central.db"
+    ingest = IngestProc(0, db_url, tmp_path / "ingest.log", "--partition", "0/1")
+    ingest.cmd[ingest.cmd.index("--mqtt"):ingest.cmd.index("--mqtt") + 2] = \
+        ["--config", str(central_cfg)]
+    ingest.env = {"CENTRAL_MQTT_PASSWORD": "c-secret"}
+    try:
+        ingest.start()
+        fleet.record(3)
+        assert fleet.wait_all_acked(30), ingest.log()
+        ejabberd.restart_in_node()
+        wait_until(lambda: ingest.log().count("broker refused subscriptions") >= 2, 40,
+                   lambda: ingest.log())
+        fleet.record(3)
+        ejabberd.halt()
+        ejabberd.start()
+        assert fleet.wait_all_acked(60), ingest.log()
+        rows = query(db_url, "SELECT hub, COUNT(*), COUNT(DISTINCT seq) FROM events GROUP BY hub")
+        assert sorted(rows) == sorted((h.hub, 6, 6) for h in fleet.hubs)
+    finally:
+        ingest.close()
+        fleet.close()

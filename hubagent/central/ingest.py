@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 STATES = frozenset({"online", "alert", "offline", "lost"})
 # Events parked per hub while its database id is unknown (the hub resends anyway).
 _PARK_LIMIT = 10_000
+# Seconds before asking again for subscriptions the broker refused.
+_RESUBSCRIBE_S = 5.0
 
 
 class IngestError(RuntimeError):
@@ -95,6 +97,7 @@ class Ingest:
         self._fatal: str | None = None
         self.stored = 0  # events stored by this process
         self._db_failures = 0
+        self._resubscribe_at: float | None = None
         self.client = make_client(broker, self.client_id, session_expiry=options.session_expiry)
         self.requester = Requester(self.client, broker, self.client_id)
         self.client.on_connect = self._on_connect
@@ -149,6 +152,10 @@ class Ingest:
             if not self._ready.is_set():
                 self._fatal = f"broker refused subscriptions: {', '.join(bad)}"
                 self._stop.set()
+            else:
+                # After a reconnect (ejabberd refuses every subscription after an
+                # in-node restart until the node is restarted): ask again, and say so.
+                self._resubscribe_at = time.monotonic() + _RESUBSCRIBE_S
         self._ready.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -185,6 +192,9 @@ class Ingest:
                 if batch:
                     self._handle_safely(batch)
                 now = time.monotonic()
+                if self._resubscribe_at is not None and now >= self._resubscribe_at:
+                    self._resubscribe_at = None
+                    self.client.subscribe([(t, 1) for t in self._subscriptions()])
                 if now >= next_claim:
                     next_claim = now + min(1.0, self.opt.gap_s / 2)
                     try:
