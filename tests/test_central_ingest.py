@@ -4,6 +4,8 @@ and central's database on SQLite and on a real PostgreSQL 15."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -286,6 +288,18 @@ def test_hubctl_reads_the_books(
     evs = [json.loads(line) for line in out.stdout.splitlines()]  # one event a line
     assert [e["seq"] for e in evs] == [55, 56, 57, 58, 59, 60]
     assert [e["id"] for e in evs] == [e["id"] for e in hub.events[54:]]
+    # --follow prints new events as the ingest stores them.
+    follow = subprocess.Popen([sys.executable, "-m", "hubagent.central.cli", "--json", "events",
+                               hub.hub, "--db", db_url, "--from-seq", "61", "--follow"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        fleet.record(2, [hub.hub])
+        assert follow.stdout is not None
+        lines = [json.loads(follow.stdout.readline()) for _ in range(2)]
+        assert [e["seq"] for e in lines] == [61, 62]
+    finally:
+        follow.kill()
+        follow.wait(10)
     parcels = hubctl_json(broker.port, "parcels", hub.hub, "--db", db_url)
     # Sim parcels P0 and P1: assigned at seq 9/39, stored 19/49, picked up 29/59.
     assert [(p["parcel"], p["state"], p["size"]) for p in parcels] == [
@@ -297,7 +311,7 @@ def test_hubctl_reads_the_books(
     hubs = hubctl_json(broker.port, "hubs", "--db", db_url, "--wait", "0.5")
     assert [(h["hub"], h["state"], h["session"]) for h in hubs] == [
         (hub.hub, "online", 1), (fleet.hubs[1].hub, "lost", 1)]
-    assert hubs[0]["central_acked_seq"] == 60
+    assert hubs[0]["central_acked_seq"] == 62
     human = hubctl(broker.port, "hubs", "--wait", "0.5")
     assert human.returncode == 0 and "lost" in human.stdout and hub.hub in human.stdout
     bad = hubctl(broker.port, "events", hub.hub, "--db", "mysql://x/y")
