@@ -25,18 +25,19 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from hubagent.sim import escpos_decode, zpl_decode
-from PIL import Image, ImageDraw
+from typing import TYPE_CHECKING, Any
 
 from hubagent.errors import DeviceError, DeviceUnavailable, InputError
 from hubagent.events import DeviceHealthChanged, DeviceStatus, EventSink, Health
 from hubagent.ports import DeviceEnv, PrinterState, check_label_fits
-from hubagent.printing import zpl
-from hubagent.printing.model import Label
-from hubagent.printing.render import render
 from hubagent.printing.settings import SimPrinterSettings
+
+if TYPE_CHECKING:
+    # Pillow, the renderer and the decoders load on the first label: a hub
+    # that never prints keeps their memory (issue: idle RSS).
+    from PIL import Image
+
+    from hubagent.printing.model import Label
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +117,8 @@ class SimPrinter:
             raise DeviceUnavailable(f"printer {self.name} is offline")
         if state is not PrinterState.ONLINE:
             raise DeviceError(f"printer {self.name}: {state.value.replace('_', ' ')}")
+        from hubagent.printing.render import render
+
         image = render(label)
         data, preview = self._encode(image, copies)
         with self._lock:
@@ -209,6 +212,9 @@ class SimPrinter:
             log.warning("printer %s: cannot save %s: %s", self.name, self.state_file, e)
 
     def _encode(self, image: Image.Image, copies: int) -> tuple[bytes, Image.Image]:
+        from hubagent.printing import zpl
+        from hubagent.sim import escpos_decode, zpl_decode
+
         if self.language == "zpl":
             data = zpl.encode_image(image, copies=copies)
             return data, zpl_decode.decode(data)[0].image
@@ -239,6 +245,8 @@ class SimPrinter:
 
 def _stack(pages: list[Image.Image]) -> Image.Image:
     """Pages one under the other with a dashed line where the cutter cut."""
+    from PIL import Image, ImageDraw
+
     gap = 8
     width = max(p.width for p in pages)
     out = Image.new("1", (width, sum(p.height for p in pages) + gap * (len(pages) - 1)), 1)

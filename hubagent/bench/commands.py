@@ -59,12 +59,15 @@ class Driver:
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
         self.client.max_inflight_messages_set(OUTSTANDING * 2)
         self.client.on_message = self._on_message
-        self.client.on_connect = lambda c, u, f, rc, p: (c.subscribe(f"{base}/reply", qos=1),
-                                                          self._connected.set())
+        self.client.on_connect = self._on_connect
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
         if not self._connected.wait(20):
             raise TimeoutError("the bench client did not connect")
+
+    def _on_connect(self, client: Any, userdata: Any, flags: Any, rc: Any, props: Any) -> None:
+        client.subscribe(f"{self.base}/reply", qos=1)
+        self._connected.set()
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
         reply = json.loads(msg.payload)

@@ -17,14 +17,16 @@ import datetime as dt
 import enum
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from biip import ParseError
-from biip.gs1_digital_link_uris import GS1DigitalLinkURI
-from biip.gs1_element_strings import GS1ElementStrings
-from biip.gs1_messages import GS1Message
-from biip.gtin import Gtin
-from biip.sscc import Sscc
-from biip.symbology import GS1Symbology, SymbologyIdentifier
+if TYPE_CHECKING:
+    from biip import ParseError
+    from biip.gs1_digital_link_uris import GS1DigitalLinkURI
+    from biip.gs1_element_strings import GS1ElementStrings
+    from biip.gs1_messages import GS1Message
+    from biip.gtin import Gtin
+    from biip.sscc import Sscc
+    from biip.symbology import GS1Symbology, SymbologyIdentifier
 
 from hubagent.errors import InputError
 
@@ -132,6 +134,26 @@ class Scan:
     elements: tuple[tuple[str, str], ...] = ()
 
 
+def _load_biip() -> None:
+    """Import biip on the first read, not at start-up.
+
+    Importing biip parses its GS1 prefix table: about 20 MB and 0.1 s that a
+    hub pays only once something is scanned. The names become this module's
+    globals, where the functions below look them up at call time.
+    """
+    global ParseError, GS1DigitalLinkURI, GS1ElementStrings, GS1Message, Gtin, Sscc
+    global GS1Symbology, SymbologyIdentifier
+    if "Gtin" in globals():
+        return
+    from biip import ParseError
+    from biip.gs1_digital_link_uris import GS1DigitalLinkURI
+    from biip.gs1_element_strings import GS1ElementStrings
+    from biip.gs1_messages import GS1Message
+    from biip.gtin import Gtin
+    from biip.sscc import Sscc
+    from biip.symbology import GS1Symbology, SymbologyIdentifier
+
+
 def interpret(data: bytes, symbology: str | None = None) -> Scan:
     """Understand one read; raise InputError(code, message) if it means nothing.
 
@@ -139,6 +161,7 @@ def interpret(data: bytes, symbology: str | None = None) -> Scan:
     ``"]E0"`` (used like one at the start of ``data``) or a decoder's name
     such as ``"QRCODE"`` (kept for information only).
     """
+    _load_biip()
     text = _decode(data)
     aim, body = _split_aim(text, symbology)
     shown = aim.value if aim is not None else symbology
