@@ -1,7 +1,8 @@
 """Serial barcode scanner (USB CDC-ACM or RS-232) through pyserial.
 
-One reader thread opens ``serial.serial_for_url(url)``, blocks on reads with
-a short timeout (so ``close()`` is prompt without a busy loop), feeds the
+One reader thread opens ``serial.serial_for_url(url)``, blocks on reads
+(with no timeout where ``close()`` can cancel a read, so an idle scanner
+wakes nothing; a short timeout where it cannot), feeds the
 :class:`~hubagent.scanning.framing.Framer` and hands each result to the sink.
 When the port fails (unplugged: ``SerialException``/``OSError``) it reports
 FAULTED, then retries with capped exponential backoff, reporting OFFLINE
@@ -31,7 +32,9 @@ log = logging.getLogger(__name__)
 
 ROLE = "scanners"
 READ_TIMEOUT_S = 0.2
-"""How long one blocking read waits; bounds how long close() takes."""
+"""How long one read waits on a port whose reads cannot be cancelled
+(``socket://``, ``rfc2217://``); bounds how long close() takes there. Ports
+that can (local serial devices, ptys, ``loop://``) block without a timeout."""
 
 READ_SIZE = 4096
 
@@ -50,6 +53,15 @@ class _Port(Protocol):
 
     def cancel_read(self) -> None:
         """Wake a blocked read (POSIX ports)."""
+        ...
+
+    @property
+    def timeout(self) -> float | None:
+        """Seconds one read waits (None: until data)."""
+        ...
+
+    @timeout.setter
+    def timeout(self, value: float | None) -> None:
         ...
 
     def close(self) -> None:
@@ -147,6 +159,9 @@ class SerialScanner(ThreadedDevice):
             if failures == 0:  # log once per outage, not on every retry
                 log.warning("%s: cannot open %s: %s", self.name, self.settings.url, e)
             return None
+        if callable(getattr(port, "cancel_read", None)):
+            # close() wakes the read at once: no timeout, no idle wake-ups.
+            port.timeout = None
         self._port = port
         self._framer.reset()
         self._state = ReaderState.READING
