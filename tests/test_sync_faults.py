@@ -461,10 +461,12 @@ def outbox_store(tmp_path: Path) -> Iterator[Any]:
 
 
 def test_pump_windows_duplicate_acks_and_refusals(outbox_store: Any) -> None:
+    from hubagent.clock import ManualClock
     from hubagent.sync import pump as pump_mod
 
     store = outbox_store
-    p = pump_mod.Pump(store, ack_timeout_s=30.0)
+    clock = ManualClock()
+    p = pump_mod.Pump(store, ack_timeout_s=30.0, max_window=pump_mod.MAX_WINDOW, clock=clock)
     feed = FakeFeed(capacity=64)
     p.reset(feed)
     assert p.run() == 64
@@ -489,7 +491,7 @@ def test_pump_windows_duplicate_acks_and_refusals(outbox_store: Any) -> None:
     # refused seq 7 in real life): resend from 601, in order, dropping
     # what the feed had not handed over yet.
     assert feed.queued
-    time.sleep(pump_mod.MIN_RTO)  # a resend needs a round trip since the last one
+    clock.advance(pump_mod.MIN_RTO)  # a resend needs a round trip since the last one
     assert p.ack(600, keep=100) is False
     assert p.ack(600, keep=100) is True
     assert p.resends == 1 and feed.queued == []
