@@ -285,7 +285,7 @@ class MqttLink:
             readable = True
         if woken:
             self._wake.clear()
-            self._run_jobs()
+        self._run_jobs()
         if readable and self._sock is not None:
             self.client.loop_read()
         if self._sock is not None:

@@ -62,13 +62,18 @@ class Wakeup:
             pass  # already full of wake-ups, or closing
 
     def clear(self) -> None:
-        """Drain the pending byte(s) (network thread), before it runs the queued work."""
-        self._pending = False
+        """Drain the pending byte(s) (network thread), before it runs the queued work.
+
+        The flag is reset only after draining: reset first, a :meth:`set`
+        in between would write a byte that the drain swallows, leaving the
+        flag up and every later wake-up lost.
+        """
         try:
             while self._r.recv(4096):
                 pass
         except (BlockingIOError, OSError):
             pass
+        self._pending = False
 
     def close(self) -> None:
         """Close both ends."""
