@@ -121,6 +121,10 @@ class MqttLink:
         self._sel = selectors.DefaultSelector()
         self._sel.register(self._wake, selectors.EVENT_READ)
         self._sock: Any = None
+        # paho has bytes to write (its register/unregister callbacks), and
+        # whether the selector watches the socket for writability.
+        self._write_wanted = False
+        self._watching_writes = False
         self._stopping = False
         self._final: mqtt.MQTTMessageInfo | None = None
         self._stop_by = 0.0
@@ -272,6 +276,9 @@ class MqttLink:
 
     def _turn(self, timeout: float) -> None:
         """One select and the work it found."""
+        if self._sock is not None and self.client.want_write():
+            self.client.loop_write()  # e.g. the CONNECT queued by reconnect()
+        self._watch_writes()
         ready = self._sel.select(timeout)
         woken = False
         readable = writable = False
@@ -294,6 +301,7 @@ class MqttLink:
             self.client.loop_write()
         if self._sock is not None:
             self.client.loop_misc()
+        self._watch_writes()
 
     def _run_jobs(self) -> None:
         while self._jobs:
@@ -344,6 +352,7 @@ class MqttLink:
         _no_delay(sock)
         self._drop()
         self._sock = sock
+        self._write_wanted = self._watching_writes = False
         self._sel.register(sock, selectors.EVENT_READ)
 
     def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
@@ -351,13 +360,24 @@ class MqttLink:
             self._drop()
 
     def _on_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        """paho has packets to write: watch the socket for writability too."""
+        """paho has packets to write: the loop writes them at the end of its turn."""
         if sock is self._sock:
-            self._sel.modify(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+            self._write_wanted = True
 
     def _on_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
         if sock is self._sock:
-            self._sel.modify(sock, selectors.EVENT_READ)
+            self._write_wanted = False
+
+    def _watch_writes(self) -> None:
+        """Select for writability only while paho has bytes the socket did not take.
+
+        Changed only when that changes, not for every packet queued and
+        written in one turn: a system call saved per turn of a busy drain.
+        """
+        if self._sock is not None and self._write_wanted != self._watching_writes:
+            self._watching_writes = self._write_wanted
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self._write_wanted else 0)
+            self._sel.modify(self._sock, events)
 
     # -- outcomes of a connection (network thread): one place each -----------
     def _connected_ok(self, session_present: bool) -> None:
