@@ -126,6 +126,7 @@ class MqttLink:
         self._write_wanted = False
         self._watching_writes = False
         self._stopping = False
+        self._failing = False
         self._final: mqtt.MQTTMessageInfo | None = None
         self._stop_by = 0.0
         self.backoff = Backoff(settings.reconnect_min_s, settings.reconnect_max_s)
@@ -383,6 +384,7 @@ class MqttLink:
     def _connected_ok(self, session_present: bool) -> None:
         """The broker accepted the connection."""
         self.backoff.reset()
+        self._failing = False
         epoch = self.stream.new_epoch()
         self.subscribed = False
         self.connected = True
@@ -395,7 +397,10 @@ class MqttLink:
 
     def _connect_failed(self, error: BaseException) -> None:
         """The connection could not be opened (refused, unreachable, TLS failure)."""
-        log.debug("could not connect to %s:%d: %s", self._s.host, self._s.port, error)
+        # One line per streak of failures, not one per retry.
+        level = logging.DEBUG if self._failing else logging.WARNING
+        self._failing = True
+        log.log(level, "could not connect to %s:%d: %s (retrying)", self._s.host, self._s.port, error)
 
     def _lost(self, reason: str) -> None:
         """An established (or attempted) connection is gone; the loop reconnects."""
