@@ -20,8 +20,7 @@ from paho.mqtt.properties import Properties
 
 from hubagent import secrets
 from hubagent.clock import Clock, LoopClock, Timer
-from hubagent.commands import CommandArgs, CommandContext
-from hubagent.commands import error_reply
+from hubagent.commands import CommandArgs, CommandContext, error_reply
 from hubagent.errors import CommandError
 from hubagent.store.store import dumps, utc_now
 from hubagent.sync import outbox
@@ -217,8 +216,8 @@ class SyncService(LinkListener):
 
     def _arm_ack_timer(self) -> None:
         """Time the oldest unacknowledged event, if there is one and no timer yet."""
-        if self._ack_timer is not None or self._stopped:
-            return
+        if self._ack_timer is not None or self._stopped or not (self.link and self.link.connected):
+            return  # (a reconnect rewinds and pumps, which arms it again)
         due = self.sender.deadline()
         if due is None:
             return
