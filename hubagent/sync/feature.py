@@ -355,7 +355,7 @@ def install(app: "App") -> None:
     # The clock runs on the core loop, which exists once the app starts.
     app.on_start(lambda: clock.attach(_running_loop(app)))
     app.sync = svc
-    app.commands.register("events.replay", svc.replay, ReplayArgs)
+    app.commands.register("events.replay", svc.replay, ReplayArgs, read_only=True)
     app.on_start(svc.start)
     app.on_stop(svc.stop)
     app.add_status("sync", svc.metrics)
