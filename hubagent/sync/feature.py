@@ -19,7 +19,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from hubagent import secrets
-from hubagent.clock import Clock, LoopClock, Timer
+from hubagent.clock import Clock, Timer
 from hubagent.commands import CommandArgs, CommandContext, error_reply
 from hubagent.errors import CommandError
 from hubagent.store.store import dumps, utc_now
@@ -290,9 +290,9 @@ class SyncService(LinkListener):
     def _send_replay(self, msg: Inbound, reply: dict[str, Any]) -> None:
         """Queue the page's events, paced by PUBACKs, with the reply behind them.
 
-        Also for a repeated command id (its stored reply names the same
-        page): a replay cut off by a disconnect is resumed by sending the
-        command again.
+        A replay cut off by a disconnect gets no reply; central resumes it
+        by sending the command again (a read-only command is answered
+        afresh, page and all).
         """
         assert self.link is not None
         result = reply["result"]
@@ -350,21 +350,12 @@ def install(app: "App") -> None:
                                         "mode": "offline (no [mqtt] configured)",
                                         **_offline_stats(app)})
         return
-    clock = LoopClock()
-    svc = SyncService(app, clock)
-    # The clock runs on the core loop, which exists once the app starts.
-    app.on_start(lambda: clock.attach(_running_loop(app)))
+    svc = SyncService(app, app.clock)
     app.sync = svc
     app.commands.register("events.replay", svc.replay, ReplayArgs, read_only=True)
     app.on_start(svc.start)
     app.on_stop(svc.stop)
     app.add_status("sync", svc.metrics)
-
-
-def _running_loop(app: "App") -> Any:
-    loop = app.loop
-    assert loop is not None, "sync starts on the core loop"
-    return loop
 
 
 def _payload_id(payload: bytes) -> str | None:
