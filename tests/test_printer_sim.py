@@ -130,7 +130,7 @@ def test_label_too_big_for_the_media_is_refused(tmp_path, templates) -> None:
     label = templates["parcel"].layout(SAMPLE_FIELDS["parcel"], 203, printer.width_dots)
     with pytest.raises(InputError) as err:
         printer.print_label(label)
-    assert err.value.code == "label_too_long"
+    assert err.value.code == "label_too_big"
     narrow, _ = make(tmp_path, language="escpos", width_mm=48.0)
     with pytest.raises(InputError):
         narrow.print_label(label)

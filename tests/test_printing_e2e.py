@@ -149,7 +149,7 @@ BAD = [
      "does not fit"),
     ("bad check digit", {"template": "shelf", "fields": {**SAMPLE_FIELDS["shelf"], "gtin": "4006381333932"}},
      "bad_barcode_data", "check digit"),
-    ("control character", {"template": "bin", "fields": {"bin": "A\x071"}}, "bad_value", "bin"),
+    ("control character", {"template": "bin", "fields": {"bin": "A\x071"}}, "bad_args", "fields.bin"),
     ("too wide for the printer", {"template": "parcel", "fields": SAMPLE_FIELDS["parcel"], "printer": "receipt"},
      "label_too_wide", "parcel"),
     ("copies zero", {"template": "bin", "fields": {"bin": "A-1"}, "copies": 0}, "bad_args", "copies"),

@@ -24,6 +24,7 @@ from hubagent.commands import CommandArgs, CommandContext, error_reply
 from hubagent.errors import CommandError
 from hubagent.store.store import dumps, utc_now
 from hubagent.sync import outbox
+from hubagent.sync.health import ConnectionHealth
 from hubagent.sync.mqtt import Inbound, LinkListener, MqttLink
 from hubagent.sync.pump import Pump
 from hubagent.sync.stream import ConnectionFeed, Replay
@@ -44,6 +45,9 @@ class ReplayArgs(CommandArgs):
     limit: Annotated[int, Meta(ge=1, le=10_000)] = 10_000
 
 log = logging.getLogger(__name__)
+
+# Seconds between checks of the connection-health grace periods.
+HEALTH_TICK_S = 0.5
 
 
 class SyncService(LinkListener):
@@ -68,10 +72,18 @@ class SyncService(LinkListener):
         # Armed only while events wait for central's ack: an idle hub has no
         # timer to wake for.
         self._ack_timer: Timer | None = None
+        # Grace periods of the connection-health alerts: timed only while
+        # the hub is offline or events wait for central.
+        self._health_timer: Timer | None = None
         self.link: MqttLink | None = None
         self._telemetry_sources: list[Any] = []
         self._connect_hooks: list[Any] = []
         self._stopped = False
+        self._pubacks_seen = 0
+        # Why work is not reaching central, as alerts (hubagent.sync.health).
+        self.health = ConnectionHealth(f"{cfg.host}:{cfg.port}", clock, app.set_alert,
+                                       unreachable_s=cfg.unreachable_alert_s,
+                                       unacked_s=cfg.unacked_alert_s)
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -90,11 +102,12 @@ class SyncService(LinkListener):
         self.app.on_alerts_changed(self._publish_state)
         self.link.start()
         self._telemetry_tick()
+        self._arm_health_timer()
 
     def stop(self) -> None:
         """Publish ``offline`` (retained) and disconnect."""
         self._stopped = True
-        for t in (self._telemetry_timer, self._ack_timer):
+        for t in (self._telemetry_timer, self._ack_timer, self._health_timer):
             if t is not None:
                 t.cancel()
         self.sender.flush(force=True)
@@ -145,6 +158,7 @@ class SyncService(LinkListener):
         assert self.link is not None
         log.info("connected to %s:%d (session %s)", self.settings.host, self.settings.port,
                  "resumed" if session_present else "new")
+        self.health.now_connected()
         self.link.subscribe([self.topics.commands, self.topics.ack])
         self._publish_state()
         self.sender.reset(ConnectionFeed(self.link.stream, epoch))
@@ -161,6 +175,8 @@ class SyncService(LinkListener):
     def disconnected(self, reason: str) -> None:
         """Forget in-flight publishes; they are resent after reconnecting."""
         log.warning("disconnected from broker: %s", reason)
+        self.health.disconnected(reason)
+        self._arm_health_timer()
         self.sender.disconnected()
         self.state = "offline"
 
@@ -172,7 +188,50 @@ class SyncService(LinkListener):
         """The broker refused an event (e.g. its ACL): it stays in the outbox."""
         # Sent again when central's ack stalls below it.
         self.sender.note_refused(seq)
-        log.error("broker refused event seq %d: %s", seq, reason)
+        self.health.publish_refused(reason)  # one log line per cause, not per event
+
+    def connect_failed(self, exc: BaseException) -> None:
+        """Connecting failed: a TLS problem is an alert at once, a network one after a grace period."""
+        self.health.connect_failed(exc)
+
+    def connect_refused(self, code: int, name: str) -> None:
+        """The broker refused the connection (credentials, client id ...)."""
+        self.health.connect_refused(code, name)
+
+    def subscribed(self, refused: list[str]) -> None:
+        """The broker answered the command and ack subscription."""
+        if refused:
+            self.health.subscribe_refused(refused)
+        else:
+            self.health.subscribed()
+
+    def _health_tick(self) -> None:
+        self._health_timer = None
+        link = self.link
+        if link is None:
+            return
+        delivered = link.event_pubacks
+        if delivered > self._pubacks_seen:
+            self._pubacks_seen = delivered
+            self.health.events_delivered()
+        self.health.tick(outstanding=self._outstanding(), acked=self.sender.acked,
+                         pubacks=delivered)
+        self._arm_health_timer()
+
+    def _outstanding(self) -> bool:
+        return self.app.store.last_seq() > self.sender.acked
+
+    def _arm_health_timer(self) -> None:
+        """Tick the health checks while there is a grace period to time.
+
+        Connected with every event acknowledged there is none: the last
+        tick cleared what needed clearing, and an idle hub sleeps.
+        """
+        if self._health_timer is not None or self._stopped:
+            return
+        if self.link is not None and self.link.connected and not self._outstanding():
+            return
+        self._health_timer = self.clock.call_later(HEALTH_TICK_S, self._health_tick)
 
     def message(self, msg: Inbound) -> None:
         """A command or an ack from central."""
@@ -201,6 +260,7 @@ class SyncService(LinkListener):
         if self.link is not None and self.link.connected:
             self.sender.run()
         self._arm_ack_timer()
+        self._arm_health_timer()
 
     def _on_ack(self, payload: bytes) -> None:
         try:

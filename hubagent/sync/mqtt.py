@@ -33,6 +33,7 @@ committed their effect.
 
 from __future__ import annotations
 
+import functools
 import logging
 import selectors
 import socket
@@ -84,14 +85,23 @@ class LinkListener:
     def connected(self, session_present: bool, epoch: int) -> None:
         """The broker accepted connection ``epoch`` (what :meth:`EventStream.send` takes)."""
 
+    def connect_failed(self, exc: BaseException) -> None:
+        """Connecting raised ``exc`` (TLS, network); the link retries by itself."""
+
+    def connect_refused(self, code: int, name: str) -> None:
+        """The broker answered CONNECT with failure reason ``code`` (paho's ``name``)."""
+
+    def subscribed(self, refused: list[str]) -> None:
+        """The broker answered a SUBSCRIBE; ``refused`` names the failure reason codes."""
+
     def disconnected(self, reason: str) -> None:
-        """The connection is gone; paho reconnects by itself."""
+        """The connection is gone; the link reconnects by itself."""
 
     def stream_low(self) -> None:
         """The event stream's feed is half empty: append more."""
 
     def refused(self, seq: int, reason: str) -> None:
-        """The broker refused the event ``seq`` (a PUBACK with a failure reason)."""
+        """The broker refused the event ``seq`` (a PUBACK with a failure reason; 0: not an event)."""
 
     def message(self, msg: Inbound) -> None:
         """A message arrived; the core must call :meth:`MqttLink.ack` after commit."""
@@ -114,6 +124,8 @@ class MqttLink:
         # connection: until then a command published by central is lost.
         self.subscribed = False
         self.connects = 0
+        # Event publishes the broker acknowledged without a failure code.
+        self.event_pubacks = 0
         # Jobs from the core for the network thread (deque appends and
         # pops are atomic), and what wakes it for them.
         self._jobs: deque[Job] = deque()
@@ -126,7 +138,6 @@ class MqttLink:
         self._write_wanted = False
         self._watching_writes = False
         self._stopping = False
-        self._failing = False
         self._final: mqtt.MQTTMessageInfo | None = None
         self._stop_by = 0.0
         self.backoff = Backoff(settings.reconnect_min_s, settings.reconnect_max_s)
@@ -384,23 +395,21 @@ class MqttLink:
     def _connected_ok(self, session_present: bool) -> None:
         """The broker accepted the connection."""
         self.backoff.reset()
-        self._failing = False
         epoch = self.stream.new_epoch()
         self.subscribed = False
         self.connected = True
         self.connects += 1
         self._post(lambda: self._listener.connected(session_present, epoch))
 
-    def _refused(self, reason: str) -> None:
+    def _refused(self, code: int, name: str) -> None:
         """The broker answered the CONNECT with a refusal (credentials, not authorised...)."""
-        log.warning("broker refused the connection: %s", reason)
+        self._post(lambda: self._listener.connect_refused(code, name))
 
     def _connect_failed(self, error: BaseException) -> None:
         """The connection could not be opened (refused, unreachable, TLS failure)."""
-        # One line per streak of failures, not one per retry.
-        level = logging.DEBUG if self._failing else logging.WARNING
-        self._failing = True
-        log.log(level, "could not connect to %s:%d: %s (retrying)", self._s.host, self._s.port, error)
+        # The listener names the cause, once per cause (hubagent.sync.health).
+        log.debug("could not connect to %s:%d: %s", self._s.host, self._s.port, error)
+        self._post(functools.partial(self._listener.connect_failed, error))
 
     def _lost(self, reason: str) -> None:
         """An established (or attempted) connection is gone; the loop reconnects."""
@@ -415,7 +424,7 @@ class MqttLink:
                     reason_code: Any, properties: Any) -> None:
         try:
             if reason_code.is_failure:
-                self._refused(str(reason_code))
+                self._refused(int(reason_code.value), str(reason_code))
                 return
             self._connected_ok(bool(getattr(flags, "session_present", False)))
         except Exception:
@@ -431,11 +440,10 @@ class MqttLink:
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reason_codes: Any, properties: Any) -> None:
         try:
-            refused = [str(rc) for rc in reason_codes if rc.is_failure]
-            if refused:
-                log.error("broker refused a subscription (check its ACL): %s", ", ".join(refused))
-                return
-            self.subscribed = True
+            refused = [_reason(rc) for rc in reason_codes if rc.is_failure]
+            self._post(lambda: self._listener.subscribed(refused))
+            if not refused:
+                self.subscribed = True
         except Exception:
             log.exception("on_subscribe failed")
 
@@ -445,9 +453,12 @@ class MqttLink:
             # A PUBACK with a failure reason (e.g. not authorized) still
             # fires this callback: such a message was not delivered.
             ok = not reason_code.is_failure
-            reason = "" if ok else str(reason_code)
-            if not self.stream.puback(mid, ok, reason) and not ok:
-                log.warning("broker refused a publish (mid %d): %s", mid, reason)
+            reason = "" if ok else _reason(reason_code)
+            if self.stream.puback(mid, ok, reason):
+                if ok:
+                    self.event_pubacks += 1
+            elif not ok:
+                self._post(lambda: self._listener.refused(0, reason))
         except Exception:
             log.exception("on_publish failed")
 
@@ -473,6 +484,11 @@ class MqttLink:
                 client.ack(message.mid, message.qos)
             except Exception:
                 log.exception("could not acknowledge a dropped message")
+
+
+def _reason(reason_code: Any) -> str:
+    """A reason code as logs and alerts show it: ``0x87 Not authorized``."""
+    return f"0x{int(reason_code.value):02X} {reason_code}"
 
 
 def _no_delay(sock: Any) -> None:
