@@ -42,17 +42,30 @@ module can import :data:`COMMAND_CODES` cheaply.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING
 
 import msgspec
 
 from hubagent.errors import ConfigError, InputError
+from hubagent.printing.spec import (
+    BarcodeSpec,
+    BoxSpec,
+    ElementSpec,
+    FIELD_REF,
+    FieldSpec,
+    ImageSpec,
+    LineSpec,
+    QrSpec,
+    ScanAs,
+    TemplateFile,
+    TextSpec,
+)
 
 if TYPE_CHECKING:
     from hubagent.printing.model import Label
@@ -72,101 +85,9 @@ COMMAND_CODES: tuple[str, ...] = (
     *(f"HA:QTY:{n}" for n in range(1, 11)),
     "HA:DONE",
     "HA:CANCEL",
+    "HA:COND:RESELLABLE",
+    "HA:COND:DAMAGED",
 )
-
-FIELD_REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_Mm = Annotated[float, msgspec.Meta(ge=0.0, le=1000.0)]
-_Size = Annotated[float, msgspec.Meta(gt=0.5, le=100.0)]
-_Module = Annotated[float, msgspec.Meta(gt=0.05, le=5.0)]
-
-
-class FieldSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
-    """One input field of a template."""
-
-    kind: Literal["text", "number", "barcode", "qr", "list"] = "text"
-    required: bool = True
-    max_length: Annotated[int, msgspec.Meta(ge=1, le=4000)] = 200
-    decimals: Annotated[int, msgspec.Meta(ge=0, le=6)] | None = None
-
-
-class _Element(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True, tag_field="type"):
-    when: str = ""
-
-
-class _Boxed(_Element, kw_only=True, frozen=True):
-    x_mm: _Mm
-    y_mm: _Mm
-    w_mm: _Mm
-    h_mm: _Mm
-
-
-class TextSpec(_Boxed, kw_only=True, frozen=True, tag="text"):
-    """Text in a box, shrunk then wrapped to fit."""
-
-    text: str
-    size_mm: _Size = 4.0
-    min_size_mm: _Size = 2.0
-    align: Literal["left", "center", "right"] = "left"
-    wrap: bool = True
-
-
-class BarcodeSpec(_Boxed, kw_only=True, frozen=True, tag="barcode"):
-    """A linear code (or DataMatrix) centred in its box."""
-
-    data: str
-    fallback: str = ""
-    symbology: Literal["auto", "code128", "ean13", "ean8", "datamatrix"] = "auto"
-    hri: bool = True
-    hri_size_mm: _Size = 3.0
-    module_mm: _Module = 0.5
-    min_module_mm: _Module = 0.25
-
-
-class QrSpec(_Boxed, kw_only=True, frozen=True, tag="qr"):
-    """A QR code centred in its box."""
-
-    data: str
-    fallback: str = ""
-    error: Literal["L", "M", "Q", "H"] = "M"
-    module_mm: _Module = 1.0
-    min_module_mm: _Module = 0.375
-
-
-class LineSpec(_Element, kw_only=True, frozen=True, tag="line"):
-    """A straight line."""
-
-    x1_mm: _Mm
-    y1_mm: _Mm
-    x2_mm: _Mm
-    y2_mm: _Mm
-    thickness_mm: _Module = 0.25
-
-
-class BoxSpec(_Boxed, kw_only=True, frozen=True, tag="box"):
-    """A rectangle outline or a filled block."""
-
-    thickness_mm: _Module = 0.25
-    fill: bool = False
-
-
-class ImageSpec(_Boxed, kw_only=True, frozen=True, tag="image"):
-    """A PNG (a logo) scaled into its box; ``path`` is relative to the template."""
-
-    path: str
-
-
-ElementSpec = TextSpec | BarcodeSpec | QrSpec | LineSpec | BoxSpec | ImageSpec
-
-
-class TemplateFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
-    """The top level of a template file."""
-
-    description: str = ""
-    width_mm: Annotated[float, msgspec.Meta(gt=5.0, le=1000.0)]
-    height_mm: Annotated[float, msgspec.Meta(gt=5.0, le=3000.0)]
-    fields: dict[str, FieldSpec] = {}
-    elements: list[ElementSpec]
-
 
 @dataclass(frozen=True)
 class Template:
@@ -175,6 +96,11 @@ class Template:
     name: str
     spec: TemplateFile = field(repr=False)
     images: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    font: str = ""  # the font file this hub prints the template with ("" = the default font)
+
+    def with_font(self, font: str) -> "Template":
+        """This template printed with the font file ``font``."""
+        return dataclasses.replace(self, font=font)
 
     def layout(self, fields: Mapping[str, object], dpi: int, width_dots: int) -> Label:
         """Validate ``fields`` and lay the label out at ``dpi``.
@@ -183,6 +109,8 @@ class Template:
         value_too_long, bad_barcode_data, text_does_not_fit,
         barcode_does_not_fit, label_too_wide) and never cuts a value.
         """
+        # Imported here: layout loads Pillow's font code, which a hub
+        # without printers (or checking its config) never needs.
         from hubagent.printing.layout import lay_out
 
         return lay_out(self, fields, dpi, width_dots)
@@ -240,8 +168,23 @@ def load_template(path: Path) -> Template:
     return Template(name=path.stem, spec=spec, images=images)
 
 
+def _check_fields(path: Path, spec: TemplateFile) -> None:
+    """Fields that name other fields name fields of the right kind."""
+    if spec.catalog and spec.catalog not in spec.fields:
+        raise ConfigError(str(path), "catalog", f"unknown field {spec.catalog!r}")
+    refs = {"currency": ("currency",), "price": ("money",), "content": ("number",), "content_unit": ("text",)}
+    needs = {"money": ("currency",), "unit_price": ("price", "content", "content_unit")}
+    for name, f in spec.fields.items():
+        for attr in needs.get(f.kind, ()):
+            target = getattr(f, attr)
+            if spec.fields.get(target) is None or spec.fields[target].kind not in refs[attr]:
+                raise ConfigError(str(path), f"fields.{name}.{attr}",
+                                  f"must name a {' or '.join(refs[attr])} field of this template")
+
+
 def _check(path: Path, spec: TemplateFile) -> None:
     """Every field reference resolves and every element lies on the label."""
+    _check_fields(path, spec)
     for i, el in enumerate(spec.elements):
         key = f"elements[{i}]"
         for text in _texts(el):

@@ -22,6 +22,7 @@ from hubagent import secrets
 from hubagent.clock import Clock, Timer
 from hubagent.commands import CommandArgs, CommandContext, error_reply
 from hubagent.errors import CommandError
+from hubagent.feature import Built, Feature, Interfaces
 from hubagent.store.store import dumps, utc_now
 from hubagent.sync import outbox
 from hubagent.sync.health import ConnectionHealth
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from hubagent.app import App
 
 
-class ReplayArgs(CommandArgs):
+class ReplayArgs(CommandArgs, frozen=True):
     """``events.replay`` arguments."""
 
     # First seq to send again.
@@ -326,6 +327,15 @@ class SyncService(LinkListener):
             return self.app.store.last_seq() - outbox.acked_seq(self.app.store)
         return self.sender.unpublished(self.app.store.last_seq())
 
+    def publish_stock(self, sku: str, payload: bytes) -> None:
+        """Publish the retained stock summary of ``sku`` (dropped while disconnected)."""
+        if self.link is not None and self.link.connected:
+            self.link.publish(self.topics.stock(sku), payload, retain=True)
+
+    def is_connected(self) -> bool:
+        """Whether the link to the broker is up."""
+        return self.link is not None and self.link.connected
+
     def publish_offline(self) -> None:
         """Publish the retained ``offline`` state now (before a power-off)."""
         if self.link is not None and self.link.connected:
@@ -403,19 +413,22 @@ class SyncService(LinkListener):
         self.link.publish(self.topics.telemetry, dumps(body).encode(), qos=0)
 
 
-def install(app: "App") -> None:
-    """Wire sync into the app when ``[mqtt]`` is configured."""
+def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
+    """Sync with central when ``[mqtt]`` is configured; offers the uplink."""
     if app.config.mqtt is None:
         app.add_status("sync", lambda: {"connected": False, "subscribed": False,
                                         "mode": "offline (no [mqtt] configured)",
                                         **_offline_stats(app)})
-        return
-    svc = SyncService(app, app.clock)
-    app.sync = svc
+        return Built()
+    svc = SyncService(app, clock)
     app.commands.register("events.replay", svc.replay, ReplayArgs, read_only=True)
     app.on_start(svc.start)
     app.on_stop(svc.stop)
     app.add_status("sync", svc.metrics)
+    return Built(svc, Interfaces(uplink=svc))
+
+
+FEATURE = Feature("sync", build)
 
 
 def _payload_id(payload: bytes) -> str | None:
