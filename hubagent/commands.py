@@ -9,12 +9,14 @@ second effect. Nothing a client sends can raise out of :meth:`handle`.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
+import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import msgspec
 
@@ -47,6 +49,32 @@ class CommandContext:
 
 
 Handler = Callable[[CommandContext, Any], Mapping[str, Any]]
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One command as it arrived, for :meth:`Commands.handle_batch`."""
+
+    name: str
+    payload: bytes
+    source: str = "mqtt"
+    extra: dict[str, Any] | None = None
+
+
+@dataclass
+class _Parsed:
+    """A command of a group, parsed, and where its reply goes."""
+
+    index: int
+    name: str
+    cid: str
+    doc: dict[str, Any]
+    source: str
+    extra: dict[str, Any]
+
+
+class _GroupLost(Exception):
+    """SQLite ended the shared transaction (disk full, I/O error): the whole group fails."""
 
 
 @dataclass(frozen=True)
@@ -202,24 +230,104 @@ class Commands:
 
     def handle(self, name: str, payload: bytes, source: str = "mqtt",
                extra: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Carry out one command and return its reply; never raises."""
-        doc: Any = None
+        """Carry out one command and return its reply; never raises (a group of one)."""
+        return self.handle_batch([Incoming(name, payload, source, extra)])[0]
+
+    def handle_batch(self, commands: Sequence[Incoming]) -> list[dict[str, Any]]:
+        """Carry out commands that arrived together; their replies in order; never raises.
+
+        Consecutive write commands share one transaction and so one fsync,
+        each inside its own savepoint: one that fails rolls back alone (its
+        events and after-commit actions with it) and the others commit. No
+        reply is returned before the commit that makes it durable, so the
+        caller sends replies (and PUBACKs) only after. A read-only command
+        first commits the writes before it, then reads, so it sees them. If
+        the commit itself fails (disk full), every command of the group is
+        answered ``unavailable`` and none took effect.
+        """
+        replies: list[dict[str, Any] | None] = [None] * len(commands)
+        group: list[_Parsed] = []
+        for i, cmd in enumerate(commands):
+            doc: Any = None
+            try:
+                doc = parse_payload(cmd.payload, self.max_payload)
+                cid = _command_id(doc)
+            except CommandError as e:
+                replies[i] = error_reply(_safe_id(doc), e.code, e.message)
+                continue
+            parsed = _Parsed(i, cmd.name, cid, doc, cmd.source, cmd.extra or {})
+            if self.is_read_only(cmd.name):
+                self._commit_group(group, replies)
+                group = []
+                replies[i] = self._guarded(parsed, functools.partial(
+                    self._read_command, parsed.name, parsed.cid, parsed.doc, parsed.source, parsed.extra))
+            else:
+                group.append(parsed)
+        self._commit_group(group, replies)
+        return [r if r is not None else error_reply(None, "internal", "no reply") for r in replies]
+
+    def _guarded(self, cmd: _Parsed, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        """``run()``, with the hub's failures turned into error replies."""
         try:
-            doc = parse_payload(payload, self.max_payload)
-            cid = _command_id(doc)
-        except CommandError as e:
-            return error_reply(_safe_id(doc), e.code, e.message)
-        try:
-            return self._run(name, cid, doc, source, extra or {})
+            return run()
         except DiskFull as e:
             # Logged once by the store, which also raised the disk_full alert.
-            return error_reply(cid, "unavailable", str(e))
+            return error_reply(cmd.cid, "unavailable", str(e))
         except HubError as e:
-            log.error("command %s %s failed: %s", printable(name), cid, e)
-            return error_reply(cid, "unavailable", str(e))
+            log.error("command %s %s failed: %s", printable(cmd.name), cmd.cid, e)
+            return error_reply(cmd.cid, "unavailable", str(e))
         except Exception:
-            log.exception("command %s %s failed unexpectedly", printable(name), cid)
-            return error_reply(cid, "internal", "internal error; see the hub's log")
+            log.exception("command %s %s failed unexpectedly", printable(cmd.name), cmd.cid)
+            return error_reply(cmd.cid, "internal", "internal error; see the hub's log")
+
+    def _commit_group(self, group: list[_Parsed], replies: list[dict[str, Any] | None]) -> None:
+        """Run ``group`` in one transaction; fill in its replies only once it committed."""
+        if not group:
+            return
+        done: dict[int, dict[str, Any]] = {}
+        try:
+            with self._store.write() as tx:
+                for cmd in group:
+                    done[cmd.index] = self._in_group(tx, cmd)
+        except (_GroupLost, DiskFull, HubError, sqlite3.Error) as e:
+            log.error("a group of %d commands failed to commit: %s", len(group), e)
+            for cmd in group:
+                replies[cmd.index] = error_reply(cmd.cid, "unavailable", str(e))
+            return
+        for index, reply in done.items():
+            replies[index] = reply
+
+    def _in_group(self, tx: Tx, cmd: _Parsed) -> dict[str, Any]:
+        """One write command inside the group's transaction, in its own savepoint."""
+        # Looks in the inbox through the same connection: it sees the
+        # uncommitted rows of this group, so a repeated id inside it is a duplicate.
+        prior = self.previous_reply(cmd.cid)
+        if prior is not None:
+            return prior
+        entry = self._entries.get(cmd.name)
+        if entry is None:
+            known = ", ".join(self.names())
+            return error_reply(cmd.cid, "unknown_command", f"unknown command {cmd.name!r} (known: {known})")
+        try:
+            args = self._args(entry, cmd.doc)
+            with tx.savepoint("command"):
+                result = dict(entry.handler(CommandContext(tx, cmd.cid, cmd.name, cmd.source,
+                                                           cmd.extra), args))
+                reply = {"id": cmd.cid, "ok": True, "result": result}
+                self._record(tx, cmd.cid, cmd.name, reply)
+            return reply
+        except CommandError as e:
+            # The failed effect was rolled back; remember the answer so a
+            # retry of the same id gets it again instead of a second try.
+            reply = error_reply(cmd.cid, e.code, e.message)
+            self._record(tx, cmd.cid, cmd.name, reply)
+            return reply
+        except sqlite3.OperationalError:
+            raise  # disk full or I/O error: the store decides; the whole group fails
+        except Exception as e:
+            if not tx.conn.in_transaction:
+                raise _GroupLost(str(e)) from e  # SQLite rolled the whole group back
+            return self._guarded(cmd, functools.partial(_reraise, e))
 
     def previous_reply(self, cid: str) -> dict[str, Any] | None:
         """The stored reply of an already handled command id."""
@@ -230,33 +338,13 @@ class Commands:
         reply["duplicate"] = True
         return reply
 
-    def _run(self, name: str, cid: str, doc: dict[str, Any], source: str,
-             extra: dict[str, Any]) -> dict[str, Any]:
+    def _read_command(self, name: str, cid: str, doc: dict[str, Any], source: str,
+                      extra: dict[str, Any]) -> dict[str, Any]:
+        """A read-only command: an id already used by a write gets that write's reply."""
         prior = self.previous_reply(cid)
         if prior is not None:
             return prior
-        entry = self._entries.get(name)
-        if entry is None:
-            # Not recorded: an unknown name has no effect to protect, and the
-            # id may be reused once the hub learns the command.
-            known = ", ".join(self.names())
-            return error_reply(cid, "unknown_command", f"unknown command {name!r} (known: {known})")
-        if entry.read_only:
-            return self._read(entry, name, cid, doc, source, extra)
-        try:
-            args = self._args(entry, doc)
-            with self._store.write() as tx:
-                result = dict(entry.handler(CommandContext(tx, cid, name, source, extra), args))
-                reply = {"id": cid, "ok": True, "result": result}
-                self._record(tx, cid, name, reply)
-            return reply
-        except CommandError as e:
-            reply = error_reply(cid, e.code, e.message)
-            # The failed effect was rolled back; remember the answer so a
-            # retry of the same id gets it again instead of a second try.
-            with self._store.write() as tx:
-                self._record(tx, cid, name, reply)
-            return reply
+        return self._read(self._entries[name], name, cid, doc, source, extra)
 
     def _read(self, entry: _Entry, name: str, cid: str, doc: dict[str, Any], source: str,
               extra: dict[str, Any]) -> dict[str, Any]:
@@ -294,6 +382,10 @@ class Commands:
             self._since_prune = 0
             cutoff = iso_utc(now - timedelta(seconds=self.window.keep_s))
             prune_inbox(tx, cutoff, self.window.keep_min)
+
+
+def _reraise(e: Exception) -> dict[str, Any]:
+    raise e
 
 
 def iso_utc(moment: datetime) -> str:
