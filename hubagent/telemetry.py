@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from hubagent.feature import Built, Feature, Interfaces
 from hubagent.interfaces import ScanCounts
+from hubagent.stock import counts as stock_counts
 
 if TYPE_CHECKING:
     from hubagent.app import App
@@ -66,8 +67,7 @@ def age_s(rfc3339: str | None) -> float | None:
 
 def counts(app: "App", scans: ScanCounts | None = None) -> dict[str, Any]:
     """Movements by type (ledger) and scans since start (per scanner totals)."""
-    rows = app.store.query("SELECT type, COUNT(*) AS n FROM movements GROUP BY type")
-    out: dict[str, Any] = {"movements": {r["type"]: r["n"] for r in rows}}
+    out: dict[str, Any] = {"movements": stock_counts.by_type(app.store)}
     out["returns"] = out["movements"].get("return", 0)
     if scans is not None:
         out["scans_accepted"], out["scans_rejected"] = scans.totals()

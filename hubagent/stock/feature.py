@@ -17,7 +17,7 @@ from hubagent.errors import CommandError
 from hubagent.feature import Built, Feature, Interfaces
 from hubagent.interfaces import SummaryFields, Uplink
 from hubagent.store.store import EmittedEvent, dumps
-from hubagent.stock import ledger
+from hubagent.stock import counts, ledger
 from hubagent.sync import outbox
 
 if TYPE_CHECKING:
@@ -166,11 +166,11 @@ class StockService:
             self.publish_summary(row["sku"])
 
     def status(self) -> dict[str, Any]:
-        """Catalog size and negative balances."""
+        """Catalog size, movements and the first negative balances with their total."""
         skus = self.store.query("SELECT COUNT(*) AS n FROM skus")[0]["n"]
-        neg = self.store.query("SELECT sku, bin, on_hand FROM balances WHERE on_hand < 0")
-        moves = self.store.query("SELECT COUNT(*) AS n FROM movements")[0]["n"]
-        return {"skus": skus, "movements": moves, "negative_balances": neg}
+        moves = sum(counts.by_type(self.store).values())
+        neg, total = counts.negative_balances(self.store)
+        return {"skus": skus, "movements": moves, "negative_balances": neg, "negative_total": total}
 
 
 def _bad(message: str) -> Exception:
@@ -184,4 +184,4 @@ def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     return Built(svc, Interfaces(stock_summary=svc))
 
 
-FEATURE = Feature("stock", build, migrations=tuple(ledger.MIGRATIONS))
+FEATURE = Feature("stock", build, migrations=(*ledger.MIGRATIONS, *counts.MIGRATIONS))
