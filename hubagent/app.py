@@ -5,21 +5,24 @@ device instances (through the registry), the store, the command registry
 and the feature services, and hands them to each other by keyword. The
 :class:`App` owns the lifecycle and the core thread: device threads only
 ``post`` events; everything that reads or writes the database runs here,
-on the asyncio loop, one thing at a time.
+on the asyncio loop, one thing at a time. Time and timers come from the
+app's :class:`~hubagent.clock.Clock` (the real one unless a test passes a
+:class:`~hubagent.clock.ManualClock`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import dataclasses
 import logging
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Awaitable, Callable, Mapping
 
 from hubagent import __version__, registry
+from hubagent.clock import Clock, LoopClock
 from hubagent.commands import Commands
 from hubagent.config import Config
 from hubagent.errors import HubError, InputError
@@ -47,12 +50,14 @@ class DeviceEntry:
 class App:
     """A running hub: devices, store, commands, features and their lifecycle."""
 
-    def __init__(self, config: Config, *, simulated: bool = False) -> None:
+    def __init__(self, config: Config, *, simulated: bool = False, clock: Clock | None = None) -> None:
         self.config = config
         self.simulated = simulated
         self.hub_id = config.hub.id
         self.version = __version__
-        self.store = Store(config.state_dir / config.store.file)
+        self.clock: Clock = clock if clock is not None else LoopClock()
+        """Time and timers of the core; attached to the loop while the app runs."""
+        self.store = Store(config.state_dir / config.store.file, clock=self.clock)
         max_payload = config.mqtt.max_payload if config.mqtt else 256 * 1024
         self.commands = Commands(self.store, max_payload)
         self.devices: dict[tuple[str, str], DeviceEntry] = {}
@@ -69,7 +74,7 @@ class App:
         # "return". A handler is called on the core thread as
         # handler(scan, scanner_name) and returns a FeedbackPattern.
         self.scan_handlers: dict[str, Callable[[Any, str], Any]] = {}
-        self.started_at = time.time()
+        self.started_at = self.clock.monotonic()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._handlers: dict[type, list[EventHandler]] = defaultdict(list)
         self._status: dict[str, StatusProvider] = {}
@@ -128,14 +133,14 @@ class App:
 
     # -- events ------------------------------------------------------------
     def post(self, event: Event) -> None:
-        """Thread-safe entry for device threads: queue the event for the core."""
-        loop = self.loop
-        if loop is None or loop.is_closed():
-            return
-        try:
-            loop.call_soon_threadsafe(self.dispatch, event)
-        except RuntimeError:
-            pass  # the loop is shutting down; the event dies with it
+        """Thread-safe entry for device threads: queue the event for the core.
+
+        An event without a time is stamped with the clock's monotonic time
+        here, as it arrives; it is dropped while the core is not running.
+        """
+        if event.at is None:
+            event = dataclasses.replace(event, at=self.clock.monotonic())
+        self.clock.call_from_thread(lambda: self.dispatch(event))
 
     def dispatch(self, event: Any) -> None:
         """Hand one event to its handlers (core thread); never raises."""
@@ -165,6 +170,7 @@ class App:
     async def start(self) -> None:
         """Open the store, start devices, then run feature start hooks."""
         self.loop = asyncio.get_running_loop()
+        self.clock.attach(self.loop)
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock = _lock_state_dir(self.config.state_dir)
         self.store.open()
@@ -198,6 +204,7 @@ class App:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+        self.clock.detach()
         log.info("hub %s stopped", self.hub_id)
 
     # -- queries -----------------------------------------------------------
@@ -219,7 +226,7 @@ class App:
             "hub": self.hub_id,
             "version": self.version,
             "simulated": self.simulated,
-            "uptime_s": round(time.time() - self.started_at, 1),
+            "uptime_s": round(self.clock.monotonic() - self.started_at, 1),
             "state": "alert" if self.alerts else "ok",
             "alerts": dict(self.alerts),
             "devices": self.device_status(),
@@ -261,11 +268,15 @@ def _lock_state_dir(state_dir: Path) -> IO[bytes]:
     return f
 
 
-def build_app(config: Config, *, simulated: bool = False) -> App:
-    """Build the app and every feature from config (opens nothing)."""
+def build_app(config: Config, *, simulated: bool = False, clock: Clock | None = None) -> App:
+    """Build the app and every feature from config (opens nothing).
+
+    ``clock`` is the core's time and timers: the real one by default, a
+    :class:`~hubagent.clock.ManualClock` in tests of timeouts.
+    """
     from hubagent import features
 
-    app = App(config, simulated=simulated)
+    app = App(config, simulated=simulated, clock=clock)
     app.build_devices()
     features.install_all(app)
     return app

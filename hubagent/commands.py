@@ -18,7 +18,7 @@ from typing import Any, Callable, Mapping
 import msgspec
 
 from hubagent.errors import CommandError, HubError
-from hubagent.store.store import Store, Tx, dumps, utc_now
+from hubagent.store.store import Store, Tx, dumps
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ class Commands:
     def _record(tx: Tx, cid: str, name: str, reply: dict[str, Any]) -> None:
         tx.execute(
             "INSERT INTO inbox(id, name, received_at, ok, reply) VALUES (?, ?, ?, ?, ?)",
-            (cid, name, utc_now(), 1 if reply["ok"] else 0, dumps(reply)),
+            (cid, name, tx.now, 1 if reply["ok"] else 0, dumps(reply)),
         )
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from hubagent.commands import CommandContext, NoArgs
-from hubagent.store.store import utc_now
 
 if TYPE_CHECKING:
     from hubagent.app import App
@@ -16,6 +15,6 @@ def install(app: "App") -> None:
 
     def ping(ctx: CommandContext, args: NoArgs) -> dict[str, Any]:
         return {"pong": True, "hub": app.hub_id, "version": app.version,
-                "time": utc_now(), "last_seq": app.store.last_seq()}
+                "time": ctx.tx.now, "last_seq": app.store.last_seq()}
 
     app.commands.register("ping", ping)

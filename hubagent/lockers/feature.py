@@ -30,7 +30,7 @@ def install(app: "App") -> None:
     """Add the locker service when the config has locker banks."""
     if not app.devices_of("lockers"):
         return
-    svc = LockerService(app, app.config.section("locker_policy"))
+    svc = LockerService(app, app.config.section("locker_policy"), clock=app.clock)
     desk = CodeDesk(svc)
     svc.desk = desk  # type: ignore[attr-defined]
     LockerCommands(svc).register(app)

@@ -95,7 +95,7 @@ class CodeDesk:
     # -- checking -------------------------------------------------------------------
     def submit(self, source: str, raw: str, purposes: tuple[str, ...]) -> Outcome:
         """Check one attempt from ``source`` and open what it entitles to."""
-        now = self.svc.clock()
+        now = self.svc.clock.monotonic()
         wait = self.svc.limiter.check(source, now)
         if wait > 0:
             self._rejected(source, "locked_out", retry_in_s=round(wait, 1))
@@ -160,7 +160,7 @@ class CodeDesk:
             self.svc.later(lockout.duration_s + 0.05, lambda: self._lockout_over(source))
 
     def _lockout_over(self, source: str) -> None:
-        if self.svc.limiter.check(source, self.svc.clock()) <= 0:
+        if self.svc.limiter.check(source, self.svc.clock.monotonic()) <= 0:
             self.app.set_alert(f"locker-input:{source}", None)
 
     def _rejected(self, source: str, reason: str, **detail: Any) -> None:
@@ -211,7 +211,7 @@ class CodeDesk:
 
     def lockouts(self) -> dict[str, float]:
         """Input devices locked out right now, with the seconds left."""
-        now = self.svc.clock()
+        now = self.svc.clock.monotonic()
         out = {}
         for source in sorted(self._failed_sources):
             left = self.svc.limiter.check(source, now)

@@ -23,6 +23,6 @@ def install(app: "App") -> None:
     """Add the power service when a power source is configured."""
     if not app.config.devices_of("power"):
         return
-    svc = PowerService(app, app.config.section("power_policy"))
+    svc = PowerService(app, app.config.section("power_policy"), clock=app.clock)
     svc.install()
     app.power = svc

@@ -13,7 +13,6 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
-import time
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
 from hubagent.power.shutdown import ShutdownSteps
@@ -44,9 +43,6 @@ class CoreCaller:
 
     def __call__(self, fn: Callable[[], T]) -> T:
         """``fn()`` on the core thread; its exception is re-raised here."""
-        loop = self._app.loop
-        if loop is None or loop.is_closed():
-            raise CoreUnavailable("the core loop is not running")
         fut: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def run() -> None:
@@ -57,10 +53,9 @@ class CoreCaller:
             except BaseException as e:  # handed to the waiting thread
                 fut.set_exception(e)
 
-        try:
-            loop.call_soon_threadsafe(run)
-        except RuntimeError as e:  # the loop closed in between
-            raise CoreUnavailable(f"the core loop is closing: {e}") from None
+        if not self._app.clock.call_from_thread(run):
+            raise CoreUnavailable("the core loop is not running")
+        # A real wait for another thread (the core), not a timer of the core.
         try:
             return fut.result(self._timeout_s)
         except concurrent.futures.TimeoutError:
@@ -119,16 +114,19 @@ def flush_outbox(app: "App", call: CoreCaller, seconds: float, cancelled: thread
     Returns what is still pending (0 when flushed). Without a broker
     configured there is nothing to flush. Polls (every 0.1 s) because the
     sync service has no completion signal; the wait ends early on cancel.
+    The deadline is on the core clock; the poll only waits for the network
+    thread to make progress.
     """
     if app.sync is None:
         return 0
-    deadline = time.monotonic() + seconds
+    clock = app.clock
+    deadline = clock.monotonic() + seconds
     while True:
         pending = int(call(app.sync.pending_publish))
         if pending <= 0:
             log.info("outbox flushed")
             return 0
-        left = deadline - time.monotonic()
+        left = deadline - clock.monotonic()
         if left <= 0:
             log.warning("outbox not flushed: %d event(s) still unsent; they stay in the database", pending)
             return pending

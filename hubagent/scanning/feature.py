@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def install(app: "App") -> None:
     """Add the scan service to the app."""
-    svc = ScanService(app)
+    svc = ScanService(app, clock=app.clock)
     app.on(RawScan, svc.on_raw)
     app.on(ScanRejectedAtDevice, svc.on_device_reject)
     app.on_start(svc.load)

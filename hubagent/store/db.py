@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import time
+from datetime import datetime
 from pathlib import Path
 
 from hubagent.errors import DatabaseCorrupt, DiskFull, StoreError
@@ -23,9 +23,12 @@ _HEADER = b"SQLite format 3\x00"
 _SIDECARS = ("-wal", "-shm", "-journal")
 
 
-def quarantine(path: Path) -> Path:
-    """Move ``path`` and its sidecar files aside; return the new main path."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+def quarantine(path: Path, now: datetime) -> Path:
+    """Move ``path`` and its sidecar files aside; return the new main path.
+
+    ``now`` (the core clock's wall time) names the quarantined copy.
+    """
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
     target = path.with_name(f"{path.name}.corrupt-{stamp}")
     n = 1
     while target.exists():
@@ -72,8 +75,8 @@ def _verify(conn: sqlite3.Connection) -> str | None:
     return None if result == "ok" else result
 
 
-def _corrupt(path: Path, reason: str) -> DatabaseCorrupt:
-    moved = quarantine(path)
+def _corrupt(path: Path, reason: str, now: datetime) -> DatabaseCorrupt:
+    moved = quarantine(path, now)
     log.error("database %s is damaged (%s); moved aside to %s", path, reason, moved)
     return DatabaseCorrupt(
         f"database {path} is damaged ({reason}); it was moved aside to {moved} "
@@ -83,11 +86,12 @@ def _corrupt(path: Path, reason: str) -> DatabaseCorrupt:
     )
 
 
-def open_database(path: Path) -> sqlite3.Connection:
+def open_database(path: Path, now: datetime) -> sqlite3.Connection:
     """Open (or create) the database at ``path`` with the required settings.
 
-    Raises DatabaseCorrupt (after quarantining the files) if the file is
-    damaged, StoreError if it cannot be used for another reason.
+    Raises DatabaseCorrupt (after quarantining the files, named after the
+    wall time ``now``) if the file is damaged, StoreError if it cannot be
+    used for another reason.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
@@ -95,7 +99,7 @@ def open_database(path: Path) -> sqlite3.Connection:
         if bad and bad.startswith("cannot read"):
             raise StoreError(f"database {path}: {bad}")
         if bad:
-            raise _corrupt(path, bad)
+            raise _corrupt(path, bad, now)
     try:
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so the
         # transaction boundaries are exactly the ones the code shows.
@@ -109,10 +113,10 @@ def open_database(path: Path) -> sqlite3.Connection:
         conn.close()
         if "full" in str(e):
             raise DiskFull(f"database {path}: disk full: {e}") from e
-        raise _corrupt(path, str(e)) from e
+        raise _corrupt(path, str(e), now) from e
     if bad:
         conn.close()
-        raise _corrupt(path, f"integrity check: {bad}")
+        raise _corrupt(path, f"integrity check: {bad}", now)
     return conn
 
 

@@ -14,16 +14,15 @@ import json
 import logging
 import sqlite3
 import threading
-import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from sqlite_utils import Database
 
+from hubagent.clock import Clock, LoopClock, rfc3339
 from hubagent.errors import DiskFull, StoreError
 from hubagent.store import migrations
 from hubagent.store.db import integrity_check, open_database
@@ -32,9 +31,12 @@ log = logging.getLogger(__name__)
 
 
 def utc_now() -> str:
-    """Current time as RFC 3339 UTC with milliseconds."""
-    now = datetime.now(timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+    """The real wall clock as RFC 3339 UTC with milliseconds.
+
+    Only for code that has no :class:`~hubagent.clock.Clock` yet: inside a
+    transaction use :attr:`Tx.now`, elsewhere ``rfc3339(clock.now())``.
+    """
+    return rfc3339(LoopClock().now())
 
 
 def dumps(value: Any) -> str:
@@ -63,6 +65,8 @@ class Tx:
 
     def __init__(self, store: "Store") -> None:
         self._store = store
+        self.now = rfc3339(store.clock.now())
+        """The transaction's wall time (RFC 3339 UTC, ms): every row it stamps gets this one."""
         self.conn = store.conn
         self.db = store.db
         self.events: list[EmittedEvent] = []
@@ -81,7 +85,7 @@ class Tx:
             "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
             (str(seq),),
         )
-        ev = EmittedEvent(seq, uuid.uuid4().hex, kind, utc_now(), data)
+        ev = EmittedEvent(seq, uuid.uuid4().hex, kind, self.now, data)
         self.conn.execute(
             "INSERT INTO outbox(seq, id, kind, at, data) VALUES (?, ?, ?, ?, ?)",
             (ev.seq, ev.id, ev.kind, ev.at, dumps(ev.data)),
@@ -97,8 +101,14 @@ class Tx:
 class Store:
     """The hub's database: schema, the single writer, outbox and inbox."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, clock: Clock | None = None) -> None:
+        """Remember where the database lives; opens nothing.
+
+        ``clock`` stamps rows and events with its wall time (the real clock
+        when not given).
+        """
         self.path = path
+        self.clock: Clock = clock if clock is not None else LoopClock()
         self._conn: sqlite3.Connection | None = None
         self._db: Database | None = None
         self._lock = threading.RLock()
@@ -107,9 +117,9 @@ class Store:
     # -- lifecycle -------------------------------------------------------
     def open(self) -> list[str]:
         """Open the file and apply pending migrations; return their names."""
-        self._conn = open_database(self.path)
+        self._conn = open_database(self.path, self.clock.now())
         self._db = Database(self._conn)
-        applied = migrations.apply(self._conn, migrations.all_migrations())
+        applied = migrations.apply(self._conn, migrations.all_migrations(), self.clock.now())
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
         return applied
@@ -213,8 +223,3 @@ class Store:
 def row_to_event(row: dict[str, Any]) -> EmittedEvent:
     """An outbox row as an :class:`EmittedEvent`."""
     return EmittedEvent(row["seq"], row["id"], row["kind"], row["at"], json.loads(row["data"]))
-
-
-def monotonic() -> float:
-    """Monotonic seconds (expiry and timeouts never use the wall clock)."""
-    return time.monotonic()
