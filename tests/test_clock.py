@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from pathlib import Path
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
