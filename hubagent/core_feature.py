@@ -1,10 +1,11 @@
-"""Commands every hub answers whatever its hardware: ``ping``."""
+"""Commands every hub answers whatever its hardware: ``ping``, ``events.list``."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from hubagent.commands import CommandContext, NoArgs
+from hubagent.recent_events import EventsList, events_list
 
 if TYPE_CHECKING:
     from hubagent.app import App
@@ -17,4 +18,5 @@ def install(app: "App") -> None:
         return {"pong": True, "hub": app.hub_id, "version": app.version,
                 "time": ctx.tx.now, "last_seq": app.store.last_seq()}
 
-    app.commands.register("ping", ping)
+    app.commands.register("ping", ping, read_only=True)
+    app.commands.register("events.list", events_list, EventsList, read_only=True)

@@ -82,8 +82,8 @@ class StockService:
         c.register("catalog.upsert", self.catalog_upsert, CatalogUpsert)
         c.register("stock.adjust", self.adjust, StockAdjust)
         c.register("stock.count", self.count, StockCount)
-        c.register("stock.get", self.get, StockGet)
-        c.register("state.snapshot", self.snapshot, NoArgs)
+        c.register("stock.get", self.get, StockGet, read_only=True)
+        c.register("state.snapshot", self.snapshot, NoArgs, read_only=True)
         self.app.on_start(lambda: self.store.on_commit(self._published_moves))
         if self.app.sync is not None:
             self.app.sync.on_connected(self.publish_all)
