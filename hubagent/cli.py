@@ -54,6 +54,9 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         raise UsageError("give --config FILE or --sim")
     cfg = _web_override(cfg, args.web, args.no_web)
+    from hubagent import preflight
+
+    preflight.check(cfg)  # before anything is opened: exit 2 naming the key
     logsetup.configure(cfg.hub.log_level)
     from hubagent.app import build_app
     from hubagent.daemon import run
@@ -85,6 +88,10 @@ def _web_override(cfg: config_mod.Config, web: str | None, no_web: bool) -> conf
 
 def _cmd_check(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.file)
+    if not args.syntax_only:
+        from hubagent import preflight
+
+        preflight.check(cfg)
     roles = ", ".join(f"{d.role}.{d.name}={d.spec.name}" for d in cfg.devices) or "none"
     print(f"{args.file}: ok (hub {cfg.hub.id}; devices: {roles})")
     return 0
@@ -314,6 +321,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file")
+    check.add_argument("--syntax-only", action="store_true",
+                       help="check the file alone, not the paths and credentials it names "
+                            "(e.g. on another machine than the hub)")
     check.set_defaults(func=_cmd_check)
 
     status = sub.add_parser("status", help="ask the running daemon how it is")

@@ -90,6 +90,10 @@ class MqttSettings(_Section):
     max_unacked: Annotated[int, Meta(ge=10, le=1_000_000)] = 1000
     # Seconds between telemetry messages.
     telemetry_s: Seconds = 60.0
+    # Alert mqtt:unreachable when the hub has had no connection for this long.
+    unreachable_alert_s: Seconds = 60.0
+    # Alert mqtt:unacked when the broker takes events but central acknowledges none for this long.
+    unacked_alert_s: Seconds = 120.0
     # Largest command payload accepted, in bytes.
     max_payload: Annotated[int, Meta(ge=1024, le=16 * 1024 * 1024)] = 256 * 1024
 

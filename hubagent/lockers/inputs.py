@@ -245,8 +245,8 @@ class CodeDesk:
         staff = code["ref"]
         waiting = {(r["bank"], r["compartment"]) for r in repo.compartments(tx, self.svc.banks)
                    if r["state"] in (State.EXPIRED.value, State.RETURNED.value)}
-        for bank, settings in self.svc.bank_settings.items():
-            for comp in settings.compartments:
+        for bank, layout in self.svc.layouts.items():
+            for comp in layout:
                 if (bank, comp) in waiting:
                     self.svc.release(tx, bank, comp, Purpose.RETRIEVE, source=source,
                                      reason="retrieve", staff=staff)
