@@ -21,10 +21,18 @@ from hubagent.app import App, build_app
 from hubagent.clock import ManualClock
 from hubagent.config import from_dict
 from hubagent.errors import ConfigError
+from hubagent.power.service import PowerService
 from hubagent.power.steps import CoreCaller
 from hubproc import wait_until
 
 TIMEOUT = 15.0
+
+
+def power_of(app: App) -> PowerService:
+    """The app's PowerService (the test's config has one)."""
+    svc = app.service(PowerService)
+    assert svc is not None
+    return svc
 
 
 def wait_for(pred: Callable[[], Any], timeout: float = TIMEOUT, what: str = "condition") -> Any:
@@ -48,7 +56,7 @@ class Running:
 
     def confirm(self) -> None:
         """Let the policy's confirmation window pass (readings already queued are seen first)."""
-        self.clock.advance(2 * self.app.power.settings.confirm_s)
+        self.clock.advance(2 * power_of(self.app).settings.confirm_s)
 
     def drive(self, pin: Any, high: bool, flags: list[str]) -> None:
         """Drive a GPIO power pin, wait for the driver's reading to arrive, then confirm it."""
@@ -273,7 +281,7 @@ def test_real_command_runs_once_and_a_failing_one_is_reported(tmp_path: Path, st
     gpio = {"driver": "gpio", "power_fail_pin": 4, "low_battery_pin": 18, "debounce_s": 0}
     cmd = ["/bin/sh", "-c", f"echo poweroff >> '{log_file}'"]
     hub = start(config(tmp_path, power=gpio, policy={"shutdown_command": cmd}))
-    assert hub.app.power.records_only is False
+    assert power_of(hub.app).records_only is False
     hub.wait_state("mains")
     hub.drive(mock_pins.pin(4), True, ["OB"])
     hub.wait_state("on_battery")
@@ -322,4 +330,4 @@ def test_bad_power_config_names_the_key(tmp_path: Path, doc: dict[str, Any], key
 
 def test_no_power_source_installs_nothing(tmp_path: Path) -> None:
     app = build_app(from_dict({"hub": {"id": "x", "state_dir": str(tmp_path)}}))
-    assert app.power is None
+    assert app.service(PowerService) is None

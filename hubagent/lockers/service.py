@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any, Callable
 from hubagent.clock import Clock, Timer
 from hubagent.errors import CommandError, DeviceError, InputError
 from hubagent.events import DeviceHealthChanged, DoorChanged, Health
+from hubagent.interfaces import StaffDirectory
 from hubagent.lockers import codes, expiry, repo
+from hubagent.lockers.inputs import CodeDesk
 from hubagent.lockers.lockout import AttemptLimiter
 from hubagent.lockers.pulses import PulseJob, PulseQueue
 from hubagent.lockers.settings import LockerPolicySettings
@@ -42,11 +44,13 @@ Key = tuple[str, str]
 class LockerService:
     """Locker banks, their compartments and the flows that move parcels through them."""
 
-    def __init__(self, app: "App", policy: LockerPolicySettings, *, clock: Clock) -> None:
+    def __init__(self, app: "App", policy: LockerPolicySettings, *, clock: Clock,
+                 staff: StaffDirectory | None = None) -> None:
         """Collect the configured banks; opens nothing.
 
         ``clock`` times lock-outs, pulse waits, door timers and the expiry
-        check (monotonic), and dates expiry and records (wall).
+        check (monotonic), and dates expiry and records (wall). ``staff``
+        says who is signed in on a scanner.
         """
         self.app = app
         self.store = app.store
@@ -66,6 +70,8 @@ class LockerService:
         self._pulsed: set[int] = set()  # release ids whose lock this process energised
         self._unreconciled: set[str] = set()  # banks whose doors could not be read at start
         self._started = False
+        self.desk = CodeDesk(self, staff)
+        """Checks typed codes and scans, and asks this service for releases."""
 
     # -- life cycle ----------------------------------------------------------
     def start(self) -> None:
@@ -443,7 +449,7 @@ class LockerService:
             tx.emit("locker.alarm_cleared", {"kind": row["fault"], "bank": bank, "compartment": comp,
                                              "command": by})
         tx.after_commit(lambda: self._refresh_alert(bank, comp))
-        return row["fault"]  # type: ignore[no-any-return]
+        return row["fault"]
 
     def on_health(self, ev: DeviceHealthChanged) -> None:
         """A bank faulted (cannot de-energise a lock, pins lost) or recovered."""

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from hubagent.clock import Clock, Timer, rfc3339
 from hubagent.events import PowerReading
+from hubagent.feature import Interfaces
 from hubagent.ports import RateLimited
 from hubagent.power.policy import (
     BeginShutdown,
@@ -72,9 +73,13 @@ def _reading_figures(r: PowerReading | None) -> dict[str, Any]:
 class PowerService:
     """Carries out the power policy's decisions for one app (core thread)."""
 
-    def __init__(self, app: "App", settings: PowerPolicySettings, *, clock: Clock) -> None:
-        """Nothing runs yet; ``clock`` times the policy's confirmations and dates the status."""
+    def __init__(self, app: "App", settings: PowerPolicySettings, *, uses: Interfaces, clock: Clock) -> None:
+        """Policy for ``app``; ``uses`` are the other features it pauses, parks and flushes.
+
+        ``clock`` times the policy's confirmations and dates the status.
+        """
         self.app = app
+        self.uses = uses
         self.settings = settings
         self.clock = clock
         self.policy = PowerPolicy(settings)
@@ -96,8 +101,8 @@ class PowerService:
         self.app.on_start(self.start)
         self.app.on_stop(self.stop)
         self.app.add_status("power", self.status)
-        if self.app.sync is not None:
-            self.app.sync.add_telemetry(self.telemetry)
+        if self.uses.uplink is not None:
+            self.uses.uplink.add_telemetry(self.telemetry)
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -187,7 +192,7 @@ class PowerService:
                     "command (%s); resuming work", self._shutdown["phase"])
         self._shutdown = {**self._shutdown, "phase": "resumed"}
         self.policy.rearm()
-        resume_work(self.app)
+        resume_work(self.uses)
         with self.app.store.write() as tx:  # the shutdown is over: nothing to report at the next start
             tx.execute("DELETE FROM meta WHERE key=?", (MARKER_KEY,))
 
@@ -232,7 +237,7 @@ class PowerService:
         cancelled = threading.Event()
         s = self.settings
         seq = ShutdownSequence(
-            build_steps(self.app, CoreCaller(self.app), cancelled),
+            build_steps(self.app, self.uses, CoreCaller(self.app), cancelled),
             s.shutdown_command,
             grace_s=s.shutdown_grace_s,
             command_timeout_s=s.command_timeout_s,
