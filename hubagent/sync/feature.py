@@ -398,7 +398,7 @@ class SyncService(LinkListener):
             "outbox_depth": st.depth,
             "oldest_unacked_at": st.oldest_unacked_at,
             # The sync lag: how long the oldest event has waited for central.
-            "oldest_unacked_age_s": age_s(st.oldest_unacked_at),
+            "oldest_unacked_age_s": age_s(st.oldest_unacked_at, self.app.clock.now()),
             "inflight": self.link.stream.depth()[1] if self.link else 0,
             "refused": self.sender.refused,
             "resends": self.sender.resends,
