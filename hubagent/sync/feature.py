@@ -20,7 +20,7 @@ from paho.mqtt.properties import Properties
 
 from hubagent import secrets
 from hubagent.clock import Clock, Timer
-from hubagent.commands import CommandArgs, CommandContext, error_reply
+from hubagent.commands import CommandArgs, CommandContext, Incoming, error_reply
 from hubagent.errors import CommandError
 from hubagent.feature import Built, Feature, Interfaces
 from hubagent.store.store import dumps, utc_now
@@ -73,6 +73,7 @@ class SyncService(LinkListener):
         # Armed only while events wait for central's ack: an idle hub has no
         # timer to wake for.
         self._ack_timer: Timer | None = None
+        self._commands: list[tuple[str, Inbound]] = []  # arrived this loop turn
         # Grace periods of the connection-health alerts: timed only while
         # the hub is offline or events wait for central.
         self._health_timer: Timer | None = None
@@ -237,13 +238,15 @@ class SyncService(LinkListener):
     def message(self, msg: Inbound) -> None:
         """A command or an ack from central."""
         assert self.link is not None
+        queued = False
         try:
             if msg.topic == self.topics.ack:
                 self._on_ack(msg.payload)
             else:
                 name = self.topics.command_name(msg.topic)
                 if name is not None:
-                    self._on_command(name, msg)
+                    self._queue_command(name, msg)
+                    queued = True  # acknowledged once its group has committed
                 elif self.topics.is_command(msg.topic):
                     self._reply(msg, error_reply(
                         _payload_id(msg.payload), "bad_topic",
@@ -253,7 +256,8 @@ class SyncService(LinkListener):
             # Acknowledged even if handling failed: a message the hub cannot
             # handle would otherwise be redelivered for ever and hold a slot
             # of the broker's in-flight window, until the hub went deaf.
-            self.link.ack(msg)
+            if not queued:
+                self.link.ack(msg)
 
     # -- outbox ------------------------------------------------------------------
     def pump(self) -> None:
@@ -294,17 +298,45 @@ class SyncService(LinkListener):
         self._arm_ack_timer()
 
     # -- commands ----------------------------------------------------------------
-    def _on_command(self, name: str, msg: Inbound) -> None:
-        if msg.expiry_s is not None and self.clock.monotonic() - msg.received > msg.expiry_s:
-            reply = error_reply(_payload_id(msg.payload), "expired",
-                                "the command expired before it could run")
-        else:
-            extra = {"expires_at_monotonic": msg.received + msg.expiry_s} if msg.expiry_s else {}
-            reply = self.app.commands.handle(name, msg.payload, source="mqtt", extra=extra)
+    def _queue_command(self, name: str, msg: Inbound) -> None:
+        """Hold a command until the loop turn ends: those of one turn commit together."""
+        self._commands.append((name, msg))
+        if len(self._commands) == 1:
+            # Runs after the other messages already queued for this turn.
+            self.clock.call_soon(self._drain_commands)
+
+    def _drain_commands(self) -> None:
+        """Run the queued commands as one group; reply and PUBACK each after the commit."""
+        queued, self._commands = self._commands, []
+        if self._stopped or self.link is None:
+            return  # not acknowledged: the broker delivers them again
+        now = self.clock.monotonic()
+        live: list[tuple[str, Inbound]] = []
+        for name, msg in queued:
+            if msg.expiry_s is not None and now - msg.received > msg.expiry_s:
+                self._answer(name, msg, error_reply(_payload_id(msg.payload), "expired",
+                                                    "the command expired before it could run"))
+            else:
+                live.append((name, msg))
+        replies = self.app.commands.handle_batch([
+            Incoming(name, msg.payload, "mqtt",
+                     {"expires_at_monotonic": msg.received + msg.expiry_s} if msg.expiry_s else {})
+            for name, msg in live])
+        for (name, msg), reply in zip(live, replies):
+            self._answer(name, msg, reply)
+
+    def _answer(self, name: str, msg: Inbound, reply: dict[str, Any]) -> None:
+        assert self.link is not None
+        try:
             if name == "events.replay" and reply.get("ok"):
                 self._send_replay(msg, reply)
-                return
-        self._reply(msg, reply)
+            else:
+                self._reply(msg, reply)
+        except Exception:
+            log.exception("replying to %s failed", name)
+        finally:
+            # Acknowledged even if replying failed (see message()).
+            self.link.ack(msg)
 
     def _reply_target(self, msg: Inbound) -> tuple[str, Properties | None]:
         """Where the reply to ``msg`` goes: its v5 response topic, else ``reply``."""
