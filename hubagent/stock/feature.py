@@ -8,6 +8,7 @@ consortium member can see where stock is.
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Annotated, Any
 
 from msgspec import Meta
@@ -23,6 +24,9 @@ from hubagent.sync import outbox
 if TYPE_CHECKING:
     from hubagent.app import App
     from hubagent.clock import Clock
+
+REPUBLISH_PAGE = 100
+"""Retained summaries republished per loop turn after a reconnect."""
 
 Code = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
 Gtin = Annotated[str, Meta(pattern=r"^[0-9]{8,14}$")]
@@ -75,10 +79,17 @@ class StockGet(CommandArgs, frozen=True):
 class StockService:
     """Stock commands and the retained per-SKU summaries."""
 
-    def __init__(self, app: "App", *, uplink: Uplink | None = None) -> None:
-        """Stock of ``app``; summaries go out through ``uplink`` (None: no broker)."""
+    def __init__(self, app: "App", *, uplink: Uplink | None = None, clock: "Clock | None" = None) -> None:
+        """Stock of ``app``; summaries go out through ``uplink`` (None: no broker).
+
+        With a ``clock``, the republish after a reconnect is paced: a page of
+        summaries per loop turn, so commands and acks are not held up behind
+        ten thousand of them.
+        """
         self.app = app
         self.store = app.store
+        self._clock = clock
+        self._republish = 0  # which republish is current (a reconnect starts a new one)
         self.uplink = uplink
         self._summary_fields: list[SummaryFields] = []
 
@@ -161,9 +172,24 @@ class StockService:
         self._summary_fields.append(fields)
 
     def publish_all(self) -> None:
-        """Republish every summary (after a reconnect: some may be stale)."""
-        for row in self.store.query("SELECT DISTINCT sku FROM balances"):
+        """Republish every summary (after a reconnect: some may be stale), a page per loop turn."""
+        self._republish += 1
+        self._publish_page(self._republish, "")
+
+    def _publish_page(self, generation: int, after: str) -> None:
+        if generation != self._republish or self.uplink is None or not self.uplink.is_connected():
+            return  # a newer reconnect took over, or the link went down again
+        rows = self.store.query("SELECT DISTINCT sku FROM balances WHERE sku > ? ORDER BY sku LIMIT ?",
+                                (after, REPUBLISH_PAGE))
+        for row in rows:
             self.publish_summary(row["sku"])
+        if len(rows) < REPUBLISH_PAGE:
+            return
+        nxt = functools.partial(self._publish_page, generation, rows[-1]["sku"])
+        if self._clock is None:
+            nxt()
+        else:
+            self._clock.call_soon(nxt)
 
     def status(self) -> dict[str, Any]:
         """Catalog size, movements and the first negative balances with their total."""
@@ -179,7 +205,7 @@ def _bad(message: str) -> Exception:
 
 def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     """The stock service; summaries go out through the uplink when there is one."""
-    svc = StockService(app, uplink=uses.uplink)
+    svc = StockService(app, uplink=uses.uplink, clock=clock)
     svc.install()
     return Built(svc, Interfaces(stock_summary=svc))
 
