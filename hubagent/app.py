@@ -31,6 +31,7 @@ from hubagent.feature import Interfaces
 from hubagent.features import all_migrations
 from hubagent.interfaces import ScanHandler
 from hubagent.ports import Device, DeviceEnv, SimControl
+from hubagent.store import checking as store_checking
 from hubagent.store.space import Space
 from hubagent.store.store import Store
 
@@ -239,6 +240,8 @@ class App:
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock = _lock_state_dir(self.config.state_dir)
         await self._open_store()
+        if self.store.check_pending:
+            store_checking.start(self.store.path, self.clock, self.set_alert)
         if self.store.space is Space.OK:
             self.set_alert("disk_full", None)
         for entry in self.devices.values():

@@ -21,6 +21,9 @@ from hubagent.store.space import Reserve, is_disk_full
 log = logging.getLogger(__name__)
 
 _HEADER = b"SQLite format 3\x00"
+QUICK_CHECK_AT_OPEN_BYTES = 16 * 1024 * 1024
+"""Up to this size ``quick_check`` runs before the database is used; above it,
+after a clean stop, it runs beside the running hub (:func:`background_check`)."""
 _SIDECARS = ("-wal", "-shm", "-journal")
 
 
@@ -91,8 +94,51 @@ def _corrupt(path: Path, reason: str, now: datetime) -> DatabaseCorrupt:
     )
 
 
+def stopped_cleanly(path: Path) -> bool:
+    """Whether the last process to use ``path`` closed it: no WAL file with frames left.
+
+    The store checkpoints the WAL (``TRUNCATE``) on close, and SQLite
+    deletes it when the last connection closes; a WAL with frames in it
+    means the process died, or the power went, while it was open.
+    """
+    wal = Path(str(path) + "-wal")
+    try:
+        return wal.stat().st_size == 0
+    except FileNotFoundError:
+        return True
+
+
+def check_at_open(path: Path, limit: int = QUICK_CHECK_AT_OPEN_BYTES) -> bool:
+    """Whether ``quick_check`` runs before the database at ``path`` is used.
+
+    Always after an unclean stop, and for a file up to ``limit`` bytes (it
+    costs little); a big file after a clean stop is checked in the
+    background instead, so a ledger of millions does not delay the start.
+    """
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return True
+    return size <= limit or not stopped_cleanly(path)
+
+
+def background_check(path: Path) -> str | None:
+    """``quick_check`` on a read-only connection of its own; None if healthy.
+
+    Safe beside the writer (WAL: readers do not block it); meant for a
+    thread, since on an SD card it takes seconds for a big file.
+    """
+    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        return _verify(conn)
+    except sqlite3.DatabaseError as e:
+        return str(e)
+    finally:
+        conn.close()
+
+
 def open_database(path: Path, now: datetime, reserve: Reserve | None = None, *,
-                  exclusive: bool = False) -> sqlite3.Connection:
+                  exclusive: bool = False, quick_check: bool = True) -> sqlite3.Connection:
     """Open (or create) the database at ``path`` with the required settings.
 
     Raises DatabaseCorrupt (after quarantining the files, named after the
@@ -100,7 +146,8 @@ def open_database(path: Path, now: datetime, reserve: Reserve | None = None, *,
     to open it (a full disk is never mistaken for damage: nothing is moved
     aside), StoreError if it cannot be used for another reason.
     ``exclusive`` opens it without a ``-shm`` file, holding the lock until
-    closed (for a full disk).
+    closed (for a full disk). ``quick_check`` False skips the check (see
+    :func:`check_at_open`).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
@@ -119,7 +166,7 @@ def open_database(path: Path, now: datetime, reserve: Reserve | None = None, *,
         raise StoreError(f"cannot open database {path}: {e}") from e
     try:
         _pragmas(conn, exclusive)
-        bad = _verify(conn)
+        bad = _verify(conn) if quick_check else None
     except sqlite3.DatabaseError as e:
         conn.close()
         if is_disk_full(e, reserve):

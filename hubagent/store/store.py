@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterator, Protocol, Sequence
 from hubagent.clock import Clock, LoopClock, rfc3339
 from hubagent.errors import DiskFull, StoreError
 from hubagent.store import migrations
-from hubagent.store.db import integrity_check, open_database
+from hubagent.store.db import check_at_open, integrity_check, open_database
 from hubagent.store.space import Reserve, Space, is_disk_full
 
 log = logging.getLogger(__name__)
@@ -154,6 +154,8 @@ class Store:
         self._lock = threading.RLock()
         self._listeners: list[Callable[[list[EmittedEvent]], None]] = []
         self._space_listeners: list[Callable[[Space], None]] = []
+        self.check_pending = False
+        """True when :meth:`open` skipped ``quick_check`` (big file, clean stop): run it in the background."""
         self._emit_hooks: list[Callable[[Tx, EmittedEvent], None]] = []
 
     # -- lifecycle -------------------------------------------------------
@@ -163,8 +165,11 @@ class Store:
         On a full disk the reserve file is given up to make room to open;
         the store then runs degraded (:attr:`space` is FULL, writes refused).
         """
+        # Decided before opening: opening may itself leave a WAL file behind.
+        checked = check_at_open(self.path)
+        self.check_pending = not checked
         try:
-            self._conn = open_database(self.path, self.clock.now(), self.reserve)
+            self._conn = open_database(self.path, self.clock.now(), self.reserve, quick_check=checked)
         except DiskFull as e:
             self._conn = self._open_degraded()
             self._enter_full(str(e))
