@@ -17,7 +17,7 @@ import time
 from typing import Any, Callable
 
 from hubagent import __version__
-from hubagent.bench import commands, footprint, lockers, printing, scale, scanning, sync, writes
+from hubagent.bench import commands, footprint, kpi, lockers, printing, scale, scanning, sync, writes
 from hubagent.bench.rows import Row, percentile
 
 __all__ = ["BENCHES", "Row", "percentile", "render", "run_all"]
@@ -32,6 +32,7 @@ BENCHES: dict[str, Callable[[bool], list[Row]]] = {
     "scanning": scanning.bench,
     "printing": printing.bench,
     "lockers": lockers.bench,
+    "kpi": kpi.bench,
 }
 
 
