@@ -10,7 +10,7 @@ import subprocess
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 
 def free_port() -> int:
@@ -18,6 +18,13 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def no_delay(client: Any) -> None:
+    """TCP_NODELAY on a connected paho client's socket, as central and the hub set it."""
+    sock = client.socket()
+    if sock is not None:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def stop_process(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
@@ -43,7 +50,9 @@ def broker(workdir: Path) -> Iterator[int]:
                     f"user {pwd.getpwuid(os.getuid()).pw_name}\n"
                     # No queue limit: a bench must not lose messages to a
                     # full queue.
-                    "max_queued_messages 0\nlog_type error\n")
+                    "max_queued_messages 0\nlog_type error\n"
+                    # As the shipped config/mosquitto: no Nagle delay on replies.
+                    "set_tcp_nodelay true\n")
     proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     try:

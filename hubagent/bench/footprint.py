@@ -20,6 +20,7 @@ from pathlib import Path
 from hubagent.bench.broker import broker, free_port, stop_process
 from hubagent.bench.procs import daemon, exec_seconds, rss_mb, wakeups_per_s
 from hubagent.bench.rows import Row, python
+from hubagent.bench.sync import Consumer
 
 # The idle paho client of the baseline: connected, subscribed, nothing to do.
 _PAHO_IDLE = (
@@ -84,16 +85,22 @@ def bench(quick: bool) -> list[Row]:
             for i in range(starts):
                 with daemon([*common, "--state-dir", str(root / f"s{i}"), "--no-web"], root) as (_, s):
                     ready.append(s)
-            with daemon([*common, "--state-dir", str(root / "idle"), "--no-web"], root) as (proc, _):
-                time.sleep(settle)
-                rss, wake = rss_mb(proc.pid), wakeups_per_s(proc.pid, window)
-            web = free_port()
-            with daemon([*common, "--state-dir", str(root / "web"), "--web", f"127.0.0.1:{web}"],
-                        root) as (proc, _):
-                time.sleep(settle)
-                web_wake = wakeups_per_s(proc.pid, window)
-                first, parsed = _kiosk_ms(web, 5 if quick else 20)
-                web_rss = rss_mb(proc.pid)  # after serving pages: what a kiosk costs
+            # Central acknowledges what the hub emits at start, as it would:
+            # idle means nothing left to send.
+            central = Consumer(port, "hubs/bench")
+            try:
+                with daemon([*common, "--state-dir", str(root / "idle"), "--no-web"], root) as (proc, _):
+                    time.sleep(settle)
+                    rss, wake = rss_mb(proc.pid), wakeups_per_s(proc.pid, window)
+                web = free_port()
+                with daemon([*common, "--state-dir", str(root / "web"), "--web", f"127.0.0.1:{web}"],
+                            root) as (proc, _):
+                    time.sleep(settle)
+                    web_wake = wakeups_per_s(proc.pid, window)
+                    first, parsed = _kiosk_ms(web, 5 if quick else 20)
+                    web_rss = rss_mb(proc.pid)  # after serving pages: what a kiosk costs
+            finally:
+                central.close()
     start = statistics.median(ready)
     return [
         Row(name="idle RSS, MQTT + sim devices, web off", value=rss, unit="MB", target="<= 40 MB",
@@ -102,7 +109,7 @@ def bench(quick: bool) -> list[Row]:
             met=web_rss - rss <= 25, note=f"{web_rss:.1f} MB after serving /kiosk"),
         Row(name="idle wake-ups, MQTT connected, web off", value=wake, unit="/s", target="<= 2 /s",
             met=wake <= 2, note=f"idle paho client: {paho_wake:.1f} /s; context switches of every "
-                                f"thread over {window:.0f} s"),
+                                f"thread over {window:.0f} s, every event acknowledged"),
         Row(name="idle wake-ups with [web] on", value=web_wake, unit="/s", target="<= 2 /s",
             met=web_wake <= 2),
         Row(name="start to READY=1 (run --sim, MQTT)", value=start, unit="s",

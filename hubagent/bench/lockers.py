@@ -21,7 +21,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable, cast
 
-from hubagent.bench.broker import broker
+from hubagent.bench.broker import broker, no_delay
 from hubagent.bench.rows import Row, percentile
 from hubagent.ports import LockerBank
 
@@ -117,6 +117,7 @@ def _raw_round_trips(port: int, n: int) -> list[float]:
     try:
         for c in (sub, pub):
             c.connect("127.0.0.1", port)
+            no_delay(c)
             c.loop_start()
         subscribed.wait(20)
         for _ in range(n):
@@ -150,6 +151,7 @@ def bench(quick: bool) -> list[Row]:
                 assert uplink is not None
                 _wait(uplink.is_connected, 20.0, "the hub to connect")
                 client.connect("127.0.0.1", port)
+                no_delay(client)
                 client.loop_start()
                 samples = [_one_open(core, client, list(_COMPS)[i % len(_COMPS)]) for i in range(opens)]
                 raw = _raw_round_trips(port, opens)

@@ -25,12 +25,36 @@ log = logging.getLogger(__name__)
 
 
 class _EmbeddedServer(uvicorn.Server):
-    """A uvicorn server that leaves signals to the daemon."""
+    """A uvicorn server that leaves signals to the daemon and sleeps while idle."""
+
+    _exit: asyncio.Event | None = None
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         """Do not touch signal handlers."""
         yield
+
+    async def main_loop(self) -> None:
+        """Wait for :meth:`request_exit`, refreshing the Date header twice a minute.
+
+        uvicorn's own loop wakes ten times a second to look at its exit
+        flag; an idle hub must not (issue: wake-ups).
+        """
+        self._exit = asyncio.Event()
+        while not await self.on_tick(0):
+            try:
+                await asyncio.wait_for(self._exit.wait(), DATE_REFRESH_S)
+            except asyncio.TimeoutError:
+                pass
+
+    def request_exit(self) -> None:
+        """Stop serving (from the loop's thread)."""
+        self.should_exit = True
+        if self._exit is not None:
+            self._exit.set()
+
+
+DATE_REFRESH_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -78,7 +102,7 @@ class WebServer:
     def __init__(self, ctx: Ctx) -> None:
         self.ctx = ctx
         self.listeners = listeners(ctx.settings)
-        self._servers: list[tuple[uvicorn.Server, asyncio.Task[None]]] = []
+        self._servers: list[tuple[_EmbeddedServer, asyncio.Task[None]]] = []
         self._urls: list[str] = []
 
     async def start(self) -> None:
@@ -107,7 +131,7 @@ class WebServer:
     async def stop(self) -> None:
         """Stop every listener (open live streams are closed)."""
         for server, _ in self._servers:
-            server.should_exit = True
+            server.request_exit()
             server.force_exit = True
         for _, task in self._servers:
             with contextlib.suppress(Exception):
