@@ -56,10 +56,13 @@ def wakeups_per_s(pid: int, window_s: float) -> float:
     return (context_switches(pid) - before) / window_s
 
 
-def io_chars_written(pid: int) -> int:
-    """Bytes ``pid`` has passed to write calls (``wchar`` in ``/proc/<pid>/io``)."""
+def io_bytes_written(pid: int) -> int:
+    """Bytes ``pid`` has sent towards storage (``write_bytes`` in ``/proc/<pid>/io``).
+
+    Not ``wchar``: that counts socket writes too (every MQTT publish).
+    """
     for line in Path(f"/proc/{pid}/io").read_text().splitlines():
-        if line.startswith("wchar:"):
+        if line.startswith("write_bytes:"):
             return int(line.split()[1])
     return 0
 

@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable
 
 from hubagent.errors import CommandError
-from hubagent.store.store import Store, Tx, dumps
+from hubagent.store.store import Store, Tx, dumps, ordered_id
 
 MOVEMENT_TYPES = ("receive", "pick", "count", "move", "return", "adjust", "damage")
 
@@ -161,7 +161,7 @@ def record(tx: Tx, *, type: str, sku: str, bin: str, delta: int, reason: str | N
         (sku, bin, delta),
     )
     after = on_hand(tx, sku, bin)
-    mid = uuid.uuid4().hex
+    mid = ordered_id()
     data = {"movement": mid, "type": type, "sku": sku, "bin": bin, "delta": delta,
             "on_hand": after, "negative": after < 0, "reason": reason, "ref": ref,
             "actor": actor, "device": device, "group": grp}

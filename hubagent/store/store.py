@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import sqlite3
 import threading
-import uuid
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +47,25 @@ def rows(db: Reader, sql: str, params: Any = ()) -> list[Row]:
     cur = db.execute(sql, params)
     cols = [c[0] for c in cur.description or ()]
     return [dict(zip(cols, r)) for r in cur.fetchall()]
+
+
+_last_id_time = 0
+_id_lock = threading.Lock()
+
+
+def ordered_id() -> str:
+    """A unique 32-hex-digit id that sorts by creation time.
+
+    Nanoseconds since the epoch (strictly increasing in this process), then
+    64 random bits. A new row's id lands at the end of the index on it, on
+    the page the previous one touched, instead of on a random page: the
+    commands of one group write one index page, not one each.
+    """
+    global _last_id_time
+    with _id_lock:
+        _last_id_time = max(time.time_ns(), _last_id_time + 1)
+        stamp = _last_id_time
+    return f"{stamp:016x}{secrets.randbits(64):016x}"
 
 
 def dumps(value: Any) -> str:
@@ -91,7 +111,7 @@ class Tx:
             "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
             (str(seq),),
         )
-        ev = EmittedEvent(seq, uuid.uuid4().hex, kind, self.now, data)
+        ev = EmittedEvent(seq, ordered_id(), kind, self.now, data)
         self.conn.execute(
             "INSERT INTO outbox(seq, id, kind, at, data) VALUES (?, ?, ?, ?, ?)",
             (ev.seq, ev.id, ev.kind, ev.at, dumps(ev.data)),
