@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import IO, Any, Awaitable, Callable, Mapping
 
 from hubagent import __version__, registry
+from hubagent.clock import Clock, LoopClock, ManualClock
 from hubagent.commands import Commands
 from hubagent.config import Config
 from hubagent.errors import HubError, InputError
@@ -47,8 +48,12 @@ class DeviceEntry:
 class App:
     """A running hub: devices, store, commands, features and their lifecycle."""
 
-    def __init__(self, config: Config, *, simulated: bool = False) -> None:
+    def __init__(self, config: Config, *, simulated: bool = False,
+                 clock: LoopClock | ManualClock | None = None) -> None:
         self.config = config
+        # Time and timers of the core (a ManualClock in tests); attached to the loop at start.
+        self._clock = clock if clock is not None else LoopClock()
+        self.clock: Clock = self._clock
         self.simulated = simulated
         self.hub_id = config.hub.id
         self.version = __version__
@@ -165,6 +170,7 @@ class App:
     async def start(self) -> None:
         """Open the store, start devices, then run feature start hooks."""
         self.loop = asyncio.get_running_loop()
+        self._clock.attach(self.loop)
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock = _lock_state_dir(self.config.state_dir)
         self.store.open()
@@ -198,6 +204,7 @@ class App:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+        self._clock.detach()
         log.info("hub %s stopped", self.hub_id)
 
     # -- queries -----------------------------------------------------------
@@ -261,11 +268,12 @@ def _lock_state_dir(state_dir: Path) -> IO[bytes]:
     return f
 
 
-def build_app(config: Config, *, simulated: bool = False) -> App:
+def build_app(config: Config, *, simulated: bool = False,
+              clock: LoopClock | ManualClock | None = None) -> App:
     """Build the app and every feature from config (opens nothing)."""
     from hubagent import features
 
-    app = App(config, simulated=simulated)
+    app = App(config, simulated=simulated, clock=clock)
     app.build_devices()
     features.install_all(app)
     return app

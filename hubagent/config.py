@@ -31,6 +31,7 @@ from hubagent.settings import (
 FEATURE_SECTIONS: dict[str, str] = {
     "printing": "hubagent.printing.settings:PrintingSettings",
     "scanning": "hubagent.scanning.settings:ScanningSettings",
+    "stock": "hubagent.stock.settings:StockSettings",
     "locker_policy": "hubagent.lockers.settings:LockerPolicySettings",
     "power_policy": "hubagent.power.settings:PowerPolicySettings",
 }

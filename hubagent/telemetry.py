@@ -63,6 +63,8 @@ def counts(app: "App") -> dict[str, Any]:
     rows = app.store.query("SELECT type, COUNT(*) AS n FROM movements GROUP BY type")
     out: dict[str, Any] = {"movements": {r["type"]: r["n"] for r in rows}}
     out["returns"] = out["movements"].get("return", 0)
+    if app.stock is not None:
+        out["expired_units"] = app.stock.expiry.expired_units()
     scanning = app.scanning
     if scanning is not None:
         out["scans_accepted"] = sum(scanning.accepted.values())

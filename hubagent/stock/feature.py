@@ -3,28 +3,41 @@
 Commands: ``catalog.upsert``, ``stock.adjust``, ``stock.count``,
 ``stock.get``, ``state.snapshot``. After each commit that moved stock, the
 retained ``<prefix>/<hub>/stock/<sku>`` summary is republished, so any
-consortium member can see where stock is.
+consortium member can see where stock is (``available`` counts sellable
+bins only). A daily check reports expiring and expired lots
+(:mod:`hubagent.stock.expiry`).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+import datetime as dt
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from msgspec import Meta
+from msgspec import Meta, Struct
 
 from hubagent.commands import CommandArgs, CommandContext, NoArgs
 from hubagent.errors import CommandError
 from hubagent.store.store import EmittedEvent, dumps
-from hubagent.stock import ledger
+from hubagent.stock import expiry, ledger
+from hubagent.stock.settings import StockSettings
 from hubagent.sync import outbox
 
 if TYPE_CHECKING:
     from hubagent.app import App
 
 Code = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
-Gtin = Annotated[str, Meta(pattern=r"^[0-9]{8,14}$")]
+Gtin = Annotated[str, Meta(max_length=14)] | Annotated[int, Meta(ge=0)]
+"""GTIN-8, UPC-A, EAN-13 or GTIN-14, with or without leading zeros (checked in the ledger)."""
 Text = Annotated[str, Meta(min_length=1, max_length=200)]
 Qty = Annotated[int, Meta(ge=-ledger.MAX_QTY, le=ledger.MAX_QTY)]
+Lot = Annotated[str, Meta(min_length=1, max_length=20, pattern=r"^[\x21-\x7e]+$")]
+
+
+class GtinPack(Struct, forbid_unknown_fields=True):
+    """A GTIN naming a pack of ``qty`` units of the SKU (an outer case)."""
+
+    gtin: Gtin
+    qty: Annotated[int, Meta(ge=1, le=ledger.MAX_QTY)] = 1
 
 
 class CatalogItem(CommandArgs):
@@ -32,10 +45,16 @@ class CatalogItem(CommandArgs):
 
     sku: Code
     name: Text
-    gtins: Annotated[list[Gtin], Meta(max_length=20)] = []
+    gtins: Annotated[list[Gtin | GtinPack], Meta(max_length=20)] = []
     price: float | int | str | None = None
     bin: Code | None = None
     unit: Annotated[str, Meta(min_length=1, max_length=16)] = "each"
+    net_content: float | int | str | None = None
+    net_unit: Literal["g", "kg", "ml", "l", "piece"] | None = None
+
+    def gtin_entries(self) -> list[str | int | tuple[str | int, int]]:
+        """The GTINs as the ledger takes them (plain, or ``(gtin, units)``)."""
+        return [(g.gtin, g.qty) if isinstance(g, GtinPack) else g for g in self.gtins]
 
 
 class CatalogUpsert(CommandArgs):
@@ -53,6 +72,9 @@ class StockAdjust(CommandArgs):
     reason: Text
     ref: Annotated[str, Meta(max_length=128)] | None = None
     type: str = "adjust"
+    lot: Lot | None = None
+    expiry: dt.date | None = None
+    best_before: dt.date | None = None
 
 
 class StockCount(CommandArgs):
@@ -75,6 +97,8 @@ class StockService:
     def __init__(self, app: "App") -> None:
         self.app = app
         self.store = app.store
+        self.settings: StockSettings = app.config.section("stock")
+        self.expiry = expiry.ExpiryCheck(app.store, app.clock, self.settings)
 
     def install(self) -> None:
         """Register commands and hooks."""
@@ -85,6 +109,8 @@ class StockService:
         c.register("stock.get", self.get, StockGet)
         c.register("state.snapshot", self.snapshot, NoArgs)
         self.app.on_start(lambda: self.store.on_commit(self._published_moves))
+        self.app.on_start(self.expiry.start)
+        self.app.on_stop(self.expiry.stop)
         if self.app.sync is not None:
             self.app.sync.on_connected(self.publish_all)
         self.app.add_status("stock", self.status)
@@ -93,7 +119,11 @@ class StockService:
     def catalog_upsert(self, ctx: CommandContext, args: CatalogUpsert) -> dict[str, Any]:
         """Insert or update catalog items."""
         for item in args.items:
-            ledger.upsert_sku(ctx.tx, item.sku, item.name, item.gtins, item.price, item.bin, item.unit)
+            try:
+                ledger.upsert_sku(ctx.tx, item.sku, item.name, item.gtin_entries(), item.price, item.bin,
+                                  item.unit, net_content=item.net_content, net_unit=item.net_unit)
+            except CommandError as e:
+                raise CommandError(e.code, f"items[{item.sku}]: {e.message}") from None
         skus = [i.sku for i in args.items]
         ctx.tx.emit("catalog.updated", {"skus": skus, "command": ctx.id})
         return {"upserted": len(skus)}
@@ -106,7 +136,8 @@ class StockService:
             raise _bad("type must be adjust, damage, receive or return")
         m = ledger.record(ctx.tx, type=args.type, sku=args.sku, bin=args.bin, delta=args.delta,
                           reason=args.reason, ref=args.ref or ctx.id, actor="central",
-                          device=ctx.source)
+                          device=ctx.source,
+                          item=ledger.ItemData(args.lot, args.expiry, args.best_before))
         return {"movement": m.id, "seq": m.seq, "on_hand": m.on_hand, "negative": m.negative}
 
     def count(self, ctx: CommandContext, args: StockCount) -> dict[str, Any]:
@@ -117,7 +148,7 @@ class StockService:
 
     def get(self, ctx: CommandContext, args: StockGet) -> dict[str, Any]:
         """On-hand of one SKU."""
-        found = ledger.summary(self.store, args.sku)
+        found = ledger.summary(self.store, args.sku, self.settings.unsellable_bins)
         if found is None:
             raise CommandError("unknown_sku", f"SKU {args.sku!r} is not in the catalog")
         return found
@@ -127,7 +158,7 @@ class StockService:
         st = outbox.stats(self.store)
         oldest = outbox.oldest_retained(self.store)
         return {"last_seq": st.last_seq, "acked_seq": st.acked_seq, "oldest_retained_seq": oldest,
-                "balances": ledger.balances(self.store)}
+                "balances": ledger.balances(self.store), "lots": ledger.lot_balances(self.store)}
 
     # -- the shared inventory directory -------------------------------------
     def _published_moves(self, events: list[EmittedEvent]) -> None:
@@ -140,11 +171,12 @@ class StockService:
         sync = self.app.sync
         if sync is None or sync.link is None or not sync.link.connected:
             return
-        found = ledger.summary(self.store, sku)
+        found = ledger.summary(self.store, sku, self.settings.unsellable_bins)
         if found is None:
             return
         body = {"sku": sku, "name": found["name"], "on_hand": found["on_hand"],
-                "bins": found["bins"], "seq": self.store.last_seq()}
+                "available": found["available"], "bins": found["bins"], "lots": found["lots"],
+                "seq": self.store.last_seq()}
         sync.link.publish(sync.topics.stock(sku), dumps(body).encode(), retain=True)
 
     def publish_all(self) -> None:
@@ -157,7 +189,8 @@ class StockService:
         skus = self.store.query("SELECT COUNT(*) AS n FROM skus")[0]["n"]
         neg = self.store.query("SELECT sku, bin, on_hand FROM balances WHERE on_hand < 0")
         moves = self.store.query("SELECT COUNT(*) AS n FROM movements")[0]["n"]
-        return {"skus": skus, "movements": moves, "negative_balances": neg}
+        return {"skus": skus, "movements": moves, "negative_balances": neg,
+                "expired_units": self.expiry.expired_units()}
 
 
 def _bad(message: str) -> Exception:
