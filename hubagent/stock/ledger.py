@@ -346,6 +346,29 @@ def allocate(tx: Tx, sku: str, bin: str, qty: int) -> list[tuple[ItemData, int]]
     return out
 
 
+def known_lot(tx: Tx, sku: str, bin: str, item: ItemData) -> ItemData:
+    """A lot scanned without its dates (GS1-128 with AI 10 only) gets the bin's dates of that lot."""
+    if not item.lot or item.date is not None:
+        return item
+    row = tx.execute("SELECT expiry, best_before FROM lot_balances WHERE sku=? AND bin=? AND lot=? "
+                     "ORDER BY on_hand > 0 DESC, " + _FEFO_ORDER + " LIMIT 1", (sku, bin, item.lot)).fetchone()
+    if row is None:
+        return item
+    return replace(item, expiry=_date(row[0]), best_before=_date(row[1]))
+
+
+def first_lot(store: Store, sku: str, bin: str | None) -> dict[str, Any] | None:
+    """The lot to pick first (FEFO) in ``bin``, or in any bin when None; None if no stock."""
+    where, params = ("AND bin=?", (sku, bin)) if bin else ("", (sku,))
+    rows = store.query("SELECT bin, lot, expiry, best_before FROM lot_balances WHERE sku=? AND on_hand > 0 "
+                       + where + " ORDER BY " + _FEFO_ORDER + ", bin LIMIT 1", params)
+    if not rows:
+        return None
+    r = rows[0]
+    return {"bin": r["bin"], "lot": r["lot"] or None, "expiry": r["expiry"] or None,
+            "best_before": r["best_before"] or None}
+
+
 def fefo_lots(tx: Tx, sku: str, bin: str) -> list[tuple[str, str, str, int]]:
     """Positive ``(lot, expiry, best_before, on_hand)`` of a SKU in a bin, first to pick first."""
     return [(str(r[0]), str(r[1]), str(r[2]), int(r[3])) for r in tx.execute(
