@@ -119,7 +119,8 @@ def resolve_item(tx: Tx, scan: Scan, settings: ScanningSettings) -> Item:
         raise Refused("unknown_item", f"GTIN {shown} is not in the catalog")
     data = ledger.ItemData(scan.lot, scan.expiry, scan.best_before, scan.serial)
     if measured is not None and gtin == measured.gtin:
-        data = replace(data, **{measured.kind: str(measured.value)})
+        value = str(measured.value)
+        data = replace(data, weight=value) if measured.kind == "weight" else replace(data, price=value)
     return Item(str(row[0]), int(row[1]), data)
 
 
