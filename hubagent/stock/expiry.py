@@ -82,7 +82,9 @@ class ExpiryCheck:
                         "on_hand": row["on_hand"]}
                 if state == "expiring":
                     data["days_left"] = (date - today).days
-                tx.emit(f"stock.{state}", data)
+                    tx.emit("stock.expiring", data)
+                else:
+                    tx.emit("stock.expired", data)
                 tx.execute("INSERT INTO lot_notices(sku, bin, lot, expiry, best_before, state, at) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
                            (row["sku"], row["bin"], row["lot"], row["expiry"], row["best_before"],

@@ -357,16 +357,20 @@ def known_lot(tx: Tx, sku: str, bin: str, item: ItemData) -> ItemData:
     return replace(item, expiry=_date(row[0]), best_before=_date(row[1]))
 
 
-def first_lot(store: Store, sku: str, bin: str | None) -> dict[str, Any] | None:
+def first_lot(db: Tx | Store, sku: str, bin: str | None) -> dict[str, Any] | None:
     """The lot to pick first (FEFO) in ``bin``, or in any bin when None; None if no stock."""
     where, params = ("AND bin=?", (sku, bin)) if bin else ("", (sku,))
-    rows = store.query("SELECT bin, lot, expiry, best_before FROM lot_balances WHERE sku=? AND on_hand > 0 "
-                       + where + " ORDER BY " + _FEFO_ORDER + ", bin LIMIT 1", params)
-    if not rows:
+    sql = ("SELECT bin, lot, expiry, best_before FROM lot_balances WHERE sku=? AND on_hand > 0 "
+           + where + " ORDER BY " + _FEFO_ORDER + ", bin LIMIT 1")
+    if isinstance(db, Tx):
+        found = db.execute(sql, params).fetchone()
+    else:
+        rows = db.query(sql, params)
+        found = tuple(rows[0][k] for k in ("bin", "lot", "expiry", "best_before")) if rows else None
+    if found is None:
         return None
-    r = rows[0]
-    return {"bin": r["bin"], "lot": r["lot"] or None, "expiry": r["expiry"] or None,
-            "best_before": r["best_before"] or None}
+    b, lot, expiry, best_before = found
+    return {"bin": b, "lot": lot or None, "expiry": expiry or None, "best_before": best_before or None}
 
 
 def fefo_lots(tx: Tx, sku: str, bin: str) -> list[tuple[str, str, str, int]]:
