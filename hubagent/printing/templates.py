@@ -72,6 +72,7 @@ COMMAND_CODES: tuple[str, ...] = (
     *(f"HA:QTY:{n}" for n in range(1, 11)),
     "HA:DONE",
     "HA:CANCEL",
+    "HA:ZERO",
 )
 
 FIELD_REF = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
