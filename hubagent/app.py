@@ -21,7 +21,7 @@ from typing import IO, Any, Awaitable, Callable, Mapping
 
 from hubagent import __version__, registry
 from hubagent.clock import Clock, LoopClock, ManualClock
-from hubagent.commands import Commands
+from hubagent.commands import Commands, InboxWindow
 from hubagent.config import Config
 from hubagent.errors import HubError, InputError
 from hubagent.events import DeviceHealthChanged, DeviceStatus, Event, Health
@@ -59,7 +59,7 @@ class App:
         self.version = __version__
         self.store = Store(config.state_dir / config.store.file)
         max_payload = config.mqtt.max_payload if config.mqtt else 256 * 1024
-        self.commands = Commands(self.store, max_payload)
+        self.commands = Commands(self.store, max_payload, window=inbox_window(config))
         self.devices: dict[tuple[str, str], DeviceEntry] = {}
         self.alerts: dict[str, str] = {}
         # Feature services, set by their install functions (None when unused).
@@ -255,6 +255,14 @@ class App:
         device = candidates[0].device
         assert isinstance(device, SimControl)
         return device.sim_command(verb, args)
+
+
+def inbox_window(config: Config) -> InboxWindow:
+    """The dedup window: ``[store] inbox_keep_s``, never shorter than the MQTT session."""
+    keep_s = float(config.store.inbox_keep_s)
+    if config.mqtt is not None:
+        keep_s = max(keep_s, float(config.mqtt.session_expiry_s))
+    return InboxWindow(keep_s=keep_s, keep_min=config.store.inbox_keep_min)
 
 
 def _lock_state_dir(state_dir: Path) -> IO[bytes]:

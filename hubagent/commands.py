@@ -13,16 +13,23 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from typing import Any, Callable, Mapping
 
 import msgspec
 
+from hubagent.clock import Clock, LoopClock
 from hubagent.errors import CommandError, HubError
-from hubagent.store.store import Store, Tx, dumps, utc_now
+from hubagent.store.store import Store, Tx, dumps
+from hubagent.textcheck import printable, text_problem, tree_problem
 
 log = logging.getLogger(__name__)
 
 MAX_ID_LENGTH = 128
+# The inbox is pruned in arrival order, a few hundred rows at a time, inside a
+# transaction that writes anyway, so pruning costs no extra fsync.
+PRUNE_EVERY = 100
+PRUNE_BATCH = 500
 # No command needs deeper JSON; a limit keeps handlers and msgspec away from
 # pathological nesting (Python's own parser gives up near 1,000 levels).
 MAX_DEPTH = 32
@@ -46,6 +53,7 @@ Handler = Callable[[CommandContext, Any], Mapping[str, Any]]
 class _Entry:
     handler: Handler
     schema: type | None
+    read_only: bool = False
 
 
 class CommandArgs(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_only=True):
@@ -63,6 +71,14 @@ def error_reply(cmd_id: Any, code: str, message: str) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    """Parse a JSON number, refusing ones too large for a double (``1e400``)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:40]} is too large")
+    return value
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -96,7 +112,8 @@ def parse_payload(payload: bytes, max_bytes: int) -> dict[str, Any]:
     except UnicodeDecodeError as e:
         raise CommandError("not_utf8", f"payload is not UTF-8 ({e.reason} at byte {e.start})") from None
     try:
-        doc = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
+        doc = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float,
+                         object_pairs_hook=_unique_keys)
     except RecursionError:
         raise CommandError("too_deep", f"payload nests deeper than {MAX_DEPTH} levels") from None
     except ValueError as e:
@@ -116,6 +133,9 @@ def _command_id(doc: Mapping[str, Any]) -> str:
         raise CommandError("bad_id", "\"id\" must be a non-empty string")
     if len(cid) > MAX_ID_LENGTH:
         raise CommandError("bad_id", f"\"id\" is longer than {MAX_ID_LENGTH} characters")
+    problem = text_problem(cid)
+    if problem is not None:
+        raise CommandError("bad_id", f"\"id\" {problem}")
     return cid
 
 
@@ -123,24 +143,54 @@ def _safe_id(doc: Any) -> Any:
     """The id to echo in an error reply: only if it is a sane string."""
     if isinstance(doc, dict):
         cid = doc.get("id")
-        if isinstance(cid, str) and cid.strip() and len(cid) <= MAX_ID_LENGTH:
+        if (isinstance(cid, str) and cid.strip() and len(cid) <= MAX_ID_LENGTH
+                and text_problem(cid) is None):
             return cid
     return None
+
+
+@dataclass(frozen=True)
+class InboxWindow:
+    """How long command ids are remembered for dedup.
+
+    A row is kept while it is younger than ``keep_s`` by the wall clock, and
+    the newest ``keep_min`` rows are kept whatever the clock says, so a clock
+    that jumps years ahead cannot empty the inbox while the broker still
+    holds commands to redeliver (Mosquitto queues 1,000 per client by default).
+    """
+
+    keep_s: float = 7 * 24 * 3600.0
+    keep_min: int = 1000
 
 
 class Commands:
     """The command registry and dispatcher (runs on the core thread)."""
 
-    def __init__(self, store: Store, max_payload: int = 256 * 1024) -> None:
+    def __init__(self, store: Store, max_payload: int = 256 * 1024, *,
+                 clock: Clock | None = None, window: InboxWindow = InboxWindow()) -> None:
         self._store = store
         self._entries: dict[str, _Entry] = {}
         self.max_payload = max_payload
+        self.window = window
+        self._clock: Clock = clock or LoopClock()
+        self._since_prune = 0
 
-    def register(self, name: str, handler: Handler, schema: type | None = NoArgs) -> None:
-        """Add a command; ``schema`` is a msgspec Struct for its arguments."""
+    def register(self, name: str, handler: Handler, schema: type | None = NoArgs, *,
+                 read_only: bool = False) -> None:
+        """Add a command; ``schema`` is a msgspec Struct for its arguments.
+
+        A ``read_only`` command writes nothing: it runs in a read transaction,
+        gets no inbox row, and a repeated id is answered afresh (a read has
+        no effect to protect, so its answer is the current state).
+        """
         if name in self._entries:
             raise ValueError(f"command {name!r} registered twice")
-        self._entries[name] = _Entry(handler, schema)
+        self._entries[name] = _Entry(handler, schema, read_only)
+
+    def is_read_only(self, name: str) -> bool:
+        """Whether ``name`` is a registered read-only command."""
+        entry = self._entries.get(name)
+        return entry is not None and entry.read_only
 
     def names(self) -> list[str]:
         """Registered command names."""
@@ -162,10 +212,10 @@ class Commands:
         try:
             return self._run(name, cid, doc, source, extra or {})
         except HubError as e:
-            log.error("command %s %s failed: %s", name, cid, e)
+            log.error("command %s %s failed: %s", printable(name), cid, e)
             return error_reply(cid, "unavailable", str(e))
         except Exception:
-            log.exception("command %s %s failed unexpectedly", name, cid)
+            log.exception("command %s %s failed unexpectedly", printable(name), cid)
             return error_reply(cid, "internal", "internal error; see the hub's log")
 
     def previous_reply(self, cid: str) -> dict[str, Any] | None:
@@ -188,6 +238,8 @@ class Commands:
             # id may be reused once the hub learns the command.
             known = ", ".join(self.names())
             return error_reply(cid, "unknown_command", f"unknown command {name!r} (known: {known})")
+        if entry.read_only:
+            return self._read(entry, name, cid, doc, source, extra)
         try:
             args = self._args(entry, doc)
             with self._store.write() as tx:
@@ -203,9 +255,24 @@ class Commands:
                 self._record(tx, cid, name, reply)
             return reply
 
+    def _read(self, entry: _Entry, name: str, cid: str, doc: dict[str, Any], source: str,
+              extra: dict[str, Any]) -> dict[str, Any]:
+        """Run a read-only command: no write transaction, no inbox row."""
+        try:
+            args = self._args(entry, doc)
+            with self._store.read() as tx:
+                result = dict(entry.handler(CommandContext(tx, cid, name, source, extra), args))
+        except CommandError as e:
+            return error_reply(cid, e.code, e.message)
+        return {"id": cid, "ok": True, "result": result}
+
     @staticmethod
     def _args(entry: _Entry, doc: dict[str, Any]) -> Any:
         body = {k: v for k, v in doc.items() if k != "id"}
+        problem = tree_problem(body)
+        if problem is not None:
+            field_, what = problem
+            raise CommandError("bad_args", f"{field_} {what}")
         if entry.schema is None:
             return body
         try:
@@ -213,12 +280,39 @@ class Commands:
         except msgspec.ValidationError as e:
             raise CommandError("bad_args", str(e).replace("$.", "")) from None
 
-    @staticmethod
-    def _record(tx: Tx, cid: str, name: str, reply: dict[str, Any]) -> None:
+    def _record(self, tx: Tx, cid: str, name: str, reply: dict[str, Any]) -> None:
+        now = self._clock.now()
         tx.execute(
             "INSERT INTO inbox(id, name, received_at, ok, reply) VALUES (?, ?, ?, ?, ?)",
-            (cid, name, utc_now(), 1 if reply["ok"] else 0, dumps(reply)),
+            (cid, name, iso_utc(now), 1 if reply["ok"] else 0, dumps(reply)),
         )
+        self._since_prune += 1
+        if self._since_prune >= PRUNE_EVERY:
+            self._since_prune = 0
+            cutoff = iso_utc(now - timedelta(seconds=self.window.keep_s))
+            prune_inbox(tx, cutoff, self.window.keep_min)
+
+
+def iso_utc(moment: datetime) -> str:
+    """RFC 3339 UTC with milliseconds, as the inbox and outbox store times."""
+    moment = moment.astimezone(timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def prune_inbox(tx: Tx, cutoff: str, keep_min: int, limit: int = PRUNE_BATCH) -> int:
+    """Delete up to ``limit`` of the oldest inbox rows received before ``cutoff``.
+
+    Looks only at the ``limit`` oldest rows (by arrival), never at the newest
+    ``keep_min``, so the cost is bounded whatever the size of the inbox.
+    """
+    cur = tx.execute(
+        "DELETE FROM inbox WHERE rowid IN ("
+        " SELECT rowid FROM inbox"
+        " WHERE rowid <= (SELECT max(rowid) FROM inbox) - ?"
+        " ORDER BY rowid LIMIT ?) AND received_at < ?",
+        (keep_min, limit, cutoff),
+    )
+    return cur.rowcount
 
 
 def finite(value: float, what: str) -> float:

@@ -18,4 +18,4 @@ def install(app: "App") -> None:
         return {"pong": True, "hub": app.hub_id, "version": app.version,
                 "time": utc_now(), "last_seq": app.store.last_seq()}
 
-    app.commands.register("ping", ping)
+    app.commands.register("ping", ping, read_only=True)

@@ -101,6 +101,11 @@ class StoreSettings(_Section):
     file: Annotated[str, Meta(pattern=r"^[^/]+$")] = "hubagent.db"
     # Acknowledged events kept for events.replay before they are pruned.
     keep_acked_events: Annotated[int, Meta(ge=0)] = 50_000
+    # How long a command id is remembered, so a repeat gets the first reply and
+    # no second effect. Never shorter than [mqtt] session_expiry_s.
+    inbox_keep_s: Annotated[int, Meta(ge=3600)] = 7 * 24 * 3600
+    # The newest command ids kept whatever the clock says.
+    inbox_keep_min: Annotated[int, Meta(ge=100)] = 1000
 
 
 class SimSettings(_Section):

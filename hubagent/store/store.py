@@ -61,8 +61,9 @@ class EmittedEvent:
 class Tx:
     """One write transaction. Valid only inside ``with store.write()``."""
 
-    def __init__(self, store: "Store") -> None:
+    def __init__(self, store: "Store", *, read_only: bool = False) -> None:
         self._store = store
+        self.read_only = read_only
         self.conn = store.conn
         self.db = store.db
         self.events: list[EmittedEvent] = []
@@ -74,6 +75,8 @@ class Tx:
 
     def emit(self, kind: str, data: dict[str, Any]) -> EmittedEvent:
         """Add an event to the outbox with the next gap-free seq."""
+        if self.read_only:
+            raise RuntimeError("a read-only command tried to emit an event")
         row = self.conn.execute("SELECT value FROM meta WHERE key='last_seq'").fetchone()
         seq = (int(row[0]) if row else 0) + 1
         self.conn.execute(
@@ -172,6 +175,24 @@ class Store:
                 self._rollback()
                 raise
         self._after_commit(tx)
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """A read transaction that writes nothing (``query_only`` is on inside it).
+
+        One consistent snapshot for a read-only command; no WAL frame and no
+        fsync, so a ``ping`` or ``stock.get`` costs the SD card nothing.
+        """
+        with self._lock:
+            self.conn.execute("PRAGMA query_only=1")
+            try:
+                self.conn.execute("BEGIN DEFERRED")
+                try:
+                    yield Tx(self, read_only=True)
+                finally:
+                    self._rollback()
+            finally:
+                self.conn.execute("PRAGMA query_only=0")
 
     def _rollback(self) -> None:
         try:

@@ -317,7 +317,7 @@ def install(app: "App") -> None:
         return
     svc = SyncService(app)
     app.sync = svc
-    app.commands.register("events.replay", svc.replay, ReplayArgs)
+    app.commands.register("events.replay", svc.replay, ReplayArgs, read_only=True)
     app.on_start(svc.start)
     app.on_stop(svc.stop)
     app.add_status("sync", svc.metrics)
