@@ -56,6 +56,7 @@ CATALOG = [
     {"sku": "TISSUE", "name": "Tissues", "gtins": [UPC_A[1:]]},
     {"sku": "SODA", "name": "Soda", "gtins": [UPC_E_AS_A]},
     {"sku": "GUM", "name": "Gum", "gtins": [EAN8]},
+    {"sku": "SNACK", "name": "Snack", "gtins": ["123000004561"]},  # UPC-A of UPC-E 12345601
     {"sku": "MILK", "name": "Milk 1 l", "gtins": [GS1_EXAMPLE], "bin": "C-01",
      "net_content": 1, "net_unit": "l"},
     {"sku": "CHEESE", "name": "Cheese", "gtins": [SE_CHEESE], "net_content": "0.5", "net_unit": "kg"},
@@ -212,6 +213,7 @@ SCANNED = [
     ("UPC-E with AIM ]E0", "]E0" + UPC_E, None, "SODA", 1),
     ("EAN-8", EAN8, None, "GUM", 1),
     ("EAN-8 with AIM ]E4", "]E4" + EAN8, None, "GUM", 1),
+    ("8 digits valid as EAN-8 and UPC-E", "12345601", None, "SNACK", 1),
     ("GS1-128 with lot", "]C101" + GS1_EXAMPLE + "10LOT-7" + GS + "17261231", None, "MILK", 1),
     ("GS1 DataMatrix", "]d201" + GS1_EXAMPLE + "17270630" + "10B42" + GS + "21SN1", None, "MILK", 1),
     ("GS1 DataMatrix, symbology from decoder", "01" + GS1_EXAMPLE + "10L1", "]d2", "MILK", 1),

@@ -263,7 +263,7 @@ def _guess(body: str, raw: bytes, symbology: str | None) -> Scan:
     """No GS1 symbology identifier: decide from the shape of the data."""
     if body.isascii() and body.isdigit():
         if len(body) in (8, 12, 13, 14):
-            return _gtin(body, raw, symbology)
+            return _gtin(body, raw, symbology, guess=True)
         if len(body) == 18:
             return _sscc(body, raw, symbology)
     if GS1_SEPARATOR in body or _GS1_START.match(body):
@@ -278,17 +278,17 @@ def _guess(body: str, raw: bytes, symbology: str | None) -> Scan:
     raise InputError("unknown_code", f"not a code the hub knows: {body[:40]!r}")
 
 
-def _gtin(digits: str, raw: bytes, symbology: str | None) -> Scan:
+def _gtin(digits: str, raw: bytes, symbology: str | None, *, guess: bool = False) -> Scan:
     """EAN-8/EAN-13/UPC-A/GTIN-14 to a GTIN-14 scan, check digit verified.
 
-    Eight digits without an AIM identifier are an EAN-8, or a UPC-E when
-    they are not a valid EAN-8; a code valid as both carries the UPC-E
-    reading as an alternative.
+    Eight digits without an AIM identifier (``guess``) are an EAN-8, or a
+    UPC-E when they are not a valid EAN-8; a code valid as both carries the
+    UPC-E reading as an alternative.
     """
     try:
         gtin = Gtin.parse(digits)
     except ParseError as e:
-        if len(digits) == 8 and digits[0] in "01":
+        if guess and len(digits) == 8 and digits[0] in "01":
             try:
                 return _upc_e(digits, raw, symbology)
             except InputError:
@@ -297,7 +297,7 @@ def _gtin(digits: str, raw: bytes, symbology: str | None) -> Scan:
         raise InputError(code, str(e)) from e
     value = _nonzero_gtin(gtin.as_gtin_14())
     alternatives: tuple[str, ...] = ()
-    if len(digits) == 8 and digits[0] in "01":
+    if guess and len(digits) == 8 and digits[0] in "01":
         try:
             alternatives = (Upc.parse(digits).as_gtin_14(),)
         except ParseError:
