@@ -6,8 +6,9 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
-# Debian packages: the broker and UPS server the tests start, zbar for the camera decoder.
-SYSTEM_PACKAGES := mosquitto nut-server nut-client libzbar0
+# Debian packages: the broker and UPS server the tests start, zbar for the camera decoder,
+# Chromium and its driver for the browser tests of the web pages.
+SYSTEM_PACKAGES := mosquitto nut-server nut-client libzbar0 chromium chromium-driver
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 

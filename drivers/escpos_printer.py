@@ -17,9 +17,9 @@ from typing import Any
 from PIL import Image
 
 from hubagent.devicekit import HealthReporter
-from hubagent.errors import DeviceError, DeviceUnavailable, InputError
+from hubagent.errors import DeviceError, DeviceUnavailable, InputError, LabelTooBig
 from hubagent.events import EventSink, Health
-from hubagent.ports import DeviceEnv, PrinterState
+from hubagent.ports import DeviceEnv, PrinterState, check_label_fits
 from hubagent.printing.model import Label
 from hubagent.printing.poll import StatusPoller
 from hubagent.printing.render import render
@@ -54,8 +54,8 @@ def write_label(printer: Any, image: Image.Image, *, copies: int, cutter: bool) 
     for _ in range(copies):
         try:
             printer.image(image, impl="bitImageRaster", fragment_height=FRAGMENT_HEIGHT)
-        except ImageWidthError as e:
-            raise InputError("label_too_wide", f"label is wider than the paper: {e}") from e
+        except ImageWidthError as e:  # the check below missed a case: same error, same code
+            raise LabelTooBig(image.size, (printer.profile.profile_data["media"]["width"]["pixels"], None)) from e
         if cutter:
             printer.cut()
         else:
@@ -88,6 +88,7 @@ class EscposPrinter(HealthReporter):
         self.env = env
         self.dpi = settings.dpi
         self.width_dots = settings.width_dots
+        self.height_dots: int | None = None  # continuous paper
         self._lock = threading.Lock()
         self._conn: Any = None
         self._closed = False
@@ -122,6 +123,7 @@ class EscposPrinter(HealthReporter):
         """Render ``label`` and send it as raster, cutting when the printer can."""
         if copies < 1:
             raise InputError("bad_copies", f"copies must be at least 1, not {copies}")
+        check_label_fits(label, self.width_dots, self.height_dots)
         image = render(label)
         with self._lock:
             if self._closed:

@@ -21,13 +21,14 @@ import math
 import threading
 import time
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Callable
 
 from hubagent.devicekit import emit_safely
-from hubagent.errors import DeviceError, DeviceUnavailable, InputError
+from hubagent.errors import BankBusy, DeviceError, DeviceUnavailable, InputError
 from hubagent.events import Custom, DeviceHealthChanged, DeviceStatus, DoorChanged, Event, EventSink, Health
 from hubagent.lockers.settings import CompartmentSettings, GpioLockerSettings, normalise_pin
-from hubagent.ports import DeviceEnv
+from hubagent.ports import CompartmentInfo, DeviceEnv
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,8 @@ class GpioLockerBank:
         self._pulse: _Pulse | None = None
         self._stop = threading.Event()
         self._retry: threading.Thread | None = None
+        self._layout = {name: CompartmentInfo(cs.size, cs.pulse_s, settings.door_open_limit_s)
+                        for name, cs in settings.compartments.items()}
 
     # -- life cycle -------------------------------------------------------
 
@@ -251,19 +254,23 @@ class GpioLockerBank:
 
     # -- LockerBank -------------------------------------------------------
 
+    def layout(self) -> Mapping[str, CompartmentInfo]:
+        """Size, longest pulse (``pulse_s``) and door-open limit per compartment, in configuration order."""
+        return self._layout
+
     def compartments(self) -> list[str]:
         """Names of the compartments in this bank, in configuration order."""
         return list(self.settings.compartments)
 
     def pulse(self, compartment: str, seconds: float) -> None:
-        """Energise one lock for ``min(seconds, pulse_s)``; DeviceError("bank busy") if one runs."""
+        """Energise one lock for ``min(seconds, pulse_s)``; BankBusy if a pulse runs."""
         duration = self._pulse_length(compartment, seconds)
         with self._lock:
             comp = self._compartment(compartment)
             if self._state is not BankState.RUNNING:
                 raise DeviceUnavailable(f"locker bank {self.name} is {self._state.value}: {self._detail}")
             if self._pulse is not None:
-                raise DeviceError("bank busy")
+                raise BankBusy(self.name, self._pulse.compartment)
             pulse = _Pulse(compartment, threading.Timer(duration, self._end_pulse))
             pulse.timer.daemon = True
             pulse.timer.name = f"pulse-{self.name}-{compartment}"

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from hubagent.devicekit import HealthReporter
 from hubagent.errors import DeviceUnavailable, InputError
 from hubagent.events import EventSink, Health
-from hubagent.ports import DeviceEnv, PrinterState
+from hubagent.ports import DeviceEnv, PrinterState, check_label_fits
 from hubagent.printing import zpl
 from hubagent.printing.model import Label
 from hubagent.printing.poll import StatusPoller
@@ -85,7 +85,7 @@ class ZplPrinter(HealthReporter):
         self.env = env
         self.dpi = settings.dpi
         self.width_dots = settings.width_dots
-        self.height_dots = int(settings.height_mm * settings.dpi / 25.4 + 1e-6)
+        self.height_dots: int | None = int(settings.height_mm * settings.dpi / 25.4 + 1e-6)
         self._lock = threading.Lock()
         self._closed = False
         self._poller = StatusPoller(name, settings.status_interval if settings.host else 0.0, self.printer_state)
@@ -112,11 +112,7 @@ class ZplPrinter(HealthReporter):
         """Render ``label``, encode it as ZPL and send it."""
         if copies < 1:
             raise InputError("bad_copies", f"copies must be at least 1, not {copies}")
-        if label.width > self.width_dots or label.height > self.height_dots:
-            raise InputError(
-                "label_too_big",
-                f"label is {label.width}x{label.height} dots; media is {self.width_dots}x{self.height_dots}",
-            )
+        check_label_fits(label, self.width_dots, self.height_dots)
         data = zpl.encode_image(render(label), copies=copies, compress=self.settings.compress)
         with self._lock:
             if self._closed:

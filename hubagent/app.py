@@ -20,12 +20,13 @@ from pathlib import Path
 from typing import IO, Any, Awaitable, Callable, Mapping
 
 from hubagent import __version__, registry
-from hubagent.clock import Clock, LoopClock, ManualClock
+from hubagent.clock import Clock, LoopClock
 from hubagent.commands import Commands, InboxWindow
 from hubagent.config import Config
-from hubagent.errors import HubError, InputError
+from hubagent.errors import DiskFull, HubError, InputError
 from hubagent.events import DeviceHealthChanged, DeviceStatus, Event, Health
 from hubagent.ports import Device, DeviceEnv, SimControl
+from hubagent.store.space import Space
 from hubagent.store.store import Store
 
 log = logging.getLogger(__name__)
@@ -49,19 +50,21 @@ class App:
     """A running hub: devices, store, commands, features and their lifecycle."""
 
     def __init__(self, config: Config, *, simulated: bool = False,
-                 clock: LoopClock | ManualClock | None = None) -> None:
+                 clock: Clock | None = None) -> None:
         self.config = config
-        # Time and timers of the core (a ManualClock in tests); attached to the loop at start.
-        self._clock = clock if clock is not None else LoopClock()
-        self.clock: Clock = self._clock
+        # The one clock and scheduler of the core (a ManualClock in tests).
+        self.clock: Clock = clock or LoopClock()
         self.simulated = simulated
         self.hub_id = config.hub.id
         self.version = __version__
-        self.store = Store(config.state_dir / config.store.file)
+        self.store = Store(config.state_dir / config.store.file,
+                           reserve_bytes=config.store.reserve_kb * 1024)
         max_payload = config.mqtt.max_payload if config.mqtt else 256 * 1024
         self.commands = Commands(self.store, max_payload, window=inbox_window(config))
         self.devices: dict[tuple[str, str], DeviceEntry] = {}
         self.alerts: dict[str, str] = {}
+        # When each alert was raised (wall clock), for "since 14:02".
+        self.alert_since: dict[str, str] = {}
         # Feature services, set by their install functions (None when unused).
         self.sync: Any = None
         self.stock: Any = None
@@ -84,6 +87,9 @@ class App:
         self._health: dict[tuple[str, str], DeviceStatus] = {}
         self._lock: IO[bytes] | None = None
         self.on(DeviceHealthChanged, self._on_health)
+        self.store.on_space(self._on_space)
+        # Told what the hub waits for before it is up (systemd's STATUS=).
+        self.waiting: Callable[[str], None] = lambda text: None
 
     # -- wiring used by features -----------------------------------------
     def on(self, event_type: type, handler: EventHandler) -> None:
@@ -111,8 +117,10 @@ class App:
         before = dict(self.alerts)
         if detail is None:
             self.alerts.pop(key, None)
+            self.alert_since.pop(key, None)
         else:
             self.alerts[key] = detail
+            self.alert_since.setdefault(key, self.clock.now().isoformat(timespec="seconds"))
         if before != self.alerts:
             for fn in self._alert_listeners:
                 fn()
@@ -147,6 +155,8 @@ class App:
         for handler in self._handlers.get(type(event), ()):
             try:
                 handler(event)
+            except DiskFull:
+                pass  # the store logged it once and raised the disk_full alert
             except Exception:
                 log.exception("handler for %s failed", type(event).__name__)
 
@@ -159,6 +169,38 @@ class App:
         self.set_alert(f"device:{ev.role}/{ev.device}",
                        f"{ev.status.health.value}: {ev.status.detail}" if faulted else None)
 
+    def _on_space(self, space: Space) -> None:
+        self.set_alert("disk_full", self.store.full_detail if space is Space.FULL else None)
+        if space is Space.FULL and self.loop is not None:
+            self._space_timer()
+
+    def _space_timer(self) -> None:
+        """While the disk is full, look for free space every ``space_check_s``."""
+        loop = self.loop
+        if loop is None or loop.is_closed():
+            return
+
+        def check() -> None:
+            if self.store.check_space() is Space.FULL:
+                self._space_timer()
+
+        loop.call_later(self.config.store.space_check_s, check)
+
+    async def _open_store(self) -> None:
+        """Open the store; on a disk too full even for that, wait for space (no crash loop)."""
+        told = False
+        while True:
+            try:
+                self.store.open()
+                return
+            except DiskFull as e:
+                if not told:
+                    log.error("%s; waiting for disk space", e)
+                    told = True
+                self.set_alert("disk_full", f"{e}; the hub waits for space")
+                self.waiting(f"waiting for disk space on {self.config.state_dir}")
+                await asyncio.sleep(self.config.store.space_check_s)
+
     # -- lifecycle ---------------------------------------------------------
     def build_devices(self) -> None:
         """Construct every configured device (opens nothing)."""
@@ -170,16 +212,25 @@ class App:
     async def start(self) -> None:
         """Open the store, start devices, then run feature start hooks."""
         self.loop = asyncio.get_running_loop()
-        self._clock.attach(self.loop)
+        attach = getattr(self.clock, "attach", None)
+        if attach is not None:
+            attach(self.loop)
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock = _lock_state_dir(self.config.state_dir)
-        self.store.open()
+        await self._open_store()
+        if self.store.space is Space.OK:
+            self.set_alert("disk_full", None)
         for entry in self.devices.values():
             entry.device.start(self.post)
         for hook in self._start_hooks:
-            result = hook()
-            if asyncio.iscoroutine(result):
-                await result
+            try:
+                result = hook()
+                if asyncio.iscoroutine(result):
+                    await result
+            except DiskFull as e:
+                # Degraded start on a full disk: the feature runs, but what it
+                # wanted to record at start waits for space (logged once here).
+                log.warning("%s could not record its start: %s", getattr(hook, "__qualname__", hook), e)
         log.info("hub %s ready: %d device(s), %s", self.hub_id, len(self.devices),
                  "simulated" if self.simulated else "hardware")
 
@@ -204,7 +255,6 @@ class App:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
-        self._clock.detach()
         log.info("hub %s stopped", self.hub_id)
 
     # -- queries -----------------------------------------------------------
@@ -229,6 +279,7 @@ class App:
             "uptime_s": round(time.time() - self.started_at, 1),
             "state": "alert" if self.alerts else "ok",
             "alerts": dict(self.alerts),
+            "alerts_since": dict(self.alert_since),
             "devices": self.device_status(),
             "last_seq": self.store.last_seq(),
         }
@@ -276,8 +327,7 @@ def _lock_state_dir(state_dir: Path) -> IO[bytes]:
     return f
 
 
-def build_app(config: Config, *, simulated: bool = False,
-              clock: LoopClock | ManualClock | None = None) -> App:
+def build_app(config: Config, *, simulated: bool = False, clock: Clock | None = None) -> App:
     """Build the app and every feature from config (opens nothing)."""
     from hubagent import features
 

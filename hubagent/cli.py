@@ -53,6 +53,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
         cfg = config_mod.load(args.config)
     else:
         raise UsageError("give --config FILE or --sim")
+    cfg = _web_override(cfg, args.web, args.no_web)
+    from hubagent import preflight
+
+    preflight.check(cfg)  # before anything is opened: exit 2 naming the key
     logsetup.configure(cfg.hub.log_level)
     from hubagent.app import build_app
     from hubagent.daemon import run
@@ -60,8 +64,34 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return run(build_app(cfg, simulated=args.sim))
 
 
+def _web_override(cfg: config_mod.Config, web: str | None, no_web: bool) -> config_mod.Config:
+    """Apply ``--web HOST:PORT`` / ``--no-web`` to the config's ``[web]``."""
+    import dataclasses
+
+    import msgspec
+
+    from hubagent.web.settings import WebSettings
+
+    if no_web:
+        if web:
+            raise UsageError("--web and --no-web exclude each other")
+        return dataclasses.replace(cfg, web=None)
+    if not web:
+        return cfg
+    try:
+        base = msgspec.to_builtins(cfg.web) if cfg.web is not None else {}
+        settings = msgspec.convert({**base, "listen": web}, WebSettings)
+    except msgspec.ValidationError as e:
+        raise UsageError(f"--web: expected HOST:PORT, got {web!r} ({e})") from None
+    return dataclasses.replace(cfg, web=settings)
+
+
 def _cmd_check(args: argparse.Namespace) -> int:
     cfg = config_mod.load(args.file)
+    if not args.syntax_only:
+        from hubagent import preflight
+
+        preflight.check(cfg)
     roles = ", ".join(f"{d.role}.{d.name}={d.spec.name}" for d in cfg.devices) or "none"
     print(f"{args.file}: ok (hub {cfg.hub.id}; devices: {roles})")
     return 0
@@ -284,10 +314,16 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--hub-id", help="hub id (with --sim)")
     run.add_argument("--mqtt", metavar="HOST:PORT", help="broker (with --sim); default offline")
     run.add_argument("--state-dir", help="state directory (with --sim); default ./state")
+    run.add_argument("--web", metavar="HOST:PORT",
+                     help="serve the kiosk and staff pages here (--sim: 127.0.0.1:8080)")
+    run.add_argument("--no-web", action="store_true", help="no web pages")
     run.set_defaults(func=_cmd_run)
 
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file")
+    check.add_argument("--syntax-only", action="store_true",
+                       help="check the file alone, not the paths and credentials it names "
+                            "(e.g. on another machine than the hub)")
     check.set_defaults(func=_cmd_check)
 
     status = sub.add_parser("status", help="ask the running daemon how it is")

@@ -19,7 +19,7 @@ from typing import Any, Callable, Mapping
 import msgspec
 
 from hubagent.clock import Clock, LoopClock
-from hubagent.errors import CommandError, HubError
+from hubagent.errors import CommandError, DiskFull, HubError
 from hubagent.store.store import Store, Tx, dumps
 from hubagent.textcheck import printable, text_problem, tree_problem
 
@@ -211,6 +211,9 @@ class Commands:
             return error_reply(_safe_id(doc), e.code, e.message)
         try:
             return self._run(name, cid, doc, source, extra or {})
+        except DiskFull as e:
+            # Logged once by the store, which also raised the disk_full alert.
+            return error_reply(cid, "unavailable", str(e))
         except HubError as e:
             log.error("command %s %s failed: %s", printable(name), cid, e)
             return error_reply(cid, "unavailable", str(e))

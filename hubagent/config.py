@@ -25,6 +25,7 @@ from hubagent.settings import (
     SimSettings,
     StoreSettings,
 )
+from hubagent.web.settings import WebSettings
 
 # Sections owned by features: name -> "module:Struct". Imported lazily so
 # the loader stays light; each module imports no hardware library.
@@ -39,6 +40,7 @@ FEATURE_SECTIONS: dict[str, str] = {
 _CORE_SECTIONS: dict[str, type] = {
     "api": ApiSettings,
     "mqtt": MqttSettings,
+    "web": WebSettings,
     "store": StoreSettings,
     "sim": SimSettings,
 }
@@ -77,6 +79,7 @@ class Config:
     hub: HubSettings
     api: ApiSettings = ApiSettings()
     mqtt: MqttSettings | None = None
+    web: WebSettings | None = None
     store: StoreSettings = StoreSettings()
     sim: SimSettings = SimSettings()
     sections: Mapping[str, Any] = field(default_factory=dict)

@@ -27,6 +27,8 @@ async def serve(app: App, notifier: Notifier | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     api = ApiServer(app, app.config.socket_path)
+    # While the hub waits (for disk space), keep systemd's start timeout from firing.
+    app.waiting = lambda text: notifier.notify(f"STATUS={text}\nEXTEND_TIMEOUT_USEC=60000000")
     try:
         await app.start()
         await api.start()

@@ -34,6 +34,21 @@ class DeviceUnavailable(DeviceError):
     """The device is absent or not reachable right now (unplugged, off)."""
 
 
+class BankBusy(DeviceError):
+    """A locker bank refused a pulse because another pulse is running on it.
+
+    Banks share one lock supply, so a second solenoid at once would brown it
+    out (see :class:`hubagent.ports.LockerBank`). Nothing was energised; the
+    caller may try again once the running pulse ends.
+    """
+
+    def __init__(self, bank: str, pulsing: str | None = None) -> None:
+        self.bank = bank
+        self.pulsing = pulsing
+        running = f": {pulsing} is pulsing" if pulsing else ""
+        super().__init__(f"bank busy: locker bank {bank}{running}")
+
+
 class StoreError(HubError):
     """The local database cannot be used."""
 
@@ -64,3 +79,22 @@ class InputError(HubError):
 
 class CommandError(InputError):
     """A command cannot be carried out; becomes an ``ok: false`` reply."""
+
+
+class LabelTooBig(InputError):
+    """A laid-out label does not fit the printer's media; code ``label_too_big``.
+
+    ``size`` is the label's (width, height) in dots, ``media`` the printer's
+    printable (width, height), the height None for continuous paper. Raised
+    by every :class:`hubagent.ports.Printer` through
+    :func:`hubagent.ports.check_label_fits`, so drivers and simulators refuse
+    the same labels with the same code.
+    """
+
+    CODE = "label_too_big"
+
+    def __init__(self, size: tuple[int, int], media: tuple[int, int | None]) -> None:
+        self.size = size
+        self.media = media
+        length = "continuous" if media[1] is None else str(media[1])
+        super().__init__(self.CODE, f"label is {size[0]}x{size[1]} dots; media is {media[0]}x{length}")

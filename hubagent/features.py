@@ -23,6 +23,7 @@ FEATURES: list[str] = [
     "hubagent.lockers.feature:install",
     "hubagent.power.feature:install",
     "hubagent.telemetry:install",
+    "hubagent.web.feature:install",
 ]
 
 

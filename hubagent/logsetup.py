@@ -12,6 +12,8 @@ import logging
 import os
 import sys
 
+from hubagent.errors import DiskFull
+
 _PRIORITY = {
     logging.DEBUG: 7,
     logging.INFO: 6,
@@ -19,6 +21,28 @@ _PRIORITY = {
     logging.ERROR: 3,
     logging.CRITICAL: 2,
 }
+
+
+class OnceForDiskFull(logging.Filter):
+    """Drop the tracebacks a full disk causes everywhere a write fails.
+
+    The store logs the moment the disk fills (and when space returns) once,
+    and raises the ``disk_full`` alert; every later write refused for that
+    reason would otherwise log its own traceback from wherever it was tried.
+    At debug level they are kept, as one line each.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep the record unless it only reports a refused write on a full disk."""
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, DiskFull):
+            return True
+        if not logging.getLogger().isEnabledFor(logging.DEBUG):
+            return False
+        record.msg, record.args = f"{record.getMessage()}: {exc}", None
+        record.exc_info, record.exc_text = None, None
+        record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
 
 
 class JournalFormatter(logging.Formatter):
@@ -40,6 +64,7 @@ def configure(level: str = "info", stream=None) -> None:  # type: ignore[no-unty
         handler.setFormatter(
             logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
         )
+    handler.addFilter(OnceForDiskFull())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())

@@ -90,6 +90,10 @@ class MqttSettings(_Section):
     max_unacked: Annotated[int, Meta(ge=10, le=1_000_000)] = 1000
     # Seconds between telemetry messages.
     telemetry_s: Seconds = 60.0
+    # Alert mqtt:unreachable when the hub has had no connection for this long.
+    unreachable_alert_s: Seconds = 60.0
+    # Alert mqtt:unacked when the broker takes events but central acknowledges none for this long.
+    unacked_alert_s: Seconds = 120.0
     # Largest command payload accepted, in bytes.
     max_payload: Annotated[int, Meta(ge=1024, le=16 * 1024 * 1024)] = 256 * 1024
 
@@ -106,6 +110,11 @@ class StoreSettings(_Section):
     inbox_keep_s: Annotated[int, Meta(ge=3600)] = 7 * 24 * 3600
     # The newest command ids kept whatever the clock says.
     inbox_keep_min: Annotated[int, Meta(ge=100)] = 1000
+    # A reserve file kept beside the database, given up when the disk fills so
+    # the hub can still open its database and run degraded (KiB; 0 = none).
+    reserve_kb: Annotated[int, Meta(ge=0, le=1024 * 1024)] = 4096
+    # While the disk is full, how often free space is checked.
+    space_check_s: Annotated[float, Meta(gt=0, le=3600)] = 15.0
 
 
 class SimSettings(_Section):

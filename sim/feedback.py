@@ -31,15 +31,18 @@ class SimFeedback:
         self._history: collections.deque[tuple[float, FeedbackPattern]] = collections.deque(
             maxlen=settings.history)
         self._running = False
+        self._closed = False
 
     def start(self, sink: EventSink) -> None:
         """Nothing to open; no events to deliver."""
         self._running = True
 
     def signal(self, pattern: FeedbackPattern) -> None:
-        """Record ``pattern`` with the time it was asked for."""
+        """Record ``pattern`` with the time it was asked for; dropped once closed (like GPIO)."""
         if not isinstance(pattern, FeedbackPattern):
             raise TypeError(f"expected a FeedbackPattern, got {pattern!r}")
+        if self._closed:
+            return
         with self._lock:
             self._history.append((time.time(), pattern))
 
@@ -47,6 +50,11 @@ class SimFeedback:
         """Recorded patterns, oldest first."""
         with self._lock:
             return list(self._history)
+
+    def clear(self) -> None:
+        """Forget the recorded patterns."""
+        with self._lock:
+            self._history.clear()
 
     def status(self) -> DeviceStatus:
         """OK while running; the detail names the last pattern."""
@@ -56,15 +64,15 @@ class SimFeedback:
         return DeviceStatus(Health.OK if self._running else Health.OFFLINE, detail)
 
     def close(self) -> None:
-        """Stop; the history is kept for inspection."""
+        """Stop; the history is kept for inspection, later signals are dropped."""
         self._running = False
+        self._closed = True
 
     def sim_command(self, verb: str, args: Mapping[str, Any]) -> dict[str, Any]:
         """``history`` returns the recorded patterns; ``clear`` forgets them."""
         if verb == "history":
             return {"history": [{"at": at, "pattern": p.value} for at, p in self.history()]}
         if verb == "clear":
-            with self._lock:
-                self._history.clear()
+            self.clear()
             return {"cleared": True}
         raise InputError("unknown_verb", f"feedback simulator has no verb {verb!r} (history, clear)")

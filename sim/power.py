@@ -1,15 +1,18 @@
 """A scripted UPS: the ``sim`` power source, driven by ``hubagent sim power``.
 
-Verbs (``sim_command``):
+Typed verbs, each emitting one :class:`PowerReading` and returning it:
 
-* ``mains`` — back on line power (``OL``), charge and runtime back to the
-  configured values unless given;
-* ``battery`` — on battery (``OB``), optional ``charge`` (percent) and
-  ``runtime`` (seconds);
-* ``low`` — on battery with the low-battery flag (``OB LB``), same options;
-* ``unreachable`` — the UPS cannot be read (like a stopped upsd).
+* :meth:`SimPowerSource.mains` — back on line power (``OL``), charge and
+  runtime back to the configured values unless given;
+* :meth:`SimPowerSource.mains_lost` — on battery (``OB``), optional
+  ``charge`` (percent) and ``runtime`` (seconds);
+* :meth:`SimPowerSource.battery_low` — on battery with the low-battery flag
+  (``OB LB``), same options;
+* :meth:`SimPowerSource.unreachable` — the UPS cannot be read (like a
+  stopped upsd).
 
-Each verb emits one :class:`PowerReading` and returns it as a dict.
+``sim_command`` maps the command-line verbs ``mains``, ``battery``, ``low``
+and ``unreachable`` onto them and returns the reading as a dict.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ _LIMITS = {"charge": (0.0, 100.0), "runtime": (0.0, 1_000_000.0)}
 
 
 def _figure(args: Mapping[str, Any], key: str) -> float | None:
-    """An optional numeric argument, validated; InputError when it is not a number in range."""
+    """An optional numeric argument from the command line (numbers may come as strings)."""
     if key not in args or args[key] is None:
         return None
     raw = args[key]
@@ -43,14 +46,22 @@ def _figure(args: Mapping[str, Any], key: str) -> float | None:
         value = float(raw)
     except (TypeError, ValueError):
         raise InputError("bad_argument", f"{key} must be a number, got {raw!r}") from None
+    return _checked(key, value)
+
+
+def _checked(key: str, value: float | None) -> float | None:
+    """``value`` if it is None or a finite number in range; InputError otherwise."""
+    if value is None:
+        return None
     lo, hi = _LIMITS[key]
-    if not math.isfinite(value) or not lo <= value <= hi:
-        raise InputError("bad_argument", f"{key} must be between {lo:g} and {hi:g}, got {raw!r}")
-    return value
+    if isinstance(value, bool) or not isinstance(value, int | float) \
+            or not math.isfinite(value) or not lo <= value <= hi:
+        raise InputError("bad_argument", f"{key} must be between {lo:g} and {hi:g}, got {value!r}")
+    return float(value)
 
 
 class SimPowerSource(HealthReporter):
-    """PowerSource port with SimControl verbs (see module docstring)."""
+    """PowerSource port with typed test verbs (see module docstring)."""
 
     def __init__(self, name: str, settings: SimPowerSettings, env: DeviceEnv) -> None:
         self.name = name
@@ -78,35 +89,61 @@ class SimPowerSource(HealthReporter):
         with self._lock:
             return self._current
 
+    # -- typed test verbs -------------------------------------------------------
+
+    def mains(self, charge: float | None = None, runtime: float | None = None) -> PowerReading:
+        """Back on line power (``OL``); charge and runtime back to the configured values unless given."""
+        s = self._settings
+        return self._on(("OL",), s.charge if charge is None else charge,
+                        s.runtime_s if runtime is None else runtime)
+
+    def mains_lost(self, charge: float | None = None, runtime: float | None = None) -> PowerReading:
+        """On battery (``OB``); the last known figures unless given."""
+        return self._on(("OB",), charge, runtime)
+
+    def battery_low(self, charge: float | None = None, runtime: float | None = None) -> PowerReading:
+        """On battery with the low-battery flag (``OB LB``); the last known figures unless given."""
+        return self._on(("OB", "LB"), charge, runtime)
+
+    def unreachable(self) -> PowerReading:
+        """The UPS cannot be read (like a stopped upsd): OFFLINE and one unreachable reading."""
+        reading = PowerReading(source=self.name, reachable=False, detail="simulated outage")
+        self._deliver(reading, Health.OFFLINE, "simulated outage")
+        return reading
+
+    # -- the ``hubagent sim power`` adapter ------------------------------------
+
     def sim_command(self, verb: str, args: Mapping[str, Any]) -> dict[str, Any]:
-        """Carry out ``verb``; InputError for an unknown verb or bad arguments."""
+        """Map ``mains``/``battery``/``low``/``unreachable`` onto the typed verbs."""
         unknown = set(args) - {"charge", "runtime"}
         if unknown:
             raise InputError("bad_argument", f"unknown argument(s): {', '.join(sorted(unknown))}")
+        verbs = {"mains": self.mains, "battery": self.mains_lost, "low": self.battery_low}
         if verb == "unreachable":
             if args:
                 raise InputError("bad_argument", "unreachable takes no arguments")
-            reading = PowerReading(source=self.name, reachable=False, detail="simulated outage")
-            health = Health.OFFLINE
-        elif verb in _FLAGS:
-            charge, runtime = _figure(args, "charge"), _figure(args, "runtime")
-            s = self._settings
-            if verb == "mains":
-                charge = s.charge if charge is None else charge
-                runtime = s.runtime_s if runtime is None else runtime
-            else:  # keep the last known figures unless given
-                charge = self._current.charge if charge is None else charge
-                runtime = self._current.runtime if runtime is None else runtime
-            reading = self._make(_FLAGS[verb], charge, runtime, reachable=True)
-            health = Health.OK
-        else:
-            known = ", ".join(sorted([*_FLAGS, "unreachable"]))
+            return _as_dict(self.unreachable())
+        if verb not in verbs:
+            known = ", ".join(sorted([*verbs, "unreachable"]))
             raise InputError("unknown_verb", f"unknown power verb {verb!r} (known: {known})")
+        return _as_dict(verbs[verb](_figure(args, "charge"), _figure(args, "runtime")))
+
+    def _on(self, flags: tuple[str, ...], charge: float | None, runtime: float | None) -> PowerReading:
+        """Deliver a reachable reading with ``flags``; None figures keep the last known ones."""
+        charge = _checked("charge", charge)
+        runtime = _checked("runtime", runtime)
+        with self._lock:
+            last = self._current
+        reading = self._make(flags, last.charge if charge is None else charge,
+                             last.runtime if runtime is None else runtime, reachable=True)
+        self._deliver(reading, Health.OK, "simulated")
+        return reading
+
+    def _deliver(self, reading: PowerReading, health: Health, detail: str) -> None:
         with self._lock:
             self._current = reading
-        self._set_status(health, "simulated" if health is Health.OK else "simulated outage")
+        self._set_status(health, detail)
         self._emit(reading)
-        return _as_dict(reading)
 
     def _make(
         self, flags: tuple[str, ...], charge: float | None, runtime: float | None, reachable: bool

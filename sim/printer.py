@@ -6,7 +6,10 @@ same :func:`~hubagent.drivers.escpos_printer.write_label` on python-escpos'
 keeps them, decodes them back into an image with an independent decoder and
 writes that as a PNG preview, one per job, under the state directory.
 
-Its fault state (offline, paper out) and its job counter live in
+Typed verbs (:meth:`SimPrinter.paper_out`, ``paper_in``, ``switch_off``,
+``switch_on``) set its faults; ``sim_command`` maps the ``hubagent sim``
+command line onto them. Its fault state (offline, paper out) and its job
+counter live in
 ``sim-printer-<name>.json`` in the state directory, so a printer switched
 off stays off across a daemon restart, and preview names
 (``<name>-<counter>-<label>.png``) never repeat.
@@ -29,7 +32,7 @@ from PIL import Image, ImageDraw
 
 from hubagent.errors import DeviceError, DeviceUnavailable, InputError
 from hubagent.events import DeviceHealthChanged, DeviceStatus, EventSink, Health
-from hubagent.ports import DeviceEnv, PrinterState
+from hubagent.ports import DeviceEnv, PrinterState, check_label_fits
 from hubagent.printing import zpl
 from hubagent.printing.model import Label
 from hubagent.printing.render import render
@@ -37,7 +40,6 @@ from hubagent.printing.settings import SimPrinterSettings
 
 log = logging.getLogger(__name__)
 
-_VERBS = ("paper-out", "paper-in", "offline", "online")
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
@@ -62,7 +64,9 @@ class SimPrinter:
         self.language = settings.language
         self.dpi = settings.dpi
         self.width_dots = settings.width_dots
-        self.height_dots = int(settings.height_mm * settings.dpi / 25.4 + 1e-6)
+        # ESC/POS paper is continuous: only ZPL labels have a length.
+        self.height_dots: int | None = (int(settings.height_mm * settings.dpi / 25.4 + 1e-6)
+                                        if settings.language == "zpl" else None)
         self.preview_dir = env.state_dir / settings.preview_dir
         self.state_file = env.state_dir / f"sim-printer-{_SAFE.sub('_', name)}.json"
         self._lock = threading.Lock()
@@ -106,13 +110,12 @@ class SimPrinter:
         """Encode ``label`` like the real driver, capture the bytes and write a preview."""
         if copies < 1:
             raise InputError("bad_copies", f"copies must be at least 1, not {copies}")
+        check_label_fits(label, self.width_dots, self.height_dots)
         state = self.printer_state()
         if self._closed or state is PrinterState.OFFLINE:
             raise DeviceUnavailable(f"printer {self.name} is offline")
         if state is not PrinterState.ONLINE:
             raise DeviceError(f"printer {self.name}: {state.value.replace('_', ' ')}")
-        if label.width > self.width_dots:
-            raise InputError("label_too_wide", f"label is {label.width} dots wide; printer prints {self.width_dots}")
         image = render(label)
         data, preview = self._encode(image, copies)
         with self._lock:
@@ -129,23 +132,46 @@ class SimPrinter:
         with self._lock:
             return list(self._jobs)
 
-    # -- SimControl ----------------------------------------------------
+    # -- typed test verbs ---------------------------------------------
+    def paper_out(self) -> None:
+        """The roll runs out: jobs fail with DeviceError until :meth:`paper_in`."""
+        self._set_fault(paper_out=True)
+
+    def paper_in(self) -> None:
+        """A new roll is loaded."""
+        self._set_fault(paper_out=False)
+
+    def switch_off(self) -> None:
+        """The printer is switched off or unplugged: jobs fail with DeviceUnavailable."""
+        self._set_fault(offline=True)
+
+    def switch_on(self) -> None:
+        """The printer is back."""
+        self._set_fault(offline=False)
+
+    # -- the ``hubagent sim printer`` adapter -------------------------
     def sim_command(self, verb: str, args: Mapping[str, Any]) -> dict[str, Any]:
         """``paper-out``, ``paper-in``, ``offline``, ``online``; returns the new state."""
-        if verb not in _VERBS:
-            raise InputError("unknown_verb", f"unknown printer verb {verb!r} (known: {', '.join(_VERBS)})")
+        verbs = {"paper-out": self.paper_out, "paper-in": self.paper_in,
+                 "offline": self.switch_off, "online": self.switch_on}
+        if verb not in verbs:
+            raise InputError("unknown_verb", f"unknown printer verb {verb!r} (known: {', '.join(verbs)})")
         if args:
             raise InputError("bad_args", f"{verb} takes no arguments, got {', '.join(map(str, args))}")
-        with self._lock:
-            if verb in ("paper-out", "paper-in"):
-                self._paper_out = verb == "paper-out"
-            else:
-                self._offline = verb == "offline"
-            self._save_state()
-        self._emit()
+        verbs[verb]()
         return {"state": self.printer_state().value, "jobs": len(self._jobs)}
 
     # -- helpers -------------------------------------------------------
+    def _set_fault(self, *, paper_out: bool | None = None, offline: bool | None = None) -> None:
+        """Change the fault state, persist it and report the health."""
+        with self._lock:
+            if paper_out is not None:
+                self._paper_out = paper_out
+            if offline is not None:
+                self._offline = offline
+            self._save_state()
+        self._emit()
+
     def _load_state(self) -> None:
         """Fault state and job counter from the state file (missing or unreadable: defaults)."""
         doc: dict[str, Any] = {}
@@ -184,8 +210,6 @@ class SimPrinter:
 
     def _encode(self, image: Image.Image, copies: int) -> tuple[bytes, Image.Image]:
         if self.language == "zpl":
-            if image.height > self.height_dots:
-                raise InputError("label_too_long", f"label is {image.height} dots long; media is {self.height_dots}")
             data = zpl.encode_image(image, copies=copies)
             return data, zpl_decode.decode(data)[0].image
         from hubagent.drivers.escpos_printer import encode_escpos

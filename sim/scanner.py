@@ -2,13 +2,12 @@
 
 The simulator opens a pty pair and runs the real
 :class:`~hubagent.drivers.serial_scanner.SerialScanner` on the slave side;
-``sim_command("scan", {"code": ...})`` writes the code and terminator to the
-master side, so a simulated scan takes exactly the path of a real one
+:meth:`SimScanner.scan` writes the code and terminator to the master side, so a simulated scan takes exactly the path of a real one
 (pyserial read loop, framer, events).
 
 The scanner reads through a symlink (``<state_dir>/sim/scanner-<name>.tty``)
-to the current pty slave, so ``unplug`` (close the pty: reads fail with EIO)
-and ``replug`` (new pty, symlink re-pointed) exercise the driver's
+to the current pty slave, so :meth:`~SimScanner.unplug` (close the pty: reads fail with EIO)
+and :meth:`~SimScanner.replug` (new pty, symlink re-pointed) exercise the driver's
 reconnect path like a real USB unplug.
 """
 
@@ -36,7 +35,7 @@ MAX_INJECT = 65536
 
 
 class SimScanner:
-    """A pty-backed scanner with test verbs ``scan``, ``bytes``, ``unplug``, ``replug``."""
+    """A pty-backed scanner with typed test verbs ``scan``, ``send_bytes``, ``unplug``, ``replug``."""
 
     role = "scanners"
 
@@ -96,26 +95,48 @@ class SimScanner:
             except OSError:
                 log.debug("%s: cannot remove %s", self.name, self._link, exc_info=True)
 
-    # --- SimControl ------------------------------------------------------
+    # --- typed test verbs --------------------------------------------------
+
+    def scan(self, code: str) -> dict[str, Any]:
+        """Scan ``code``: its UTF-8 bytes and the terminator arrive on the port."""
+        if not isinstance(code, str) or not code:
+            raise InputError("bad_args", "scan needs a non-empty string 'code'")
+        return self._write(code.encode("utf-8") + self.settings.terminator.encode())
+
+    def send_bytes(self, data: bytes) -> dict[str, Any]:
+        """Send raw bytes as they are (noise, half codes, bad encodings)."""
+        if not data:
+            raise InputError("bad_args", "no bytes to send")
+        return self._write(bytes(data))
+
+    def unplug(self) -> None:
+        """Pull the cable: the reader's next read fails (EIO), as on a USB unplug."""
+        with self._lock:
+            self._unplug()
+
+    def replug(self) -> str:
+        """Plug back in (a new pty behind the same path); returns the pty's path."""
+        with self._lock:
+            if self._master is None:
+                self._plug()
+            return self._pty_path
+
+    # --- the ``hubagent sim scan`` and ``sim bytes`` adapter ---------------------------------
 
     def sim_command(self, verb: str, args: Mapping[str, Any]) -> dict[str, Any]:
-        """Carry out a test verb; InputError for unknown verbs or bad args."""
+        """Map ``scan`` {code}, ``bytes`` {hex}, ``unplug``, ``replug`` onto the typed verbs."""
         if verb == "scan":
             code = args.get("code")
-            if not isinstance(code, str) or not code:
+            if not isinstance(code, str):
                 raise InputError("bad_args", "scan needs a non-empty string 'code'")
-            return self._write(code.encode("utf-8") + self.settings.terminator.encode())
+            return self.scan(code)
         if verb == "bytes":
-            return self._write(_hex_arg(args))
+            return self.send_bytes(_hex_arg(args))
         if verb == "unplug":
-            with self._lock:
-                self._unplug()
+            self.unplug()
             return {"plugged": False}
         if verb == "replug":
-            with self._lock:
-                if self._master is None:
-                    self._plug()
-            return {"plugged": True, "pty": self._pty_path}
+            return {"plugged": True, "pty": self.replug()}
         raise InputError("unknown_verb", f"scanner simulator has no verb {verb!r} (scan, bytes, unplug, replug)")
 
     # --- pty handling ----------------------------------------------------

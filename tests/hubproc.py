@@ -20,6 +20,9 @@ class Daemon:
     """``hubagent run ...`` in a subprocess with a NOTIFY_SOCKET we listen on."""
 
     def __init__(self, args: list[str], state_dir: Path, env: dict[str, str] | None = None) -> None:
+        if args[:1] == ["run"] and "--web" not in args and "--no-web" not in args:
+            # Many daemons run at once here: the web pages only where a test asks.
+            args = [*args, "--no-web"]
         self.args = args
         self.state_dir = state_dir
         self.socket_path = state_dir / "api.sock"

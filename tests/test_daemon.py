@@ -102,3 +102,17 @@ def test_systemd_unit_verifies(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "hubagent.service" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
+def test_kiosk_unit_verifies(tmp_path: Path) -> None:
+    unit = (ROOT / "systemd" / "hubagent-kiosk.service").read_text()
+    # verify checks that the programs exist: cage is only on the kiosk Pi.
+    assert "/usr/bin/cage -d -s -- /usr/bin/chromium --kiosk" in unit
+    unit = unit.replace("/usr/bin/cage", shutil.which("true") or "/bin/true")
+    target = tmp_path / "hubagent-kiosk.service"
+    target.write_text(unit)
+    proc = subprocess.run(["systemd-analyze", "verify", str(target)],
+                          capture_output=True, text=True, timeout=60)
+    assert "hubagent-kiosk.service" not in proc.stderr, proc.stderr
+    assert "http://127.0.0.1:8080/kiosk" in unit

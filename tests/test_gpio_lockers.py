@@ -15,7 +15,7 @@ from gpiozero.pins.mock import MockFactory, MockPin
 
 from hubagent import registry
 from hubagent.drivers.gpio_lockers import DOOR_OPEN_TOO_LONG, GpioLockerBank
-from hubagent.errors import DeviceError, DeviceUnavailable, InputError
+from hubagent.errors import BankBusy, DeviceError, DeviceUnavailable, InputError
 from hubagent.events import Custom, DeviceHealthChanged, DoorChanged, Event, Health
 from hubagent.lockers.settings import GpioLockerSettings, check_pin_conflicts
 from hubagent.ports import DeviceEnv, LockerBank, SimControl
@@ -134,9 +134,9 @@ def test_pulse_ends_by_itself(factory: MockFactory, bank: tuple[GpioLockerBank, 
 def test_second_pulse_on_the_bank_is_refused_while_one_runs(bank: tuple[GpioLockerBank, Events]) -> None:
     b, _ = bank
     b.pulse("A1", 0.3)
-    with pytest.raises(DeviceError, match="bank busy"):
+    with pytest.raises(BankBusy, match="bank busy"):
         b.pulse("A2", 0.1)
-    with pytest.raises(DeviceError, match="bank busy"):
+    with pytest.raises(BankBusy, match="bank busy"):
         b.pulse("A1", 0.1)
     assert not b.energised("A2")
     until(lambda: not b.energised("A1"))

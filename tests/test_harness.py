@@ -47,34 +47,55 @@ class RawClient:
     """A bare paho client for playing the hub (or an intruder) in tests."""
 
     def __init__(self, broker: MosquittoBroker, *, v5: bool = True,
-                 user: str | None = None, password: str | None = None) -> None:
+                 user: str | None = None, password: str | None = None,
+                 client_id: str | None = None, persistent: bool = False) -> None:
+        """``persistent``: keep the session (v5 clean start off with an expiry; 3.1.1 clean session off)."""
         self.messages: list[mqtt.MQTTMessage] = []
         self.puback: dict[int, Any] = {}
-        self.subacks: set[int] = set()
+        self.subacks: dict[int, list[Any]] = {}
         self.cond = threading.Condition()
         self.connack: Any = None
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"raw-{uuid.uuid4()}",
-                                  protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311)
+        self.session_present: bool | None = None
+        self.disconnects = 0
+        proto = mqtt.MQTTv5 if v5 else mqtt.MQTTv311
+        extra: dict[str, Any] = {} if v5 else {"clean_session": not persistent}
+        # Inbound QoS 1 messages are acknowledged by paho after on_message.
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2,
+                                  client_id=client_id or f"raw-{uuid.uuid4()}", protocol=proto,
+                                  reconnect_on_failure=False, **extra)
         if user is not None:
             self.client.username_pw_set(user, password)
         self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.client.on_publish = self._on_publish
         self.client.on_subscribe = self._on_subscribe
-        self.client.connect(broker.host, broker.port)
+        kwargs: dict[str, Any] = {}
+        if v5 and persistent:
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = 3600
+            kwargs = {"clean_start": False, "properties": props}
+        self.client.connect(broker.host, broker.port, **kwargs)
         self.client.loop_start()
         self.wait(lambda: self.connack is not None)
 
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, rcs: Any,
                       props: Any) -> None:
         with self.cond:
-            self.subacks.add(mid)
+            self.subacks[mid] = list(rcs)
             self.cond.notify_all()
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any,
                     props: Any) -> None:
         with self.cond:
             self.connack = rc
+            self.session_present = bool(flags.session_present)
+            self.cond.notify_all()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, rc: Any,
+                       props: Any) -> None:
+        with self.cond:
+            self.disconnects += 1
             self.cond.notify_all()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -99,10 +120,11 @@ class RawClient:
         self.wait(lambda: info.mid in self.puback)
         return self.puback[info.mid]
 
-    def subscribe(self, *topics: str) -> None:
-        """Subscribe at QoS 1 and wait for the SUBACK."""
+    def subscribe(self, *topics: str) -> list[Any]:
+        """Subscribe at QoS 1, wait for the SUBACK and return its reason codes."""
         _, mid = self.client.subscribe([(t, 1) for t in topics])
         self.wait(lambda: mid in self.subacks)
+        return self.subacks[mid]
 
     def topics(self) -> list[str]:
         with self.cond:
@@ -316,8 +338,13 @@ def test_acl_confines_a_hub_to_its_own_subtree(secured: MosquittoBroker) -> None
         assert c.wait_for_events(1)[0]["id"] == "ev-1"
 
 
-def test_production_config_starts_with_tls_and_refuses_anonymous(
-        make_broker: MakeBroker, tmp_path: Path) -> None:
+def production_broker(make_broker: MakeBroker, tmp_path: Path,
+                      users: dict[str, str]) -> tuple[MosquittoBroker, Path, int]:
+    """Mosquitto running the shipped config/mosquitto/ as is, but for host paths and ports.
+
+    Returns the broker (its ``port`` is the plain loopback listener the
+    harness probes for readiness), the certificate folder and the TLS port.
+    """
     certs = tmp_path / "certs"
     certs.mkdir()
     subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
@@ -328,8 +355,6 @@ def test_production_config_starts_with_tls_and_refuses_anonymous(
     (certs / "ca.crt").write_bytes((certs / "server.crt").read_bytes())
     tls_port = free_port()
     conf = (CONFIG_DIR / "hubagent.conf").read_text()
-    # Run it as is but for host paths and ports; the plain loopback listener is
-    # the one the harness probes for readiness.
     conf = (conf.replace("listener 8883", f"listener {tls_port}")
             .replace("listener 1883 127.0.0.1", "listener {port} 127.0.0.1")
             .replace("/etc/mosquitto/certs/", f"{certs}/")
@@ -337,10 +362,16 @@ def test_production_config_starts_with_tls_and_refuses_anonymous(
             .replace("/var/lib/mosquitto/", "{workdir}/")
             .replace("log_dest syslog", "log_dest file {workdir}/mosquitto.log"))
     conf += f"user {pwd.getpwuid(os.getuid()).pw_name}\n"  # see MosquittoBroker
-    broker = make_broker(start=False, users={"central": "pwc"},
-                         acl=(CONFIG_DIR / "acl").read_text(), config=conf)
-    broker.start()
+    broker = make_broker(start=False, users=users, acl=(CONFIG_DIR / "acl").read_text(),
+                         config=conf)
+    return broker.start(), certs, tls_port
+
+
+def test_production_config_starts_with_tls_and_refuses_anonymous(
+        make_broker: MakeBroker, tmp_path: Path) -> None:
+    broker, certs, tls_port = production_broker(make_broker, tmp_path, {"central": "pwc"})
     assert RawClient(broker).connack.is_failure  # anonymous, plain loopback
+    assert "set_tcp_nodelay true" in broker.config_text()
     c = mqtt.Client(CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     c.tls_set(ca_certs=str(certs / "ca.crt"), cert_reqs=ssl.CERT_REQUIRED)
     c.username_pw_set("central", "pwc")
@@ -353,6 +384,62 @@ def test_production_config_starts_with_tls_and_refuses_anonymous(
     finally:
         c.disconnect()
         c.loop_stop()
+
+
+HUB_A, HUB_B = "hub-7", "hub-8"
+A_ID = f"hubagent-{HUB_A}"  # hub A's client id, as hubagent makes it
+TAKEOVER_USERS = {HUB_A: "pw7", HUB_B: "pw8", "central": "pwc"}
+
+
+@pytest.mark.parametrize("v5", [True, False], ids=["v5", "v311"])
+def test_one_hubs_credentials_cannot_take_over_another_hubs_session(
+        make_broker: MakeBroker, tmp_path: Path, v5: bool) -> None:
+    broker, _, _ = production_broker(make_broker, tmp_path, TAKEOVER_USERS)
+    central = RawClient(broker, v5=v5, user="central", password="pwc")
+    central.subscribe("hubs/#")
+    # Hub A makes its persistent session, subscribes and goes offline.
+    hub_a = RawClient(broker, v5=v5, user=HUB_A, password="pw7", client_id=A_ID, persistent=True)
+    hub_a.subscribe(f"hubs/{HUB_A}/cmd/#")
+    hub_a.close()
+    for n in range(3):
+        assert not central.publish(f"hubs/{HUB_A}/cmd/ping", f'{{"id": "c{n}"}}').is_failure
+    # Hub B's credentials with hub A's client id: a session of B's own, never A's.
+    intruder = RawClient(broker, v5=v5, user=HUB_B, password="pw8", client_id=A_ID,
+                         persistent=True)
+    assert not intruder.connack.is_failure and intruder.session_present is False
+    # Mosquitto 2.0 grants any subscription and applies the ACL to each delivery.
+    intruder.subscribe(f"hubs/{HUB_A}/cmd/#", f"hubs/{HUB_A}/ack")
+    rc = intruder.publish(f"hubs/{HUB_A}/events/scan", envelope(1))
+    assert rc.is_failure if v5 else True  # 3.1.1 PUBACKs a denied publish: central must not see it
+    assert not central.publish(f"hubs/{HUB_A}/cmd/ping", b'{"id": "c3"}').is_failure
+    # Hub A comes back: its session and all four queued commands are still there.
+    hub_a = RawClient(broker, v5=v5, user=HUB_A, password="pw7", client_id=A_ID, persistent=True)
+    assert hub_a.session_present is True
+    hub_a.wait(lambda: len(hub_a.topics()) == 4)
+    assert sorted(json.loads(m.payload)["id"] for m in hub_a.messages) == ["c0", "c1", "c2", "c3"]
+    # While hub A is online, the intruder connecting again does not knock it off.
+    intruder.close()
+    again = RawClient(broker, v5=v5, user=HUB_B, password="pw8", client_id=A_ID)
+    central.publish(f"hubs/{HUB_A}/cmd/ping", b'{"id": "c4"}')
+    hub_a.wait(lambda: len(hub_a.topics()) == 5)
+    assert hub_a.disconnects == 0 and intruder.topics() == [] and again.topics() == []
+    assert f"hubs/{HUB_A}/events/scan" not in central.topics()
+    for client in (again, hub_a, central):
+        client.close()
+
+
+def test_without_username_as_clientid_the_takeover_works(make_broker: MakeBroker,
+                                                          tmp_path: Path) -> None:
+    """What the shipped setting prevents (so the test above can fail)."""
+    broker, _, _ = production_broker(make_broker, tmp_path, TAKEOVER_USERS)
+    broker.config = (broker.config or "").replace("use_username_as_clientid true", "")
+    broker.restart()
+    hub_a = RawClient(broker, user=HUB_A, password="pw7", client_id=A_ID, persistent=True)
+    hub_a.subscribe(f"hubs/{HUB_A}/cmd/#")
+    intruder = RawClient(broker, user=HUB_B, password="pw8", client_id=A_ID, persistent=True)
+    assert intruder.session_present is True  # hub A's session, now the intruder's
+    hub_a.wait(lambda: hub_a.disconnects > 0)
+    intruder.close()
 
 
 # -- Central ---------------------------------------------------------------------

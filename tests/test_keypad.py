@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import errno
-import os
 import queue
-import threading
 import typing
 from pathlib import Path
 from typing import Any
@@ -13,7 +10,7 @@ from typing import Any
 import msgspec
 import pytest
 import evdev
-from evdev import InputEvent, ecodes
+from evdev import ecodes
 
 from hubagent.drivers import hid_keypad
 from hubagent.drivers.hid_keypad import HidKeypad, KeypadDecoder
@@ -23,6 +20,8 @@ from hubagent.events import CodeEntered, DeviceHealthChanged, Event, Health
 from hubagent.lockers.settings import HidKeypadSettings, SimKeypadSettings
 from hubagent.ports import DeviceEnv, SimControl
 from hubagent.sim.keypad import SimKeypad
+
+from fixtures_keyboard import FakeKeyboard
 
 ENV = DeviceEnv("hub-test", Path("/nonexistent"))
 DOWN, UP, REPEAT = 1, 0, 2
@@ -109,65 +108,6 @@ def test_overlong_entry_is_dropped_whole() -> None:
     assert keys(d, digits("12345678") + ["KEY_ENTER"]) == []
     assert d.rejected == 1
     assert keys(d, digits("123456") + ["KEY_ENTER"]) == ["123456"]
-
-
-class FakeKeyboard:
-    """Stands in for ``evdev.InputDevice`` (this machine has no /dev/uinput).
-
-    A real pipe provides the file descriptor the driver selects on, so the
-    driver's own blocking read loop, grab and unplug handling all run.
-    """
-
-    opened: list["FakeKeyboard"] = []
-
-    def __init__(self, path: str) -> None:
-        if not os.path.exists(path):
-            raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
-        self.path = path
-        self._r, self._w = os.pipe()
-        os.set_blocking(self._r, False)
-        self._events: list[InputEvent] = []
-        self._lock = threading.Lock()
-        self.unplugged = False
-        self.grabbed = False
-        self.closed = False
-        FakeKeyboard.opened.append(self)
-
-    @property
-    def fd(self) -> int:
-        return self._r
-
-    def grab(self) -> None:
-        self.grabbed = True
-
-    def ungrab(self) -> None:
-        self.grabbed = False
-
-    def close(self) -> None:
-        self.closed = True
-        for fd in (self._r, self._w):
-            os.close(fd)
-
-    def read(self) -> list[InputEvent]:
-        os.read(self._r, 4096)  # BlockingIOError when nothing arrived, like evdev
-        if self.unplugged:
-            raise OSError(errno.ENODEV, "No such device")
-        with self._lock:
-            events, self._events = self._events, []
-        return events
-
-    def type(self, names: list[str]) -> None:
-        with self._lock:
-            for name in names:
-                code = getattr(ecodes, name)
-                self._events.append(InputEvent(1, 0, ecodes.EV_KEY, code, DOWN))
-                self._events.append(InputEvent(1, 1000, ecodes.EV_KEY, code, UP))
-                self._events.append(InputEvent(1, 1000, ecodes.EV_SYN, 0, 0))
-        os.write(self._w, b".")
-
-    def unplug(self) -> None:
-        self.unplugged = True
-        os.write(self._w, b".")
 
 
 def test_hid_keypad_reads_grabs_and_survives_unplugging(tmp_path: Path,

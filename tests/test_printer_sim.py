@@ -18,6 +18,7 @@ from hubagent.ports import DeviceEnv, Printer, PrinterState, SimControl
 from hubagent.printing.bench import SAMPLE_FIELDS
 from hubagent.printing.settings import SimPrinterSettings
 from hubagent.printing.templates import COMMAND_CODES, load_templates
+from labelcheck import check_glyphs, text_boxes
 
 EXPECTED_CODES = {
     "shelf": [SAMPLE_FIELDS["shelf"]["gtin"]],
@@ -130,7 +131,7 @@ def test_label_too_big_for_the_media_is_refused(tmp_path, templates) -> None:
     label = templates["parcel"].layout(SAMPLE_FIELDS["parcel"], 203, printer.width_dots)
     with pytest.raises(InputError) as err:
         printer.print_label(label)
-    assert err.value.code == "label_too_long"
+    assert err.value.code == "label_too_big"
     narrow, _ = make(tmp_path, language="escpos", width_mm=48.0)
     with pytest.raises(InputError):
         narrow.print_label(label)
@@ -151,3 +152,54 @@ def test_sim_printer_satisfies_the_ports(tmp_path) -> None:
 def test_bad_sim_settings_are_rejected(table) -> None:
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert(table, SimPrinterSettings, strict=True)
+
+
+# --- Unicode text on real labels, through both printer languages -------------------
+
+WORDS = ["Müller", "Łódź", "Ελλάδα", "Москва", "€"]
+UNICODE_FIELDS = {
+    "shelf": lambda w: {**SAMPLE_FIELDS["shelf"], "name": f"Tee {w}"},
+    "bin": lambda w: {**SAMPLE_FIELDS["bin"], "zone": w},
+    "parcel": lambda w: {**SAMPLE_FIELDS["parcel"], "recipient": f"{w} Anna", "hub": w},
+    "pickup": lambda w: {**SAMPLE_FIELDS["pickup"], "expiry": f"2026-12-01 {w}"},
+}
+
+
+@pytest.mark.parametrize("language", ["zpl", "escpos"])
+@pytest.mark.parametrize("word", WORDS)
+@pytest.mark.parametrize("name", sorted(UNICODE_FIELDS))
+def test_unicode_text_prints_with_real_glyphs_and_every_code_scans(tmp_path, templates, language, word,
+                                                                   name) -> None:
+    from hubagent.printing.model import Barcode
+
+    printer, _ = make(tmp_path, language=language)
+    label = templates[name].layout(UNICODE_FIELDS[name](word), printer.dpi, printer.width_dots)
+    printer.print_label(label)
+    with Image.open(printer.jobs()[0].preview) as png:
+        preview = png.convert("1")
+    boxes = text_boxes(label, word)
+    assert boxes, f"{word!r} is on no text element of {name}"
+    check_glyphs(preview, boxes, word)
+    expected_codes = sorted(el.data for el in label.elements if isinstance(el, Barcode))
+    assert expected_codes and sorted(r.text for r in zxingcpp.read_barcodes(preview.convert("L"))) == expected_codes
+
+
+def test_the_glyph_check_catches_a_transliterated_label(tmp_path, templates) -> None:
+    """The check above can fail: the same label with "Łódź" printed as "Lodz" is caught."""
+    import dataclasses
+
+    from unidecode import unidecode
+
+    from hubagent.printing.model import Text
+
+    printer, _ = make(tmp_path, language="zpl")
+    label = templates["parcel"].layout(UNICODE_FIELDS["parcel"]("Łódź"), printer.dpi, printer.width_dots)
+    boxes = text_boxes(label, "Łódź")
+    mangled = dataclasses.replace(label, elements=tuple(
+        dataclasses.replace(el, lines=tuple(unidecode(ln) for ln in el.lines)) if isinstance(el, Text) else el
+        for el in label.elements))
+    printer.print_label(mangled)
+    with Image.open(printer.jobs()[0].preview) as png:
+        preview = png.convert("1")
+    with pytest.raises(AssertionError, match="real glyphs"):
+        check_glyphs(preview, boxes, "Łódź")

@@ -13,6 +13,8 @@ from PIL import Image
 from central import Central
 from fixtures_mqtt import MosquittoBroker
 from hubagent.printing.bench import SAMPLE_FIELDS
+from hubagent.printing.templates import load_templates
+from labelcheck import check_glyphs, text_boxes
 from hubproc import Daemon, mqtt_table, wait_until, write_hub_config
 
 PRINTERS = """
@@ -65,8 +67,8 @@ def test_print_over_mqtt_and_the_cli_and_paper_out_raises_an_alert(
         central: Central, hub_cfg: Path, daemon_factory: Callable[..., Daemon]) -> None:
     hub = start(daemon_factory, hub_cfg)
     central.wait_for_state("online")
-    # Cyrillic cannot be drawn by the label font: it is transliterated and the label prints.
-    parcel = {**SAMPLE_FIELDS["parcel"], "recipient": "Алексей Иванов"}
+    # Cyrillic, Polish and Greek print as written, with the label font's real glyphs.
+    parcel = {**SAMPLE_FIELDS["parcel"], "recipient": "Алексей Иванов, Łódź", "hub": "Ελλάδα 7"}
     r = central.command("print", {"template": "parcel", "fields": parcel}, id="m1")
     assert r["ok"] and r["result"]["printer"] == "label", r
     pickup = SAMPLE_FIELDS["pickup"]
@@ -85,6 +87,10 @@ def test_print_over_mqtt_and_the_cli_and_paper_out_raises_an_alert(
                                               "receipt-00002-picklist.png"]
     label, slip, _ = previews(hub)
     assert codes(label) == [f"HA:PCL:{parcel['parcel_id']}"]
+    laid_out = load_templates()["parcel"].layout(parcel, 203, 812)
+    with Image.open(label) as png:
+        for word in ("Алексей", "Łódź", "Ελλάδα"):
+            check_glyphs(png.convert("1"), text_boxes(laid_out, word), word)
     assert codes(slip) == [pickup["qr"]]
 
     hub.sim("printers", "paper-out", name="label")
@@ -149,7 +155,14 @@ BAD = [
      "does not fit"),
     ("bad check digit", {"template": "shelf", "fields": {**SAMPLE_FIELDS["shelf"], "gtin": "4006381333932"}},
      "bad_barcode_data", "check digit"),
-    ("control character", {"template": "bin", "fields": {"bin": "A\x071"}}, "bad_value", "bin"),
+    # Refused at the command boundary, naming the field, before the label is looked at.
+    ("control character", {"template": "bin", "fields": {"bin": "A\x071"}}, "bad_args", "fields.bin"),
+    ("bidi override", {"template": "parcel", "fields": {**SAMPLE_FIELDS["parcel"], "recipient": "Anna \u202e"}},
+     "bad_args", "fields.recipient"),
+    ("code the hub refuses on scan", {"template": "bin", "fields": {"bin": "A_01"}}, "unscannable_code",
+     "HA:BIN:A_01"),
+    ("price rounded", {"template": "shelf", "fields": {**SAMPLE_FIELDS["shelf"], "price": "1.299"}},
+     "too_many_decimals", "1.299"),
     ("too wide for the printer", {"template": "parcel", "fields": SAMPLE_FIELDS["parcel"], "printer": "receipt"},
      "label_too_wide", "parcel"),
     ("copies zero", {"template": "bin", "fields": {"bin": "A-1"}, "copies": 0}, "bad_args", "copies"),

@@ -184,10 +184,11 @@ def test_command_line_strings_are_typed_for_number_and_list_fields(tmp_path: Pat
         assert cmd(app, "print", id="s", template="shelf", fields=shelf)["ok"]
         assert cmd(app, "print", id="p", template="picklist", fields={"title": "T", "lines": "1 x tea"})["ok"]
         r = cmd(app, "print", id="bad", template="shelf", fields={**shelf, "price": "cheap"})
-        assert r["error"]["code"] == "wrong_type" and "price" in r["error"]["message"]
+        assert r["error"]["code"] == "bad_value" and "price" in r["error"]["message"]
         await until(lambda: len(events(app, "print.done")) == 2)
         stored = queue.get(app.store.conn, "s")
-        assert stored is not None and stored.fields["price"] == 1.29
+        # A price stays the exact decimal that was typed; a plain number field is typed.
+        assert stored is not None and stored.fields["price"] == "1.29" and stored.fields["net_content"] == 1
 
     run(tmp_path, body)
 
@@ -276,3 +277,69 @@ def test_sim_printer_keeps_its_fault_and_counter_across_restarts(tmp_path: Path)
     assert third.status().health is Health.OK
     third.print_label(label)
     assert [p.name for p in previews(tmp_path)] == [f"label-0000{n}-bin.png" for n in (1, 2, 3)]
+
+
+def catalog_config(state: Path) -> Any:
+    return from_dict({
+        "hub": {"id": "t1", "state_dir": str(state)},
+        "printers": {"label": {"driver": "sim", "language": "zpl"}},
+        "printing": {"currency": "PLN", "retry_min_s": 0.05, "retry_max_s": 0.2},
+        "scanners": {"front": {"driver": "sim"}},
+        "scanning": {"lookup_prints_label": "label"},
+    })
+
+
+def shelf_texts(app: App, job: str) -> list[str]:
+    from hubagent.printing.model import Text
+
+    stored = queue.get(app.store.conn, job)
+    assert stored is not None
+    label = app.printing.templates["shelf"].layout(stored.fields, 203, 812)
+    return [" ".join(el.lines) for el in label.elements if isinstance(el, Text)]
+
+
+def test_a_shelf_label_from_only_a_sku_or_a_lookup_scan_is_filled_from_the_catalog(tmp_path: Path) -> None:
+    from hubagent.stock import ledger
+
+    async def main() -> None:
+        app = build_app(catalog_config(tmp_path), simulated=True)
+        await app.start()
+        try:
+            await body(app)
+        finally:
+            await app.stop()
+
+    async def body(app: App) -> None:
+        items = [{"sku": "SER-1", "name": "Ser Łódzki Müller", "gtins": ["5901234123457"], "price": "12.99",
+                  "bin": "A-01", "unit": "kg"},
+                 {"sku": "NOPRICE-1", "name": "Tea", "gtins": []}]
+        assert cmd(app, "catalog.upsert", id="c1", items=items)["ok"]
+        with app.store.write() as tx:  # net content (per-item extra data of the catalog)
+            ledger.upsert_sku(tx, "OIL-1", "Oliwa Ελλάδα", ["04006381333931"], "4.99", "B-02",
+                              extra={"net_content": 750, "net_unit": "ml"})
+        assert cmd(app, "print", id="s1", template="shelf", fields={"sku": "SER-1"})["ok"]
+        assert cmd(app, "print", id="s2", template="shelf", fields={"sku": "OIL-1"})["ok"]
+        assert cmd(app, "print", id="s3", template="shelf", fields={"sku": "SER-1", "price": "9.99"})["ok"]
+        stored = queue.get(app.store.conn, "s1")
+        assert stored is not None and stored.fields == {
+            "sku": "SER-1", "name": "Ser Łódzki Müller", "price": "12.99", "gtin": "5901234123457",
+            "bin": "A-01", "unit": "kg", "currency": "PLN"}
+        assert {"Ser Łódzki Müller", "12.99 zł", "SKU SER-1", "Bin A-01", "per kg"} <= set(shelf_texts(app, "s1"))
+        assert {"4.99 zł", "6.65 zł / l"} <= set(shelf_texts(app, "s2"))  # 4.99 / 0.75 l = 6.653
+        assert "9.99 zł" in shelf_texts(app, "s3")  # a field the job gives wins over the catalog
+        r = cmd(app, "print", id="x1", template="shelf", fields={"sku": "NOPE-1"})
+        assert r["error"]["code"] == "unknown_sku" and "NOPE-1" in r["error"]["message"]
+        r = cmd(app, "print", id="x2", template="shelf", fields={"sku": "NOPRICE-1"})
+        assert r["error"]["code"] == "missing_field" and "price" in r["error"]["message"]
+        full = {"sku": "NEW-1", "name": "Not in the catalog yet", "price": "1.00"}
+        assert cmd(app, "print", id="s4", template="shelf", fields=full)["ok"]
+        # A lookup scan (the scanner's default mode) prints the same label from the catalog.
+        app.sim_command("scanners", "front", "scan", {"code": "SER-1"})
+        await until(lambda: len(events(app, "print.done")) == 5)
+        lookup = [j for j in events(app, "print.queued") if j["job"] not in ("s1", "s2", "s3", "s4")]
+        assert len(lookup) == 1 and lookup[0]["template"] == "shelf"
+        assert shelf_texts(app, lookup[0]["job"]) == shelf_texts(app, "s1")
+
+    asyncio.run(main())
+    printed = [codes(p) for p in previews(tmp_path)]
+    assert printed == [["5901234123457"], ["4006381333931"], ["5901234123457"], ["NEW-1"], ["5901234123457"]]

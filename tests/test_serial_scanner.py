@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import queue
 import time
-import tty
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -17,37 +15,11 @@ from hubagent.events import DeviceHealthChanged, Health, RawScan, ScanRejectedAt
 from hubagent.ports import DeviceEnv
 from hubagent.scanning.settings import SerialScannerSettings, SimScannerSettings
 from hubagent.sim.scanner import SimScanner
+
+from fixtures_pty import Pty
 from hubproc import next_matching
 
 TIMEOUT = 10.0
-
-
-class Pty:
-    """A pty pair whose slave is reached through a symlink we can re-point (replug)."""
-
-    def __init__(self, link: Path) -> None:
-        self.link = link
-        self.master: int | None = None
-        self.slave: int | None = None
-        self.plug()
-
-    def plug(self) -> None:
-        self.master, self.slave = os.openpty()
-        tty.setraw(self.slave)
-        tmp = self.link.with_suffix(".tmp")
-        tmp.unlink(missing_ok=True)
-        tmp.symlink_to(os.ttyname(self.slave))
-        os.replace(tmp, self.link)
-
-    def unplug(self) -> None:
-        for fd in (self.master, self.slave):
-            if fd is not None:
-                os.close(fd)
-        self.master = self.slave = None
-
-    def write(self, data: bytes) -> None:
-        assert self.master is not None
-        os.write(self.master, data)
 
 
 def next_event(q: queue.Queue, want: Callable[[Any], bool]) -> Any:

@@ -26,6 +26,10 @@ from hubagent.errors import ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
+
+class SecretMissing(ConfigError):
+    """No source holds a code secret; ``reason`` lists every place looked in."""
+
 MIN_LENGTH = 4
 """Shortest code accepted anywhere."""
 MAX_LENGTH = 12
@@ -143,16 +147,25 @@ def load_secret(name: str = SECRET_NAME, *, env_var: str | None = SECRET_ENV,
         return _parse_secret(_read_text(path), str(path))
     if env_var and env.get(env_var):
         return _parse_secret(env[env_var], f"${env_var}")
-    if state_dir is None:
-        raise ConfigError(name, "", "no code secret: set a systemd credential or "
-                          f"${env_var}, or give a state directory")
-    path = Path(state_dir) / name
-    if path.exists():
-        _check_private(path)
-        return _parse_secret(_read_text(path), str(path))
-    if not create:
-        raise ConfigError(str(path), "", "no code secret found")
-    return _create_secret(path)
+    local = Path(state_dir) / name if state_dir is not None else None
+    if local is not None and local.exists():
+        _check_private(local)
+        return _parse_secret(_read_text(local), str(local))
+    if not create or local is None:
+        raise SecretMissing(name, "", "no code secret found; looked in " + _places(name, env_var, local, env))
+    return _create_secret(local)
+
+
+def _places(name: str, env_var: str | None, path: Path | None, env: Mapping[str, str]) -> str:
+    """Every place :func:`load_secret` looks, as one phrase for an error message."""
+    creds = env.get("CREDENTIALS_DIRECTORY")
+    places = [f"$CREDENTIALS_DIRECTORY/{name} ("
+              + (f"no such file in {creds}" if creds else "$CREDENTIALS_DIRECTORY is not set") + ")"]
+    if env_var:
+        places.append(f"${env_var} (not set)")
+    if path is not None:
+        places.append(f"{path} (no such file)")
+    return ", ".join(places)
 
 
 def _read_text(path: Path) -> str:

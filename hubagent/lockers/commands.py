@@ -162,7 +162,7 @@ class LockerCommands:
         repo.audit(tx, "assigned", bank=bank, compartment=comp, ref=args.parcel, source=ctx.source,
                    command=ctx.id, size=args.size)
         result = {"parcel": args.parcel, "bank": bank, "compartment": comp,
-                  "size": self.svc.bank_settings[bank].compartments[comp].size, "expires_at": expires_at}
+                  "size": self.svc.layouts[bank][comp].size, "expires_at": expires_at}
         ctx.tx.emit("parcel.assigned", {**result, "command": ctx.id})
         return result
 

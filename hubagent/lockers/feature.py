@@ -70,14 +70,14 @@ def status(svc: LockerService) -> dict[str, Any]:
     """Every compartment's state, door, lock output, contents (never codes) and faults."""
     rows = {(r["bank"], r["compartment"]): r for r in repo.compartments(svc.store.conn, svc.banks)}
     banks: dict[str, Any] = {}
-    for name, settings in svc.bank_settings.items():
+    for name, layout in svc.layouts.items():
         bank = svc.banks[name]
         comps = {}
-        for comp, cs in settings.compartments.items():
+        for comp, info in layout.items():
             row = rows.get((name, comp), {})
             is_open = svc.door_open(name, comp)
             comps[comp] = {
-                "size": cs.size,
+                "size": info.size,
                 "state": row.get("state", "unknown"),
                 "door": "unknown" if is_open is None else ("open" if is_open else "closed"),
                 "energised": _energised(bank, comp),

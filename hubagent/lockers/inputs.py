@@ -13,6 +13,7 @@ working. Every attempt is audited and sent as an event, never with the code.
 from __future__ import annotations
 
 import enum
+from dataclasses import dataclass
 import hmac
 import logging
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,23 @@ class Outcome(enum.Enum):
     REJECTED = "rejected"      # wrong, malformed or expired code
     LOCKED_OUT = "locked_out"  # the device is locked out; the code was not checked
     NOTHING = "nothing"        # a valid code with nothing to open right now
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One code attempt's outcome, with what a screen can tell the person.
+
+    ``reason`` is the purpose that opened (``pickup``, ``return``, ``staff``),
+    or why nothing opened (``wrong``, ``expired``, ``malformed``,
+    ``locked_out``, or the refusal code such as ``not_stored`` or
+    ``no_free_compartment``). ``retry_in_s`` is the lock-out wait, if any.
+    """
+
+    outcome: Outcome
+    reason: str
+    bank: str | None = None
+    compartment: str | None = None
+    retry_in_s: float | None = None
 
 
 class CodeDesk:
@@ -95,16 +113,21 @@ class CodeDesk:
     # -- checking -------------------------------------------------------------------
     def submit(self, source: str, raw: str, purposes: tuple[str, ...]) -> Outcome:
         """Check one attempt from ``source`` and open what it entitles to."""
+        return self.attempt(source, raw, purposes).outcome
+
+    def attempt(self, source: str, raw: str, purposes: tuple[str, ...]) -> "Attempt":
+        """Like :meth:`submit`, with what a screen tells the person: door, reason, wait."""
         now = self.svc.clock()
         wait = self.svc.limiter.check(source, now)
         if wait > 0:
             self._rejected(source, "locked_out", retry_in_s=round(wait, 1))
-            return Outcome.LOCKED_OUT
+            return Attempt(Outcome.LOCKED_OUT, "locked_out", retry_in_s=round(wait, 1))
         self.app.set_alert(f"locker-input:{source}", None)
         found, reason = self._find(raw, purposes)
         if found is None:
             self._failure(source, now, reason)
-            return Outcome.REJECTED
+            left = self.svc.limiter.check(source, self.svc.clock())
+            return Attempt(Outcome.REJECTED, reason, retry_in_s=round(left, 1) if left > 0 else None)
         purpose, row = found
         try:
             with self.store.write() as tx:
@@ -114,13 +137,34 @@ class CodeDesk:
             # Only an opening forgives earlier failures: a live code that opens
             # nothing now (a parcel not loaded yet) neither counts nor resets.
             self.svc.limiter.success(source, now)
-            return Outcome.OPENED
+            return Attempt(Outcome.OPENED, purpose, bank=opened[0], compartment=opened[1])
         except CommandError as e:
             with self.store.write() as tx:
                 repo.audit(tx, "code_no_action", ref=row["ref"], source=source, purpose=purpose,
                            why=e.code)
                 tx.emit("locker.code_no_action", {"source": source, "purpose": purpose, "reason": e.code})
-            return Outcome.NOTHING
+            return Attempt(Outcome.NOTHING, e.code)
+
+    def identify_staff(self, source: str, raw: str) -> str | None:
+        """The staff member a typed staff code belongs to (a sign-in), opening nothing.
+
+        Checked like any code: the same hashes, the same lock-out for ``source``,
+        and every attempt audited.
+        """
+        now = self.svc.clock()
+        wait = self.svc.limiter.check(source, now)
+        if wait > 0:
+            self._rejected(source, "locked_out", retry_in_s=round(wait, 1))
+            return None
+        found, reason = self._find(raw, ("staff",))
+        if found is None:
+            self._failure(source, now, reason)
+            return None
+        self.svc.limiter.success(source, now)
+        staff = str(found[1]["ref"])
+        with self.store.write() as tx:
+            repo.audit(tx, "staff_sign_in", ref=staff, source=source)
+        return staff
 
     def _find(self, raw: str, purposes: tuple[str, ...]) -> tuple[tuple[str, dict[str, Any]] | None, str]:
         assert self.svc.secret is not None, "the locker service has not started"
@@ -201,8 +245,8 @@ class CodeDesk:
         staff = code["ref"]
         waiting = {(r["bank"], r["compartment"]) for r in repo.compartments(tx, self.svc.banks)
                    if r["state"] in (State.EXPIRED.value, State.RETURNED.value)}
-        for bank, settings in self.svc.bank_settings.items():
-            for comp in settings.compartments:
+        for bank, layout in self.svc.layouts.items():
+            for comp in layout:
                 if (bank, comp) in waiting:
                     self.svc.release(tx, bank, comp, Purpose.RETRIEVE, source=source,
                                      reason="retrieve", staff=staff)

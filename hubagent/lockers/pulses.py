@@ -1,7 +1,7 @@
 """Lock pulses, one bank at a time: a FIFO per bank on the core thread.
 
 The driver refuses a second pulse while one runs on the same bank (the
-locks share a supply), raising ``DeviceError("bank busy")``. A release
+locks share a supply), raising :class:`~hubagent.errors.BankBusy`. A release
 that finds its bank busy waits its turn here, retrying every
 :data:`RETRY_S`, for at most ``busy_wait_s``; then it is given up and
 undone. A job carrying an MQTT v5 deadline is checked right before its
@@ -14,9 +14,11 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, Callable
 
-from hubagent.errors import DeviceError, InputError
+from hubagent.errors import BankBusy, DeviceError, InputError
+from hubagent.ports import LockerBank
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,7 @@ class PulseQueue:
     ``call_later``; without a loop a busy bank fails the job at once).
     """
 
-    def __init__(self, banks: dict[str, Any], later: Callable[[float, Callable[[], None]], bool],
+    def __init__(self, banks: Mapping[str, LockerBank], later: Callable[[float, Callable[[], None]], bool],
                  on_pulsed: Callable[[PulseJob], None],
                  on_failed: Callable[[PulseJob, str], None]) -> None:
         """Remember the banks and the callbacks; runs nothing yet."""
@@ -103,9 +105,9 @@ class PulseQueue:
             return "expired"
         try:
             self._banks[job.bank].pulse(job.compartment, job.seconds)
+        except BankBusy:
+            return "busy"
         except DeviceError as e:
-            if str(e) == "bank busy":
-                return "busy"
             return f"device error: {e}"
         except InputError as e:
             return f"refused: {e.message}"

@@ -12,9 +12,11 @@ until central clears it. Everything here runs on the core thread.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import time
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -23,9 +25,10 @@ from hubagent.events import DeviceHealthChanged, DoorChanged, Health
 from hubagent.lockers import codes, expiry, repo
 from hubagent.lockers.lockout import AttemptLimiter
 from hubagent.lockers.pulses import PulseJob, PulseQueue
-from hubagent.lockers.settings import GpioLockerSettings, LockerPolicySettings
+from hubagent.lockers.settings import LockerPolicySettings
 from hubagent.lockers.state import Purpose, State, TransitionError
 from hubagent.lockers import state as sm
+from hubagent.ports import CompartmentInfo, Device, LockerBank
 from hubagent.store.store import Tx
 
 if TYPE_CHECKING:
@@ -48,9 +51,10 @@ class LockerService:
         """Monotonic clock of lock-outs (tests inject their own)."""
         self.wall: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
         """Wall clock of expiry (tests inject their own)."""
-        self.banks: dict[str, Any] = {e.name: e.device for e in app.devices_of("lockers")}
-        self.bank_settings: dict[str, GpioLockerSettings] = {
-            d.name: d.settings for d in app.config.devices_of("lockers")}
+        self.banks: dict[str, LockerBank] = {e.name: _as_bank(e.device) for e in app.devices_of("lockers")}
+        self.layouts: dict[str, Mapping[str, CompartmentInfo]] = {
+            name: bank.layout() for name, bank in self.banks.items()}
+        """Each bank's compartments (size, pulse limit, door limit), from the bank itself."""
         self.limiter = AttemptLimiter(policy.max_failures, policy.base_lockout_s,
                                       policy.max_lockout_s, policy.forget_after_s)
         self.secret: bytes | None = None
@@ -67,8 +71,8 @@ class LockerService:
         p = self.policy
         self.secret = codes.load_secret(p.secret_name, env_var=p.secret_env or None,
                                         state_dir=self.app.config.state_dir, create=p.create_secret)
-        layout = {bank: {c: cs.size for c, cs in s.compartments.items()}
-                  for bank, s in self.bank_settings.items()}
+        layout: dict[str, dict[str, str]] = {bank: {c: info.size for c, info in comps.items()}
+                  for bank, comps in self.layouts.items()}
         with self.store.write() as tx:
             repo.sync_compartments(tx, layout)
         self._started = True
@@ -148,7 +152,7 @@ class LockerService:
             handle.cancel()
 
     # -- helpers -------------------------------------------------------------
-    def bank(self, name: str) -> Any:
+    def bank(self, name: str) -> LockerBank:
         """A configured bank; CommandError("unknown_bank") otherwise."""
         if name not in self.banks:
             raise CommandError("unknown_bank", f"no locker bank {name!r} (known: {', '.join(self.banks)})")
@@ -185,7 +189,7 @@ class LockerService:
         if self.parked:
             raise CommandError("parked", "the locks are parked for a power-off; no releases now")
         row = repo.compartment(tx, bank, compartment)
-        if row is None or compartment not in self.bank_settings[bank].compartments:
+        if row is None or compartment not in self.layouts[bank]:
             raise CommandError("unknown_compartment", f"bank {bank} has no compartment {compartment!r}")
         current = State(row["state"])
         try:
@@ -209,7 +213,7 @@ class LockerService:
         repo.update_compartment(tx, bank, compartment, state=target.value, prior=current.value,
                                 release_id=release_id, release_ref=command, released_at=repo.format_time(self.wall()),
                                 door_moved=int(already_open))
-        seconds = self.bank_settings[bank].compartments[compartment].pulse_s
+        seconds = self.layouts[bank][compartment].max_pulse_s
         job = PulseJob(bank, compartment, release_id, seconds,
                        give_up_at=time.monotonic() + self.policy.busy_wait_s, expires_at=expires_at)
         tx.after_commit(lambda: self.pulses.submit(job))
@@ -289,7 +293,7 @@ class LockerService:
     def _door_opened(self, bank: str, comp: str) -> None:
         key = (bank, comp)
         self._cancel("confirm", key)
-        limit = self.policy.door_open_limit_s or self.bank_settings[bank].door_open_limit_s
+        limit = self.policy.door_open_limit_s or self.layouts[bank][comp].door_open_limit_s
         self._timer("open_limit", key, limit, lambda: self._open_too_long(bank, comp))
         with self.store.write() as tx:
             row = repo.compartment(tx, bank, comp)
@@ -457,7 +461,7 @@ class LockerService:
         a door open with nothing pending is a forced open.
         """
         self._unreconciled.discard(bank)
-        for name in self.bank_settings[bank].compartments:
+        for name in self.layouts[bank]:
             is_open = self.door_open(bank, name)
             if is_open is None:
                 log.warning("bank %s unreadable; reconciling once it is back", bank)
@@ -484,8 +488,8 @@ class LockerService:
                 if not releasing:
                     self._door_opened(bank, name)
                 else:
-                    limit = self.policy.door_open_limit_s or self.bank_settings[bank].door_open_limit_s
-                    self._timer("open_limit", (bank, name), limit, lambda b=bank, n=name: self._open_too_long(b, n))
+                    limit = self.policy.door_open_limit_s or self.layouts[bank][name].door_open_limit_s
+                    self._timer("open_limit", (bank, name), limit, functools.partial(self._open_too_long, bank, name))
             self._refresh_alert(bank, name)
 
     # -- expiry -------------------------------------------------------------
@@ -514,7 +518,14 @@ class LockerService:
                 if r["state"] == State.FREE.value and not r["fault"]}
         for want in wanted:
             for b in banks:
-                for comp, cs in self.bank_settings[b].compartments.items():
-                    if cs.size == want and (b, comp) in free and self.door_open(b, comp) is False:
+                for comp, info in self.layouts[b].items():
+                    if info.size == want and (b, comp) in free and self.door_open(b, comp) is False:
                         return b, comp
         raise CommandError("no_compartment", f"no free compartment of size {size} or larger")
+
+
+def _as_bank(device: Device) -> LockerBank:
+    """``device`` as a locker bank; TypeError names a driver that is not one."""
+    if not isinstance(device, LockerBank):
+        raise TypeError(f"locker device {device.name} ({type(device).__name__}) is not a LockerBank")
+    return device

@@ -6,7 +6,7 @@ are carried out here:
 
 * ``StateChanged`` -> a ``power.changed`` event in the outbox and the
   ``power`` alert (on battery, low battery, or state unknown);
-* ``SetCameraFps`` -> ``set_max_fps`` on every device that has it;
+* ``SetCameraFps`` -> ``set_max_fps`` on every :class:`~hubagent.ports.RateLimited` device;
 * ``BeginShutdown`` -> a ``power.shutdown`` event (phase ``begin``), then
   :class:`~hubagent.power.shutdown.ShutdownSequence` on a worker thread;
 * ``CancelShutdown`` -> the sequence is cancelled (it resumes printing and
@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from hubagent.events import PowerReading
+from hubagent.ports import RateLimited
 from hubagent.power.policy import (
     BeginShutdown,
     CancelShutdown,
@@ -190,8 +191,8 @@ class PowerService:
     def _set_camera_fps(self, fps: float | None) -> None:
         """Slow every camera to ``fps`` (never speeding one up), or restore its rate."""
         for entry in list(self.app.devices.values()):
-            dev: Any = entry.device
-            if not hasattr(dev, "set_max_fps"):
+            dev = entry.device
+            if not isinstance(dev, RateLimited):
                 continue
             key = f"{entry.role}/{entry.name}"
             try:
@@ -201,7 +202,7 @@ class PowerService:
                         dev.set_max_fps(saved)
                         log.info("%s: frame rate back to %g fps", key, saved)
                 else:
-                    configured = self._saved_fps.setdefault(key, float(getattr(dev, "max_fps", fps)))
+                    configured = self._saved_fps.setdefault(key, dev.max_fps)
                     dev.set_max_fps(min(fps, configured))
                     log.info("%s: frame rate %g fps while on battery", key, min(fps, configured))
             except Exception:

@@ -24,7 +24,7 @@ WIDTH_DOTS = 812  # 4 inch at 203 dpi
 
 SAMPLE_FIELDS: Mapping[str, Mapping[str, object]] = {
     "shelf": {"name": "Organic whole milk 3.5% 1 L", "price": 1.29, "currency": "EUR", "sku": "MILK-0001",
-              "bin": "A-01-3", "gtin": "4006381333931"},
+              "bin": "A-01-3", "gtin": "4006381333931", "net_content": 1, "net_unit": "l"},
     "parcel": {"parcel_id": "PCL-2026-000123", "compartment": "A3", "recipient": "Jane Doe", "hub": "Hub 7"},
     "pickup": {"parcel": "PCL-2026-000123", "compartment": "A3", "code": "482913",
                "qr": "https://example.invalid/p/482913", "expiry": "2026-11-29 20:00"},

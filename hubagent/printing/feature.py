@@ -45,6 +45,12 @@ class ReprintArgs(CommandArgs):
     copies: Annotated[int, Meta(ge=1, le=1000)] | None = None
 
 
+class JobsArgs(CommandArgs):
+    """``print.jobs`` arguments."""
+
+    limit: Annotated[int, Meta(ge=1, le=200)] = 20
+
+
 class CancelArgs(CommandArgs):
     """``print.cancel`` arguments."""
 
@@ -69,6 +75,13 @@ class PrintCommands:
         app.commands.register("print", self.print_, PrintArgs)
         app.commands.register("print.reprint", self.reprint, ReprintArgs)
         app.commands.register("print.cancel", self.cancel, CancelArgs)
+        app.commands.register("print.jobs", self.jobs, JobsArgs, read_only=True)
+
+    def jobs(self, ctx: CommandContext, args: "JobsArgs") -> dict[str, Any]:
+        """The newest print jobs, newest first (read-only)."""
+        found = queue.recent(self._svc().store, args.limit)
+        return {"jobs": [{**j.summary(), "created_at": j.created_at, "updated_at": j.updated_at}
+                         for j in found]}
 
     def _svc(self) -> PrintService:
         if self.service is None:

@@ -29,6 +29,7 @@ class Text:
     size: int
     line_height: int
     align: Align = "left"
+    font: str = ""  # font file path ("" = the default label font)
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ class Barcode:
     height: int
     hri: str = ""
     hri_size: int = 0
+    hri_font: str = ""  # font file path of the human-readable line ("" = default)
 
     @property
     def width(self) -> int:

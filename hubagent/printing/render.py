@@ -38,9 +38,9 @@ def render(label: model.Label) -> Image.Image:
 
 
 def _text(draw: ImageDraw.ImageDraw, el: model.Text) -> None:
-    font = fit.font(el.size)
+    font = fit.font(el.size, el.font)
     for i, line in enumerate(el.lines):
-        width = fit.text_width(line, el.size)
+        width = fit.text_width(line, el.size, el.font)
         if el.align == "center":
             x = el.x + (el.width - width) // 2
         elif el.align == "right":
@@ -67,9 +67,9 @@ def _barcode(img: Image.Image, draw: ImageDraw.ImageDraw, el: model.Barcode) -> 
     linear = el.symbology in model.LINEAR
     img.paste(symbol_image(el.rows, el.module, el.height if linear else None), (el.x, el.y))
     if el.hri:
-        width = fit.text_width(el.hri, el.hri_size)
+        width = fit.text_width(el.hri, el.hri_size, el.hri_font)
         x = el.x + (el.width - width) // 2
-        draw.text((x, el.y + el.height), el.hri, font=fit.font(el.hri_size), fill=BLACK)
+        draw.text((x, el.y + el.height), el.hri, font=fit.font(el.hri_size, el.hri_font), fill=BLACK)
 
 
 def _box(draw: ImageDraw.ImageDraw, el: model.Box) -> None:

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from hubagent.errors import CommandError, InputError
 from hubagent.events import DeviceHealthChanged, Health
 from hubagent.ports import Printer
-from hubagent.printing import queue
-from hubagent.printing.settings import PrintingSettings
+from hubagent.printing import catalog, queue
+from hubagent.printing.settings import PrintingSettings, font_path
 from hubagent.printing.templates import Template, get_template
 from hubagent.printing.validate import check_fits, coerce_fields
 from hubagent.printing.worker import Outcome, PrinterWorker, SendRequest, SendResult
@@ -63,7 +63,8 @@ class PrintService:
         self.app = app
         self.store = app.store
         self.settings = settings
-        self.templates = dict(templates)
+        font = font_path(settings, app.config.state_dir)
+        self.templates = {name: t.with_font(font) for name, t in templates.items()}
         self.lanes = {e.name: Lane(e.name, e.device) for e in app.devices_of("printers")}  # type: ignore[arg-type]
         self.paused: str | None = None
         self._stopping = False
@@ -101,6 +102,8 @@ class PrintService:
         lane = self.lanes[self.printer_for(template, printer)]
         if not 1 <= copies <= self.settings.max_copies:
             raise CommandError("bad_copies", f"copies must be 1 to {self.settings.max_copies}, not {copies}")
+        if reprint_of is None:  # a reprint prints the stored fields as they were
+            fields = catalog.fill(tx, tpl, fields, self.settings.currency)
         values = coerce_fields(tpl, fields)
         check_fits(tpl, values, lane.device)
         if queue.waiting_count(tx.conn) >= self.settings.max_queue:

@@ -6,6 +6,7 @@ hardware or imaging library.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -139,6 +140,11 @@ class PrintingSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True,
     keep_finished: Annotated[int, msgspec.Meta(ge=10, le=1_000_000)] = 2000
     # At shutdown, how long to wait for a label that is being sent before leaving it "interrupted".
     stop_wait_s: Annotated[float, msgspec.Meta(ge=0.0, le=120.0)] = 15.0
+    # TrueType/OpenType file label text is drawn with; "" = the bundled Noto Sans
+    # (Latin, Greek, Cyrillic, €). A relative path is relative to the state directory.
+    font: str = ""
+    # ISO 4217 code of prices on labels that name no currency (decides the decimals: EUR 2, JPY 0).
+    currency: Annotated[str, msgspec.Meta(pattern=r"^[A-Z]{3}$")] = "EUR"
 
     def __post_init__(self) -> None:
         """The backoff range must be a range."""
@@ -146,11 +152,22 @@ class PrintingSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True,
             raise ValueError("retry_min_s must not exceed retry_max_s")
 
 
-def check_printing(config: Any) -> None:
-    """``[printing]`` may name only configured printers (a ``hubagent.config`` cross-check).
+def font_path(settings: PrintingSettings, state_dir: Path) -> str:
+    """The configured font file as a path ("" = the default font)."""
+    if not settings.font:
+        return ""
+    path = Path(settings.font)
+    return str(path if path.is_absolute() else state_dir / path)
 
-    Raises ValueError("printing.<key>: reason").
+
+def check_printing(config: Any) -> None:
+    """``[printing]`` may name only configured printers, a font file that exists and a known currency.
+
+    A ``hubagent.config`` cross-check; raises ValueError("printing.<key>: reason").
     """
+    from hubagent.printing.fonts import check_font_file
+    from hubagent.printing.money import MINOR_UNITS
+
     names = [d.name for d in config.devices_of("printers")]
     settings: PrintingSettings = config.section("printing")
     known = ", ".join(names) or "none"
@@ -160,3 +177,9 @@ def check_printing(config: Any) -> None:
     for template, printer in settings.templates.items():
         if printer not in names:
             raise ValueError(f"printing.templates.{template}: no printer named {printer!r} (configured: {known})")
+    if settings.currency not in MINOR_UNITS:
+        raise ValueError(f"printing.currency: {settings.currency!r} is not an ISO 4217 currency code")
+    font = font_path(settings, config.state_dir)
+    problem = check_font_file(Path(font)) if font else None
+    if problem:
+        raise ValueError(f"printing.font: {font}: {problem}")

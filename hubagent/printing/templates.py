@@ -42,6 +42,7 @@ module can import :data:`COMMAND_CODES` cheaply.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 from collections.abc import Mapping
@@ -72,6 +73,8 @@ COMMAND_CODES: tuple[str, ...] = (
     *(f"HA:QTY:{n}" for n in range(1, 11)),
     "HA:DONE",
     "HA:CANCEL",
+    "HA:COND:RESELLABLE",
+    "HA:COND:DAMAGED",
     "HA:ZERO",
 )
 
@@ -84,10 +87,20 @@ _Module = Annotated[float, msgspec.Meta(gt=0.05, le=5.0)]
 class FieldSpec(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     """One input field of a template."""
 
-    kind: Literal["text", "number", "barcode", "qr", "list"] = "text"
+    kind: Literal["text", "number", "barcode", "qr", "list", "currency", "money", "unit_price"] = "text"
     required: bool = True
     max_length: Annotated[int, msgspec.Meta(ge=1, le=4000)] = 200
     decimals: Annotated[int, msgspec.Meta(ge=0, le=6)] | None = None
+    choices: list[str] = []  # text: the only values allowed (e.g. net content units)
+    currency: str = ""  # money: the currency field that decides the decimals
+    price: str = ""  # unit_price: the money field it divides ...
+    content: str = ""  # ... by this number field (net content) ...
+    content_unit: str = ""  # ... in this unit field (g, kg, ml, l, piece)
+
+
+ScanAs = Literal["gtin", "sku", "bin", "parcel", "pickup", "staff", "return", "mode", "qty", "done", "cancel",
+                 "condition", "other"]
+"""Scan kinds (:class:`hubagent.scanning.codes.ScanKind` values) a printed code may be read as."""
 
 
 class _Element(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True, tag_field="type"):
@@ -121,6 +134,8 @@ class BarcodeSpec(_Boxed, kw_only=True, frozen=True, tag="barcode"):
     hri_size_mm: _Size = 3.0
     module_mm: _Module = 0.5
     min_module_mm: _Module = 0.25
+    scan: list[ScanAs] = []  # what the hub must read `data` as; [] = any code it accepts
+    fallback_scan: list[ScanAs] = []  # ... and `fallback`
 
 
 class QrSpec(_Boxed, kw_only=True, frozen=True, tag="qr"):
@@ -131,6 +146,8 @@ class QrSpec(_Boxed, kw_only=True, frozen=True, tag="qr"):
     error: Literal["L", "M", "Q", "H"] = "M"
     module_mm: _Module = 1.0
     min_module_mm: _Module = 0.375
+    scan: list[ScanAs] = []  # as for barcodes; ["other"]: a payload for phones (URLs), not for the hub
+    fallback_scan: list[ScanAs] = []
 
 
 class LineSpec(_Element, kw_only=True, frozen=True, tag="line"):
@@ -167,6 +184,8 @@ class TemplateFile(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fro
     height_mm: Annotated[float, msgspec.Meta(gt=5.0, le=3000.0)]
     fields: dict[str, FieldSpec] = {}
     elements: list[ElementSpec]
+    # A field holding a SKU: fields the job leaves out are filled from that SKU's catalog entry.
+    catalog: str = ""
 
 
 @dataclass(frozen=True)
@@ -176,6 +195,11 @@ class Template:
     name: str
     spec: TemplateFile = field(repr=False)
     images: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+    font: str = ""  # the font file this hub prints the template with ("" = the default font)
+
+    def with_font(self, font: str) -> "Template":
+        """This template printed with the font file ``font``."""
+        return dataclasses.replace(self, font=font)
 
     def layout(self, fields: Mapping[str, object], dpi: int, width_dots: int) -> Label:
         """Validate ``fields`` and lay the label out at ``dpi``.
@@ -241,8 +265,23 @@ def load_template(path: Path) -> Template:
     return Template(name=path.stem, spec=spec, images=images)
 
 
+def _check_fields(path: Path, spec: TemplateFile) -> None:
+    """Fields that name other fields name fields of the right kind."""
+    if spec.catalog and spec.catalog not in spec.fields:
+        raise ConfigError(str(path), "catalog", f"unknown field {spec.catalog!r}")
+    refs = {"currency": ("currency",), "price": ("money",), "content": ("number",), "content_unit": ("text",)}
+    needs = {"money": ("currency",), "unit_price": ("price", "content", "content_unit")}
+    for name, f in spec.fields.items():
+        for attr in needs.get(f.kind, ()):
+            target = getattr(f, attr)
+            if spec.fields.get(target) is None or spec.fields[target].kind not in refs[attr]:
+                raise ConfigError(str(path), f"fields.{name}.{attr}",
+                                  f"must name a {' or '.join(refs[attr])} field of this template")
+
+
 def _check(path: Path, spec: TemplateFile) -> None:
     """Every field reference resolves and every element lies on the label."""
+    _check_fields(path, spec)
     for i, el in enumerate(spec.elements):
         key = f"elements[{i}]"
         for text in _texts(el):

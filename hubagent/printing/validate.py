@@ -10,8 +10,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
-from hubagent.errors import CommandError, InputError
-from hubagent.ports import Printer
+from hubagent.errors import CommandError, InputError, LabelTooBig
+from hubagent.ports import Printer, check_label_fits
 from hubagent.printing.templates import Template
 
 _NUMBER = re.compile(r"-?\d{1,15}(\.\d{1,15})?")
@@ -42,7 +42,7 @@ def check_fits(template: Template, fields: Mapping[str, object], printer: Printe
         label = template.layout(fields, printer.dpi, printer.width_dots)
     except InputError as e:
         raise CommandError(e.code, f"template {template.name!r}: {e.message}") from None
-    height = getattr(printer, "height_dots", None)
-    if printer.language == "zpl" and isinstance(height, int) and label.height > height:
-        raise CommandError("label_too_long", f"template {template.name!r} is {label.height} dots long; "
-                                             f"the printer's labels are {height}")
+    try:
+        check_label_fits(label, printer.width_dots, printer.height_dots)
+    except LabelTooBig as e:
+        raise CommandError(e.code, f"template {template.name!r}: {e.message}") from None

@@ -381,22 +381,10 @@ def _lookup_item(ctx: StepContext, s: Session, item: Item, qty: int, scan: Scan)
 
 
 def _print_shelf_label(ctx: StepContext, sku: str, printer: str, copies: int) -> None:
-    """Queue a shelf label in a savepoint: a failure never spoils the scan."""
-    item = schema.rows(ctx.tx, "SELECT s.name, s.price, s.default_bin, "
-                               "(SELECT MIN(gtin) FROM gtins g WHERE g.sku = s.sku) AS gtin "
-                               "FROM skus s WHERE s.sku=?", (sku,))[0]
-    if item["price"] is None:
-        log.info("no shelf label for %s: it has no price", sku)
-        return
-    fields = {"name": item["name"], "price": item["price"], "sku": sku}
-    if item["default_bin"]:
-        fields["bin"] = item["default_bin"]
-    gtin = item["gtin"]
-    if gtin and len(gtin) == 14 and gtin.startswith("0"):
-        fields["gtin"] = gtin[1:]  # the label prints EAN-13
+    """Queue a shelf label (filled from the catalog) in a savepoint: a failure never spoils the scan."""
     ctx.tx.execute("SAVEPOINT shelf_label")
     try:
-        ctx.printing.enqueue(ctx.tx, "shelf", fields, printer=printer, copies=copies)
+        ctx.printing.enqueue(ctx.tx, "shelf", {"sku": sku}, printer=printer, copies=copies)
     except (HubError, InputError, ValueError, TypeError) as e:
         ctx.tx.execute("ROLLBACK TO shelf_label")
         log.warning("shelf label for %s not queued: %s", sku, e)

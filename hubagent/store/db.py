@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from hubagent.errors import DatabaseCorrupt, DiskFull, StoreError
+from hubagent.store.space import Reserve, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,11 @@ def _check_header(path: Path) -> str | None:
     return None
 
 
-def _pragmas(conn: sqlite3.Connection) -> None:
+def _pragmas(conn: sqlite3.Connection, exclusive: bool) -> None:
+    if exclusive:
+        # No -shm file (the WAL index lives in memory): the only way to open a
+        # WAL database on a disk too full to create one.
+        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
     mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
     if str(mode).lower() != "wal":
         raise StoreError(f"cannot switch the database to WAL mode (got {mode!r})")
@@ -83,11 +88,15 @@ def _corrupt(path: Path, reason: str) -> DatabaseCorrupt:
     )
 
 
-def open_database(path: Path) -> sqlite3.Connection:
+def open_database(path: Path, reserve: Reserve | None = None, *,
+                  exclusive: bool = False) -> sqlite3.Connection:
     """Open (or create) the database at ``path`` with the required settings.
 
     Raises DatabaseCorrupt (after quarantining the files) if the file is
-    damaged, StoreError if it cannot be used for another reason.
+    damaged, DiskFull if there is no room to open it (a full disk is never
+    mistaken for damage: nothing is moved aside), StoreError if it cannot be
+    used for another reason. ``exclusive`` opens it without a ``-shm``
+    file, holding the lock until closed (for a full disk).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
@@ -101,14 +110,16 @@ def open_database(path: Path) -> sqlite3.Connection:
         # transaction boundaries are exactly the ones the code shows.
         conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     except sqlite3.Error as e:
+        if is_disk_full(e, reserve):
+            raise DiskFull(f"database {path}: no space to open it: {e}") from e
         raise StoreError(f"cannot open database {path}: {e}") from e
     try:
-        _pragmas(conn)
+        _pragmas(conn, exclusive)
         bad = _verify(conn)
     except sqlite3.DatabaseError as e:
         conn.close()
-        if "full" in str(e):
-            raise DiskFull(f"database {path}: disk full: {e}") from e
+        if is_disk_full(e, reserve):
+            raise DiskFull(f"database {path}: no space to open it: {e}") from e
         raise _corrupt(path, str(e)) from e
     if bad:
         conn.close()

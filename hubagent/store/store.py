@@ -27,6 +27,7 @@ from sqlite_utils import Database
 from hubagent.errors import DiskFull, StoreError
 from hubagent.store import migrations
 from hubagent.store.db import integrity_check, open_database
+from hubagent.store.space import Reserve, Space, is_disk_full
 
 log = logging.getLogger(__name__)
 
@@ -100,22 +101,48 @@ class Tx:
 class Store:
     """The hub's database: schema, the single writer, outbox and inbox."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, reserve_bytes: int = 0) -> None:
         self.path = path
+        self.reserve = Reserve.beside(path, reserve_bytes)
+        self.space = Space.OK
+        self.full_detail = ""
         self._conn: sqlite3.Connection | None = None
         self._db: Database | None = None
         self._lock = threading.RLock()
         self._listeners: list[Callable[[list[EmittedEvent]], None]] = []
+        self._space_listeners: list[Callable[[Space], None]] = []
 
     # -- lifecycle -------------------------------------------------------
     def open(self) -> list[str]:
-        """Open the file and apply pending migrations; return their names."""
-        self._conn = open_database(self.path)
+        """Open the file and apply pending migrations; return their names.
+
+        On a full disk the reserve file is given up to make room to open;
+        the store then runs degraded (:attr:`space` is FULL, writes refused).
+        """
+        try:
+            self._conn = open_database(self.path, self.reserve)
+        except DiskFull as e:
+            self._conn = self._open_degraded()
+            self._enter_full(str(e))
+        else:
+            if not self.reserve.make():
+                log.warning("no room for the %d-byte disk reserve %s",
+                            self.reserve.size, self.reserve.path)
         self._db = Database(self._conn)
         applied = migrations.apply(self._conn, migrations.all_migrations())
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
         return applied
+
+    def _open_degraded(self) -> sqlite3.Connection:
+        """Open on a full disk: with the reserve's room, else without a ``-shm`` file."""
+        if self.reserve.release():
+            try:
+                return open_database(self.path, self.reserve)
+            except DiskFull:
+                pass
+        log.warning("opening %s in exclusive mode: no room for its -shm file", self.path)
+        return open_database(self.path, self.reserve, exclusive=True)
 
     def close(self) -> None:
         """Checkpoint the WAL and close; idempotent."""
@@ -123,6 +150,9 @@ class Store:
             return
         try:
             self.checkpoint()
+        except sqlite3.OperationalError as e:
+            # Committed data is safe in the WAL; the next open folds it in.
+            log.warning("closing without a checkpoint: %s", e)
         finally:
             self._conn.close()
             self._conn = None
@@ -152,6 +182,50 @@ class Store:
         with self._lock:
             return integrity_check(self.conn)
 
+    # -- disk space ------------------------------------------------------
+    def on_space(self, fn: Callable[[Space], None]) -> None:
+        """Call ``fn(space)`` whenever the store turns full or writable again."""
+        self._space_listeners.append(fn)
+
+    def _enter_full(self, detail: str) -> None:
+        """Stop writing: give up the reserve, fold the WAL in, tell listeners once."""
+        if self.space is Space.FULL:
+            return
+        self.space = Space.FULL
+        free = self.reserve.free_bytes()
+        self.reserve.release()
+        self.full_detail = (f"disk full ({free // 1024} KiB free on {self.path.parent}); "
+                            "writes are refused until space is freed")
+        log.error("%s: %s", self.full_detail, detail)
+        try:
+            self.checkpoint()
+        except sqlite3.Error:
+            pass  # no room even for that; the WAL keeps every commit
+        self._tell_space()
+
+    def check_space(self) -> Space:
+        """While full: resume writes once there is room again (checkpoint, new reserve)."""
+        if self.space is Space.OK or self._conn is None or not self.reserve.room_to_resume():
+            return self.space
+        try:
+            self.checkpoint()
+        except sqlite3.Error as e:
+            log.warning("disk space is back but the checkpoint failed: %s", e)
+            return self.space
+        self.reserve.make()
+        self.space = Space.OK
+        self.full_detail = ""
+        log.warning("disk space is back on %s: writes resume", self.path.parent)
+        self._tell_space()
+        return self.space
+
+    def _tell_space(self) -> None:
+        for fn in self._space_listeners:
+            try:
+                fn(self.space)
+            except Exception:
+                log.exception("disk space listener failed")
+
     # -- writing ---------------------------------------------------------
     def on_commit(self, fn: Callable[[list[EmittedEvent]], None]) -> None:
         """Call ``fn(events)`` after every commit that emitted events."""
@@ -161,6 +235,8 @@ class Store:
     def write(self) -> Iterator[Tx]:
         """A ``BEGIN IMMEDIATE`` transaction; commits on normal exit."""
         with self._lock:
+            if self.space is Space.FULL:
+                raise DiskFull(f"{self.full_detail}; nothing was written")
             tx = Tx(self)
             self.conn.execute("BEGIN IMMEDIATE")
             try:
@@ -168,8 +244,9 @@ class Store:
                 self.conn.execute("COMMIT")
             except sqlite3.OperationalError as e:
                 self._rollback()
-                if "full" in str(e):
-                    raise DiskFull(f"disk full, nothing was written: {e}") from e
+                if is_disk_full(e, self.reserve):
+                    self._enter_full(str(e))
+                    raise DiskFull(f"{self.full_detail}; nothing was written") from e
                 raise
             except BaseException:
                 self._rollback()

@@ -20,10 +20,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from hubagent import secrets
+from hubagent.clock import LoopClock
 from hubagent.commands import CommandArgs, CommandContext
 from hubagent.errors import CommandError
 from hubagent.store.store import EmittedEvent, dumps, utc_now
 from hubagent.sync import outbox
+from hubagent.sync.health import ConnectionHealth
 from hubagent.sync.mqtt import Inbound, LinkListener, MqttLink
 from hubagent.sync.pump import Pump
 from hubagent.sync.stream import ConnectionFeed
@@ -44,6 +46,9 @@ class ReplayArgs(CommandArgs):
 
 log = logging.getLogger(__name__)
 
+# Seconds between checks of the connection-health grace periods.
+HEALTH_TICK_S = 0.5
+
 
 class SyncService(LinkListener):
     """Keeps central in step with the hub's database."""
@@ -63,6 +68,11 @@ class SyncService(LinkListener):
         self._telemetry_sources: list[Any] = []
         self._connect_hooks: list[Any] = []
         self._stopped = False
+        self._pubacks_seen = 0
+        # Why work is not reaching central, as alerts (hubagent.sync.health).
+        self.health = ConnectionHealth(f"{cfg.host}:{cfg.port}", LoopClock(), app.set_alert,
+                                       unreachable_s=cfg.unreachable_alert_s,
+                                       unacked_s=cfg.unacked_alert_s)
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -84,6 +94,7 @@ class SyncService(LinkListener):
         # quick resend after a loss.
         self._every(0.25, self._check_ack_timeout)
         self._every(self.settings.telemetry_s, self.publish_telemetry)
+        self._every(HEALTH_TICK_S, self._health_tick)
 
     def stop(self) -> None:
         """Publish ``offline`` (retained) and disconnect."""
@@ -147,6 +158,7 @@ class SyncService(LinkListener):
         assert self.link is not None
         log.info("connected to %s:%d (session %s)", self.settings.host, self.settings.port,
                  "resumed" if session_present else "new")
+        self.health.now_connected()
         self.link.subscribe([self.topics.commands, self.topics.ack])
         self._publish_state()
         self.sender.reset(ConnectionFeed(self.link.stream, epoch))
@@ -163,6 +175,7 @@ class SyncService(LinkListener):
     def disconnected(self, reason: str) -> None:
         """Forget in-flight publishes; they are resent after reconnecting."""
         log.warning("disconnected from broker: %s", reason)
+        self.health.disconnected(reason)
         self.sender.disconnected()
         self.state = "offline"
 
@@ -174,7 +187,33 @@ class SyncService(LinkListener):
         """The broker refused an event (e.g. its ACL): it stays in the outbox."""
         # Sent again when central's ack stalls below it.
         self.sender.note_refused(seq)
-        log.error("broker refused event seq %d: %s", seq, reason)
+        self.health.publish_refused(reason)  # one log line per cause, not per event
+
+    def connect_failed(self, exc: BaseException) -> None:
+        """Connecting failed: a TLS problem is an alert at once, a network one after a grace period."""
+        self.health.connect_failed(exc)
+
+    def connect_refused(self, code: int, name: str) -> None:
+        """The broker refused the connection (credentials, client id ...)."""
+        self.health.connect_refused(code, name)
+
+    def subscribed(self, refused: list[str]) -> None:
+        """The broker answered the command and ack subscription."""
+        if refused:
+            self.health.subscribe_refused(refused)
+        else:
+            self.health.subscribed()
+
+    def _health_tick(self) -> None:
+        link = self.link
+        if link is None:
+            return
+        delivered = link.event_pubacks
+        if delivered > self._pubacks_seen:
+            self._pubacks_seen = delivered
+            self.health.events_delivered()
+        self.health.tick(outstanding=self.app.store.last_seq() > self.sender.acked,
+                         acked=self.sender.acked, pubacks=delivered)
 
     def message(self, msg: Inbound) -> None:
         """A command or an ack from central."""

@@ -18,6 +18,7 @@ committed their effect.
 
 from __future__ import annotations
 
+import functools
 import logging
 import socket
 import ssl
@@ -65,14 +66,23 @@ class LinkListener:
     def connected(self, session_present: bool, epoch: int) -> None:
         """The broker accepted connection ``epoch`` (what :meth:`EventStream.send` takes)."""
 
+    def connect_failed(self, exc: BaseException) -> None:
+        """Connecting raised ``exc`` (TLS, network); the link retries by itself."""
+
+    def connect_refused(self, code: int, name: str) -> None:
+        """The broker answered CONNECT with failure reason ``code`` (paho's ``name``)."""
+
+    def subscribed(self, refused: list[str]) -> None:
+        """The broker answered a SUBSCRIBE; ``refused`` names the failure reason codes."""
+
     def disconnected(self, reason: str) -> None:
-        """The connection is gone; paho reconnects by itself."""
+        """The connection is gone; the link reconnects by itself."""
 
     def stream_low(self) -> None:
         """The event stream's feed is half empty: append more."""
 
     def refused(self, seq: int, reason: str) -> None:
-        """The broker refused the event ``seq`` (a PUBACK with a failure reason)."""
+        """The broker refused the event ``seq`` (a PUBACK with a failure reason; 0: not an event)."""
 
     def message(self, msg: Inbound) -> None:
         """A message arrived; the core must call :meth:`MqttLink.ack` after commit."""
@@ -95,6 +105,8 @@ class MqttLink:
         # connection: until then a command published by central is lost.
         self.subscribed = False
         self.connects = 0
+        # Event publishes the broker acknowledged without a failure code.
+        self.event_pubacks = 0
         self.client = self._make_client(client_id, password, will)
         self.stream = EventStream(self.client, event_topic,
                                   handoff=settings.inflight * HANDOFF_FACTOR, ahead=STREAM_AHEAD)
@@ -105,7 +117,8 @@ class MqttLink:
     def _make_client(self, client_id: str, password: str | None,
                      will: tuple[str, bytes]) -> mqtt.Client:
         s = self._s
-        kwargs: dict[str, Any] = {"manual_ack": True}
+        # Reconnects are ours (see _run): paho's own retry swallows the reason a connect failed.
+        kwargs: dict[str, Any] = {"manual_ack": True, "reconnect_on_failure": False}
         if self.v5:
             kwargs["protocol"] = mqtt.MQTTv5
         else:
@@ -118,7 +131,6 @@ class MqttLink:
                       keyfile=s.tls.key_file, cert_reqs=ssl.CERT_REQUIRED)
             c.tls_insecure_set(s.tls.insecure)
         c.will_set(will[0], will[1], qos=1, retain=True)
-        c.reconnect_delay_set(max(1, int(s.reconnect_min_s)), max(1, int(s.reconnect_max_s)))
         c.max_inflight_messages_set(s.inflight)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
@@ -153,14 +165,22 @@ class MqttLink:
     def _run(self) -> None:
         backoff = self._s.reconnect_min_s
         while not self._stop.is_set():
+            connects = self.connects
             try:
-                self.client.loop_forever(retry_first_connection=True)
-                if self._stop.is_set():
-                    return
-            except Exception:
-                # Should not happen (callbacks are wrapped), but if paho's
-                # loop dies the hub must not silently go deaf.
-                log.exception("MQTT network loop failed; restarting it")
+                self.client.reconnect()
+            except OSError as e:  # TLS errors included: the listener names the cause
+                self._post(functools.partial(self._listener.connect_failed, e))
+            else:
+                try:
+                    self.client.loop_forever()  # returns when the connection ends
+                except Exception:
+                    # Should not happen (callbacks are wrapped), but if paho's
+                    # loop dies the hub must not silently go deaf.
+                    log.exception("MQTT network loop failed; restarting it")
+            if self._stop.is_set():
+                return
+            if self.connects != connects:
+                backoff = self._s.reconnect_min_s
             self._stop.wait(backoff)
             backoff = min(backoff * 2, self._s.reconnect_max_s)
 
@@ -222,7 +242,8 @@ class MqttLink:
                     reason_code: Any, properties: Any) -> None:
         try:
             if reason_code.is_failure:
-                log.warning("broker refused the connection: %s", reason_code)
+                code, name = int(reason_code.value), str(reason_code)
+                self._post(lambda: self._listener.connect_refused(code, name))
                 return
             _no_delay(client)
             epoch = self.stream.new_epoch()
@@ -249,11 +270,10 @@ class MqttLink:
     def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
                       reason_codes: Any, properties: Any) -> None:
         try:
-            refused = [str(rc) for rc in reason_codes if rc.is_failure]
-            if refused:
-                log.error("broker refused a subscription (check its ACL): %s", ", ".join(refused))
-                return
-            self.subscribed = True
+            refused = [_reason(rc) for rc in reason_codes if rc.is_failure]
+            self._post(lambda: self._listener.subscribed(refused))
+            if not refused:
+                self.subscribed = True
         except Exception:
             log.exception("on_subscribe failed")
 
@@ -263,9 +283,12 @@ class MqttLink:
             # A PUBACK with a failure reason (e.g. not authorized) still
             # fires this callback: such a message was not delivered.
             ok = not reason_code.is_failure
-            reason = "" if ok else str(reason_code)
-            if not self.stream.puback(mid, ok, reason) and not ok:
-                log.warning("broker refused a publish (mid %d): %s", mid, reason)
+            reason = "" if ok else _reason(reason_code)
+            if self.stream.puback(mid, ok, reason):
+                if ok:
+                    self.event_pubacks += 1
+            elif not ok:
+                self._post(lambda: self._listener.refused(0, reason))
         except Exception:
             log.exception("on_publish failed")
 
@@ -291,6 +314,11 @@ class MqttLink:
                 client.ack(message.mid, message.qos)
             except Exception:
                 log.exception("could not acknowledge a dropped message")
+
+
+def _reason(reason_code: Any) -> str:
+    """A reason code as logs and alerts show it: ``0x87 Not authorized``."""
+    return f"0x{int(reason_code.value):02X} {reason_code}"
 
 
 def _no_delay(client: mqtt.Client) -> None:

@@ -1,0 +1,1 @@
+"""Restock windows: the hub's receiving hours, in slots that stores and makers claim."""

@@ -1,0 +1,166 @@
+"""The pages under test: an in-process hub with every device simulated, on a
+manual clock, serving its web pages on a free port; and headless Chromium.
+
+Chromium and chromedriver come from Debian's ``chromium`` and
+``chromium-driver`` (``make install``). As root (CI) Chromium needs
+``--no-sandbox``; the background-networking flags keep it from calling out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import json
+import os
+import shutil
+import threading
+import tomllib
+from importlib import resources
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+
+from hubagent.app import App, build_app
+from hubagent.clock import ManualClock
+from hubagent.config import from_dict
+
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+SCREENSHOTS = Path(os.environ.get("HUBAGENT_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts")) \
+    / "screenshots"
+SIZES = {"pi-touch": (800, 480), "laptop": (1366, 768)}
+
+
+class WebHub:
+    """A sim hub on its own loop thread, with its pages on 127.0.0.1 and a manual clock."""
+
+    def __init__(self, state: Path, **web: Any) -> None:
+        doc = tomllib.loads(resources.files("hubagent").joinpath("sim.toml").read_text())
+        doc["hub"]["state_dir"] = str(state)
+        doc["web"] = {**doc.get("web", {}), "listen": "127.0.0.1:0", **web}
+        self.clock = ManualClock()
+        self.app: App = build_app(from_dict(doc, "<web test>"), simulated=True, clock=self.clock)
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        asyncio.run_coroutine_threadsafe(self.app.start(), self.loop).result(30)
+        urls = self.call(lambda: self.app.status()["web"]["urls"])
+        assert urls, self.call(lambda: self.app.status()["alerts"])
+        self.base = urls[0].rsplit("/", 1)[0]
+
+    def call(self, fn: Callable[[], Any]) -> Any:
+        """Run ``fn`` on the core thread and return its result."""
+        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
+
+        def run() -> None:
+            try:
+                fut.set_result(fn())
+            except BaseException as e:
+                fut.set_exception(e)
+
+        self.loop.call_soon_threadsafe(run)
+        return fut.result(30)
+
+    def command(self, name: str, **payload: Any) -> dict[str, Any]:
+        """A command as central sends it; asserts it succeeded and returns the result."""
+        payload.setdefault("id", f"t-{name}-{os.urandom(4).hex()}")
+        reply = self.call(lambda: self.app.commands.handle(name, json.dumps(payload).encode()))
+        assert reply["ok"], reply
+        return reply["result"]  # type: ignore[no-any-return]
+
+    def sim(self, role: str, name: str | None, verb: str, **args: Any) -> dict[str, Any]:
+        """A simulated device's verb."""
+        return self.call(lambda: self.app.sim_command(role, name, verb, args))  # type: ignore[no-any-return]
+
+    def status(self) -> dict[str, Any]:
+        """The status document."""
+        return self.call(self.app.status)  # type: ignore[no-any-return]
+
+    def events(self, kind: str) -> list[dict[str, Any]]:
+        """Event payloads of one kind, oldest first."""
+        rows = self.call(lambda: self.app.store.query(
+            "SELECT data FROM outbox WHERE kind=? ORDER BY seq", (kind,)))
+        return [json.loads(r["data"]) for r in rows]
+
+    def close(self) -> None:
+        """Stop the hub and its loop."""
+        asyncio.run_coroutine_threadsafe(self.app.stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+        self.loop.close()
+
+
+@pytest.fixture
+def mock_pin_factory() -> Iterator[Any]:
+    """gpiozero's pins as a fresh MockFactory for the sim locker bank."""
+    from gpiozero import Device
+    from gpiozero.pins.mock import MockFactory
+
+    old = Device.pin_factory
+    Device.pin_factory = factory = MockFactory()
+    try:
+        yield factory
+    finally:
+        factory.reset()
+        Device.pin_factory = old
+
+
+@pytest.fixture
+def web_hub(tmp_path: Path, mock_pin_factory: Any) -> Iterator[WebHub]:
+    """A running sim hub with its pages."""
+    hub = WebHub(tmp_path / "state")
+    try:
+        yield hub
+    finally:
+        hub.close()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Headless Chromium driven by Selenium through Debian's chromedriver."""
+    if not Path(CHROMEDRIVER).exists():
+        pytest.fail("chromedriver is missing: `make install` installs Debian's chromium-driver")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium") or "/usr/bin/chromium"
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-quic", "--hide-scrollbars", "--force-device-scale-factor=1",
+                 "--lang=en-US"):
+        opts.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.set_page_load_timeout(20)
+    driver.implicitly_wait(5)
+    try:
+        yield driver
+    finally:
+        driver.quit()
+
+
+def screenshot(driver: Any, name: str) -> list[Path]:
+    """Save the current page at the Pi touchscreen's and a laptop's size."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    saved = []
+    for label, (w, h) in SIZES.items():
+        driver.set_window_size(w, h)
+        # The window includes no browser chrome in headless mode, but make sure.
+        inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+        driver.set_window_size(w + (w - inner[0]), h + (h - inner[1]))
+        path = SCREENSHOTS / f"{name}-{label}-{w}x{h}.png"
+        driver.save_screenshot(str(path))
+        saved.append(path)
+    driver.set_window_size(*SIZES["laptop"])
+    return saved
+
+
+def submit(driver: Any, element: Any) -> None:
+    """Click ``element`` (a submit button or link) and wait for the next page to load."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    old = driver.find_element(By.TAG_NAME, "html")
+    element.click()
+    WebDriverWait(driver, 15).until(ec.staleness_of(old))
