@@ -467,3 +467,29 @@ def test_available_leaves_out_unsellable_bins(hub: Hub, tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as exc:
         from_dict(doc)
     assert exc.value.key.startswith("stock.unsellable_bins")
+
+
+def test_net_content_from_catalog_upsert_gives_the_shelf_label_a_unit_price(tmp_path: Path) -> None:
+    import asyncio
+
+    from test_printing_queue import catalog_config, cmd, shelf_texts
+
+    async def main() -> list[list[str]]:
+        app = build_app(catalog_config(tmp_path), simulated=True)
+        await app.start()
+        try:
+            items = [{"sku": "OIL-1", "name": "Oliwa", "gtins": [int(EAN13_B)], "price": "4.99",
+                      "net_content": 750, "net_unit": "ml"},
+                     {"sku": "CHEESE", "name": "Ser", "gtins": [EAN13], "price": "4.99",
+                      "net_content": "0.5", "net_unit": "kg"}]
+            assert cmd(app, "catalog.upsert", id="c", items=items)["ok"]
+            out = []
+            for sku in ("OIL-1", "CHEESE"):
+                assert cmd(app, "print", id=f"s-{sku}", template="shelf", fields={"sku": sku})["ok"]
+                out.append(shelf_texts(app, f"s-{sku}"))
+            return out
+        finally:
+            await app.stop()
+
+    oil, cheese = asyncio.run(main())
+    assert "6.65 zł / l" in oil and "9.98 zł / kg" in cheese  # 4.99 / 0.75 l, 4.99 / 0.5 kg
