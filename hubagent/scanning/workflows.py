@@ -356,6 +356,7 @@ def _return_item(ctx: StepContext, s: Session, item: Item, qty: int, scan: Scan)
     sku = item.sku
     if s.condition is None:
         raise first_needed("no_condition", "scan HA:COND:RESELLABLE or HA:COND:DAMAGED first")
+    bin: str | None
     if s.condition == "damaged":
         bin = ctx.settings.quarantine_bin
         ledger.ensure_bin(ctx.tx, bin, kind="quarantine")

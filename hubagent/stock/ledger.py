@@ -480,13 +480,14 @@ def summary(store: Store, sku: str, unsellable: Collection[str] = ()) -> dict[st
 
 def balances(store: Store) -> list[dict[str, Any]]:
     """Every non-zero or negative balance, for snapshots."""
-    return store.query("SELECT sku, bin, on_hand FROM balances WHERE on_hand != 0 ORDER BY sku, bin")
+    return [dict(r) for r in store.query("SELECT sku, bin, on_hand FROM balances WHERE on_hand != 0 "
+                                         "ORDER BY sku, bin")]
 
 
 def recompute(store: Store) -> list[dict[str, Any]]:
     """Balances folded from the movements (to check the cache in tests and repair)."""
-    return store.query("SELECT sku, bin, SUM(delta) AS on_hand FROM movements "
-                       "GROUP BY sku, bin HAVING SUM(delta) != 0 ORDER BY sku, bin")
+    return [dict(r) for r in store.query("SELECT sku, bin, SUM(delta) AS on_hand FROM movements "
+                                         "GROUP BY sku, bin HAVING SUM(delta) != 0 ORDER BY sku, bin")]
 
 
 def lot_balances(store: Store) -> list[dict[str, Any]]:
