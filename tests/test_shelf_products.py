@@ -20,8 +20,11 @@ from hubagent.clock import ManualClock
 from hubagent.config import from_dict
 from hubagent.errors import ConfigError
 from hubagent.events import RawScan
+from hubagent.scanning.service import ScanService
 from hubagent.stock import ledger
+from hubagent.stock.feature import StockService
 from hubagent.stock.gtins import canonical_gtin
+from hubagent.features import all_migrations
 from hubagent.store import migrations
 
 GS = "\x1d"
@@ -73,6 +76,20 @@ def config(state: Path, **scanning: Any) -> dict[str, Any]:
             "stock": {"expiring_days": 7}}
 
 
+def stock_of(app: App) -> StockService:
+    """The app's StockService."""
+    svc = app.service(StockService)
+    assert svc is not None
+    return svc
+
+
+def scanning_of(app: App) -> ScanService:
+    """The app's ScanService."""
+    svc = app.service(ScanService)
+    assert svc is not None
+    return svc
+
+
 class Hub:
     """An in-process app on a manual clock; scans go through app.dispatch."""
 
@@ -80,7 +97,7 @@ class Hub:
         self.clock = clock or ManualClock(wall=dt.datetime(2026, 12, 5, 9, tzinfo=dt.timezone.utc))
         self.app: App = build_app(from_dict(config(state, **scanning)), clock=self.clock)
         self.app.store.open()
-        self.app.scanning.load()
+        scanning_of(self.app).load()
         self.t = 1000.0
 
     def close(self) -> None:
@@ -173,7 +190,7 @@ def test_bad_net_content_is_refused(hub: Hub) -> None:
 def test_existing_catalogs_are_migrated_to_gtin_14(tmp_path: Path) -> None:
     db = tmp_path / "hubagent.db"
     conn = sqlite3.connect(db, isolation_level=None)
-    old = [m for m in migrations.all_migrations() if m[0] in ("core-0001-outbox-inbox", "stock-0001-ledger")]
+    old = [m for m in all_migrations() if m[0] in ("core-0001-outbox-inbox", "stock-0001-ledger")]
     migrations.apply(conn, old)
     conn.execute("INSERT INTO skus(sku, name, default_bin, updated_at) "
                  "VALUES ('MUG-2', 'Mug', 'B-02', 'x'), ('PEN-1', 'Pen', NULL, 'x')")
@@ -355,7 +372,7 @@ def test_moves_carry_lots_to_the_new_bin(hub: Hub) -> None:
 
 def test_daily_check_reports_expiring_then_expired_once(hub: Hub) -> None:
     receive_lots(hub)  # BB best before 2026-12-01, EARLY 2026-12-10, LATE 2027-01-31; today 2026-12-05
-    hub.app.stock.expiry.start()
+    stock_of(hub.app).expiry.start()
     expiring = hub.events("stock.expiring")
     expired = hub.events("stock.expired")
     assert [(e["lot"], e["days_left"], e["on_hand"]) for e in expiring] == [("EARLY", 5, 2)]
@@ -366,7 +383,7 @@ def test_daily_check_reports_expiring_then_expired_once(hub: Hub) -> None:
     hub.clock.advance(5 * 24 * 3600)  # 2026-12-11: EARLY has passed
     assert [e["lot"] for e in hub.events("stock.expired")] == ["BB", "EARLY"]
     assert hub.app.status()["stock"]["expired_units"] == 3
-    hub.app.stock.expiry.stop()
+    stock_of(hub.app).expiry.stop()
 
 
 def test_no_expiry_is_decided_on_an_insane_clock(tmp_path: Path) -> None:
@@ -375,13 +392,13 @@ def test_no_expiry_is_decided_on_an_insane_clock(tmp_path: Path) -> None:
     try:
         h.cmd("catalog.upsert", id="cat", items=CATALOG)
         receive_lots(h)
-        h.app.stock.expiry.start()
+        stock_of(h.app).expiry.start()
         assert h.events("stock.expired") == [] and h.events("stock.expiring") == []
         assert h.app.status()["stock"]["expired_units"] is None
         clock.set_wall(dt.datetime(2026, 12, 5, 9, tzinfo=dt.timezone.utc))  # NTP sets the time
         clock.advance(24 * 3600)
         assert [e["lot"] for e in h.events("stock.expired")] == ["BB"]
-        h.app.stock.expiry.stop()
+        stock_of(h.app).expiry.stop()
     finally:
         h.close()
 
@@ -451,7 +468,7 @@ def test_return_label_sets_the_reference_even_with_lockers_installed(tmp_path: P
         moved = [json.loads(r["data"]) for r in rows if r["kind"] == "stock.moved"]
         assert [(m["ref"], m["bin"], m["reason"]) for m in moved] == [("RMA-2026-77", "QUARANTINE", "damaged")]
         assert [r["kind"] for r in rows if r["kind"] == "scan.rejected"] == []
-        summary = ledger.summary(app.store, "MUG-2", app.stock.settings.unsellable_bins)
+        summary = ledger.summary(app.store, "MUG-2", stock_of(app).settings.unsellable_bins)
         assert summary is not None and (summary["on_hand"], summary["available"]) == (1, 0)
     finally:
         app.store.close()

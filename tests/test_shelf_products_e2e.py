@@ -218,7 +218,7 @@ def test_fefo_counts_returns_and_expiry_reach_central(hub: Daemon, central: Cent
     expired = central.wait_for_events(1, kind="stock.expired", timeout=20)
     assert [(e["data"]["lot"], e["data"]["days_left"], e["data"]["on_hand"]) for e in expiring] == [("SOON", 3, 1)]
     assert [(e["data"]["lot"], e["data"]["bin"], e["data"]["on_hand"]) for e in expired] == [("OLD", "X-01", 1)]
-    sample = central.wait_for(lambda: [t for t in central.telemetry() if t.get("counts", {}).get("expired_units")])
-    assert sample[-1]["counts"]["expired_units"] == 1
+    sample = central.wait_for(lambda: [t for t in central.telemetry() if t.get("stock", {}).get("expired_units")])
+    assert sample[-1]["stock"]["expired_units"] == 1
     assert hub2.status()["stock"]["expired_units"] == 1
     assert central.violations() == []

@@ -1,8 +1,8 @@
 """Wires the locker feature into the app: events, scans, commands, status.
 
-Installed only when at least one locker bank is configured. Sets
-``app.lockers`` to the :class:`~hubagent.lockers.service.LockerService`
-(its ``desk`` attribute checks codes and scans).
+Built only when at least one locker bank is configured: a
+:class:`~hubagent.lockers.service.LockerService` (its ``desk`` checks codes
+and scans), offered to the power feature as lock parking.
 """
 
 from __future__ import annotations
@@ -14,11 +14,16 @@ from hubagent.errors import InputError
 from hubagent.events import CodeEntered, DeviceHealthChanged, DoorChanged, RawScan
 from hubagent.lockers import repo
 from hubagent.lockers.commands import LockerCommands
-from hubagent.lockers.inputs import CodeDesk
+from hubagent.feature import Built, Feature, Interfaces
+from hubagent.lockers.checks import check_gpio_pins
+from hubagent.lockers.schema import MIGRATIONS
 from hubagent.lockers.service import LockerService
+from hubagent.lockers.settings import LOCKER_POLICY
+from hubagent.scanning.codes import interpret
 
 if TYPE_CHECKING:
     from hubagent.app import App
+    from hubagent.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -26,13 +31,12 @@ CLAIMED_SCANS = ("parcel", "pickup", "return")
 """Scan kinds the lockers handle (``staff`` sign-in belongs to the scanning feature)."""
 
 
-def install(app: "App") -> None:
-    """Add the locker service when the config has locker banks."""
+def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
+    """The locker service when the config has locker banks; offers lock parking."""
     if not app.devices_of("lockers"):
-        return
-    svc = LockerService(app, app.config.section("locker_policy"))
-    desk = CodeDesk(svc)
-    svc.desk = desk  # type: ignore[attr-defined]
+        return Built()
+    svc = LockerService(app, LOCKER_POLICY.of(app.config), staff=uses.staff)
+    desk = svc.desk
     LockerCommands(svc).register(app)
     app.on(DoorChanged, svc.on_door)
     app.on(CodeEntered, desk.on_code)
@@ -40,23 +44,17 @@ def install(app: "App") -> None:
     handlers = {"parcel": desk.scan_parcel, "pickup": desk.scan_pickup, "return": desk.scan_return}
     for kind in CLAIMED_SCANS:
         app.claim_scans(kind, handlers[kind])
-
-    def start() -> None:
-        svc.start()
-        if app.scanning is None:
-            # No scanning feature: interpret scans of the claimed kinds here,
-            # so a locker-only hub still loads parcels and reads QR codes.
-            app.on(RawScan, lambda ev: _route_scan(app, ev))
-
-    app.on_start(start)
+    if uses.staff is None:
+        # No scanning feature: interpret scans of the claimed kinds here,
+        # so a locker-only hub still loads parcels and reads QR codes.
+        app.on(RawScan, lambda ev: _route_scan(app, ev))
+    app.on_start(svc.start)
     app.on_stop(svc.stop)
     app.add_status("lockers", lambda: status(svc))
-    app.lockers = svc
+    return Built(svc, Interfaces(lock_parking=svc, locker_desk=desk))
 
 
 def _route_scan(app: "App", ev: RawScan) -> None:
-    from hubagent.scanning.codes import interpret
-
     try:
         scan = interpret(ev.data, ev.symbology)
     except InputError:
@@ -88,8 +86,7 @@ def status(svc: LockerService) -> dict[str, Any]:
         comps_faulted = sorted(c for c, v in comps.items() if v["fault"])
         banks[name] = {"health": bank.status().health.value, "compartments": comps,
                        "faulted": comps_faulted, "pulses_waiting": svc.pulses.pending(name)}
-    desk = getattr(svc, "desk", None)
-    return {"banks": banks, "lockouts": desk.lockouts() if desk is not None else {},
+    return {"banks": banks, "lockouts": svc.desk.lockouts(),
             "clock_sane": svc.wall_clock_sane(), "parked": svc.parked}
 
 
@@ -98,3 +95,11 @@ def _energised(bank: Any, comp: str) -> bool | None:
         return bool(bank.energised(comp))
     except Exception:
         return None
+
+
+FEATURE = Feature(
+    "lockers", build,
+    sections=(LOCKER_POLICY,),
+    migrations=tuple(MIGRATIONS),
+    checks=(check_gpio_pins,),  # no GPIO pin used twice (lockers, feedback, power)
+)

@@ -17,13 +17,16 @@ from msgspec import Meta, Struct
 
 from hubagent.commands import CommandArgs, CommandContext, NoArgs
 from hubagent.errors import CommandError
+from hubagent.feature import Built, Feature, Interfaces
+from hubagent.interfaces import Uplink
 from hubagent.store.store import EmittedEvent, dumps
 from hubagent.stock import expiry, ledger
-from hubagent.stock.settings import StockSettings
+from hubagent.stock.settings import STOCK, StockSettings
 from hubagent.sync import outbox
 
 if TYPE_CHECKING:
     from hubagent.app import App
+    from hubagent.clock import Clock
 
 Code = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
 Gtin = Annotated[str, Meta(max_length=14)] | Annotated[int, Meta(ge=0)]
@@ -33,14 +36,14 @@ Qty = Annotated[int, Meta(ge=-ledger.MAX_QTY, le=ledger.MAX_QTY)]
 Lot = Annotated[str, Meta(min_length=1, max_length=20, pattern=r"^[\x21-\x7e]+$")]
 
 
-class GtinPack(Struct, forbid_unknown_fields=True):
+class GtinPack(Struct, forbid_unknown_fields=True, frozen=True):
     """A GTIN naming a pack of ``qty`` units of the SKU (an outer case)."""
 
     gtin: Gtin
     qty: Annotated[int, Meta(ge=1, le=ledger.MAX_QTY)] = 1
 
 
-class CatalogItem(CommandArgs):
+class CatalogItem(CommandArgs, frozen=True):
     """One catalog entry of ``catalog.upsert``."""
 
     sku: Code
@@ -57,13 +60,13 @@ class CatalogItem(CommandArgs):
         return [(g.gtin, g.qty) if isinstance(g, GtinPack) else g for g in self.gtins]
 
 
-class CatalogUpsert(CommandArgs):
+class CatalogUpsert(CommandArgs, frozen=True):
     """``catalog.upsert`` arguments."""
 
     items: Annotated[list[CatalogItem], Meta(min_length=1, max_length=1000)]
 
 
-class StockAdjust(CommandArgs):
+class StockAdjust(CommandArgs, frozen=True):
     """``stock.adjust`` arguments."""
 
     sku: Code
@@ -77,7 +80,7 @@ class StockAdjust(CommandArgs):
     best_before: dt.date | None = None
 
 
-class StockCount(CommandArgs):
+class StockCount(CommandArgs, frozen=True):
     """``stock.count`` arguments."""
 
     sku: Code
@@ -85,7 +88,7 @@ class StockCount(CommandArgs):
     counted: Annotated[int, Meta(ge=0, le=ledger.MAX_QTY)]
 
 
-class StockGet(CommandArgs):
+class StockGet(CommandArgs, frozen=True):
     """``stock.get`` arguments."""
 
     sku: Code
@@ -94,11 +97,14 @@ class StockGet(CommandArgs):
 class StockService:
     """Stock commands and the retained per-SKU summaries."""
 
-    def __init__(self, app: "App") -> None:
+    def __init__(self, app: "App", settings: StockSettings, clock: "Clock", *,
+                 uplink: Uplink | None = None) -> None:
+        """Stock of ``app``; summaries go out through ``uplink`` (None: no broker)."""
         self.app = app
         self.store = app.store
-        self.settings: StockSettings = app.config.section("stock")
-        self.expiry = expiry.ExpiryCheck(app.store, app.clock, self.settings)
+        self.settings = settings
+        self.uplink = uplink
+        self.expiry = expiry.ExpiryCheck(app.store, clock, settings)
 
     def install(self) -> None:
         """Register commands and hooks."""
@@ -111,8 +117,9 @@ class StockService:
         self.app.on_start(lambda: self.store.on_commit(self._published_moves))
         self.app.on_start(self.expiry.start)
         self.app.on_stop(self.expiry.stop)
-        if self.app.sync is not None:
-            self.app.sync.on_connected(self.publish_all)
+        if self.uplink is not None:
+            self.uplink.on_connected(self.publish_all)
+            self.uplink.add_telemetry(lambda: {"stock": {"expired_units": self.expiry.expired_units()}})
         self.app.add_status("stock", self.status)
 
     # -- commands ----------------------------------------------------------
@@ -168,8 +175,7 @@ class StockService:
 
     def publish_summary(self, sku: str) -> None:
         """Publish the retained on-hand summary of one SKU (if connected)."""
-        sync = self.app.sync
-        if sync is None or sync.link is None or not sync.link.connected:
+        if self.uplink is None or not self.uplink.is_connected():
             return
         found = ledger.summary(self.store, sku, self.settings.unsellable_bins)
         if found is None:
@@ -177,7 +183,7 @@ class StockService:
         body = {"sku": sku, "name": found["name"], "on_hand": found["on_hand"],
                 "available": found["available"], "bins": found["bins"], "lots": found["lots"],
                 "seq": self.store.last_seq()}
-        sync.link.publish(sync.topics.stock(sku), dumps(body).encode(), retain=True)
+        self.uplink.publish_stock(sku, dumps(body).encode())
 
     def publish_all(self) -> None:
         """Republish every summary (after a reconnect: some may be stale)."""
@@ -197,8 +203,11 @@ def _bad(message: str) -> Exception:
     return CommandError("bad_args", message)
 
 
-def install(app: "App") -> None:
-    """Add the stock service to the app."""
-    svc = StockService(app)
+def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
+    """The stock service; summaries go out through the uplink when there is one."""
+    svc = StockService(app, STOCK.of(app.config), clock, uplink=uses.uplink)
     svc.install()
-    app.stock = svc
+    return Built(svc)
+
+
+FEATURE = Feature("stock", build, sections=(STOCK,), migrations=tuple(ledger.MIGRATIONS))

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import msgspec
 
+from hubagent.feature import Section
+
 BinCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9][A-Z0-9-]{0,23}$")]
 """A bin code as ``HA:BIN:<code>`` yields it (upper case)."""
 
@@ -23,3 +25,7 @@ class StockSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fr
     # No expiry is decided while the wall clock reads a year before this (a Pi without
     # a real-time clock boots in 1970 until NTP sets the time).
     min_sane_year: Annotated[int, msgspec.Meta(ge=2020, le=2100)] = 2024
+
+
+STOCK = Section("stock", StockSettings)
+"""The ``[stock]`` section."""
