@@ -18,7 +18,7 @@ from msgspec import Meta, Struct
 from hubagent.commands import CommandArgs, CommandContext, NoArgs
 from hubagent.errors import CommandError
 from hubagent.feature import Built, Feature, Interfaces
-from hubagent.interfaces import Uplink
+from hubagent.interfaces import SummaryFields, Uplink
 from hubagent.store.store import EmittedEvent, dumps
 from hubagent.stock import expiry, ledger
 from hubagent.stock.settings import STOCK, StockSettings
@@ -105,6 +105,7 @@ class StockService:
         self.settings = settings
         self.uplink = uplink
         self.expiry = expiry.ExpiryCheck(app.store, clock, settings)
+        self._summary_fields: list[SummaryFields] = []
 
     def install(self) -> None:
         """Register commands and hooks."""
@@ -183,7 +184,15 @@ class StockService:
         body = {"sku": sku, "name": found["name"], "on_hand": found["on_hand"],
                 "available": found["available"], "bins": found["bins"], "lots": found["lots"],
                 "seq": self.store.last_seq()}
+        if self._summary_fields:
+            with self.store.read() as tx:
+                for fields in self._summary_fields:
+                    body.update(fields(tx, sku))
         self.uplink.publish_stock(sku, dumps(body).encode())
+
+    def add_summary_fields(self, fields: SummaryFields) -> None:
+        """Merge ``fields(tx, sku)`` into every summary published from now on (the KPIs)."""
+        self._summary_fields.append(fields)
 
     def publish_all(self) -> None:
         """Republish every summary (after a reconnect: some may be stale)."""
@@ -207,7 +216,7 @@ def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     """The stock service; summaries go out through the uplink when there is one."""
     svc = StockService(app, STOCK.of(app.config), clock, uplink=uses.uplink)
     svc.install()
-    return Built(svc)
+    return Built(svc, Interfaces(stock_summary=svc))
 
 
 FEATURE = Feature("stock", build, sections=(STOCK,), migrations=tuple(ledger.MIGRATIONS))
