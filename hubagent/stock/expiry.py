@@ -21,7 +21,7 @@ from typing import Any
 from hubagent.clock import Clock, Timer
 from hubagent.errors import HubError
 from hubagent.stock.settings import StockSettings
-from hubagent.store.store import Store, Tx, utc_now
+from hubagent.store.store import Store, Tx
 
 log = logging.getLogger(__name__)
 
@@ -88,7 +88,7 @@ class ExpiryCheck:
                 tx.execute("INSERT INTO lot_notices(sku, bin, lot, expiry, best_before, state, at) "
                            "VALUES (?, ?, ?, ?, ?, ?, ?)",
                            (row["sku"], row["bin"], row["lot"], row["expiry"], row["best_before"],
-                            state, utc_now()))
+                            state, tx.now))
                 sent[state == "expired"] += 1
         self.last_run = today.isoformat()
         return sent[0], sent[1]

@@ -26,7 +26,7 @@ from typing import Any, Collection, Iterable
 
 from hubagent.errors import CommandError
 from hubagent.stock.gtins import canonical_gtin
-from hubagent.store.store import Store, Tx, dumps, utc_now
+from hubagent.store.store import Store, Tx, dumps
 
 MOVEMENT_TYPES = ("receive", "pick", "count", "move", "return", "adjust", "damage")
 
@@ -209,7 +209,7 @@ def normalise_price(value: Any) -> str | None:
 def ensure_bin(tx: Tx, code: str, kind: str = "shelf") -> None:
     """Create a bin on first use (bins are physical labels, not master data)."""
     tx.execute("INSERT OR IGNORE INTO bins(code, kind, created_at) VALUES (?, ?, ?)",
-               (code, kind, utc_now()))
+               (code, kind, tx.now))
 
 
 def normalise_gtins(gtins: Iterable[str | int | tuple[str | int, int]]) -> list[tuple[str, int]]:
@@ -268,7 +268,7 @@ def upsert_sku(tx: Tx, sku: str, name: str, gtins: Iterable[str | int | tuple[st
         "extra=excluded.extra, net_content=excluded.net_content, net_unit=excluded.net_unit, "
         "updated_at=excluded.updated_at",
         (sku, name, unit, normalise_price(price), bin, dumps(extra or {}), content, content_unit,
-         utc_now()),
+         tx.now),
     )
     tx.execute("DELETE FROM gtins WHERE sku=?", (sku,))
     for gtin, qty in codes:
