@@ -191,7 +191,7 @@ def test_existing_catalogs_are_migrated_to_gtin_14(tmp_path: Path) -> None:
     db = tmp_path / "hubagent.db"
     conn = sqlite3.connect(db, isolation_level=None)
     old = [m for m in all_migrations() if m[0] in ("core-0001-outbox-inbox", "stock-0001-ledger")]
-    migrations.apply(conn, old)
+    migrations.apply(conn, old, dt.datetime(2026, 11, 1, tzinfo=dt.timezone.utc))
     conn.execute("INSERT INTO skus(sku, name, default_bin, updated_at) "
                  "VALUES ('MUG-2', 'Mug', 'B-02', 'x'), ('PEN-1', 'Pen', NULL, 'x')")
     conn.execute("INSERT INTO gtins(gtin, sku) VALUES (?, 'MUG-2'), (?, 'PEN-1'), (?, 'PEN-1')",
