@@ -21,6 +21,7 @@ from hubagent.feature import Built, Feature, Interfaces
 from hubagent.interfaces import SummaryFields, Uplink
 from hubagent.store.store import EmittedEvent, dumps
 from hubagent.stock import expiry, ledger
+from hubagent.stock.gtins import canonical_gtin
 from hubagent.stock.settings import STOCK, StockSettings
 from hubagent.sync import outbox
 
@@ -88,6 +89,13 @@ class StockCount(CommandArgs, frozen=True):
     counted: Annotated[int, Meta(ge=0, le=ledger.MAX_QTY)]
 
 
+class CatalogFind(CommandArgs, frozen=True):
+    """``catalog.find``: look an item up by SKU, GTIN (any form) or part of its name."""
+
+    q: Annotated[str, Meta(min_length=1, max_length=64)]
+    limit: Annotated[int, Meta(ge=1, le=100)] = 20
+
+
 class StockGet(CommandArgs, frozen=True):
     """``stock.get`` arguments."""
 
@@ -114,6 +122,7 @@ class StockService:
         c.register("stock.adjust", self.adjust, StockAdjust)
         c.register("stock.count", self.count, StockCount)
         c.register("stock.get", self.get, StockGet, read_only=True)
+        c.register("catalog.find", self.find, CatalogFind, read_only=True)
         c.register("state.snapshot", self.snapshot, NoArgs, read_only=True)
         self.app.on_start(lambda: self.store.on_commit(self._published_moves))
         self.app.on_start(self.expiry.start)
@@ -153,6 +162,26 @@ class StockService:
         m = ledger.count(ctx.tx, sku=args.sku, bin=args.bin, counted=args.counted,
                          ref=ctx.id, actor="central", device=ctx.source)
         return {"movement": m.id, "seq": m.seq, "delta": m.delta, "on_hand": m.on_hand}
+
+    def find(self, ctx: CommandContext, args: CatalogFind) -> dict[str, Any]:
+        """Items whose SKU or GTIN is ``q``, or whose name contains it (read-only)."""
+        q = args.q.strip()
+        found: dict[str, dict[str, Any]] = {}
+        exact = self.store.query("SELECT sku, name FROM skus WHERE sku=?", (q,))
+        try:
+            gtin = canonical_gtin(q) if q.isdigit() else None
+        except ValueError:
+            gtin = None
+        if gtin is not None:
+            exact += self.store.query("SELECT s.sku, s.name FROM gtins g JOIN skus s ON s.sku = g.sku "
+                                      "WHERE g.gtin=?", (gtin,))
+        pattern = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        named = self.store.query("SELECT sku, name FROM skus WHERE name LIKE ? ESCAPE '\\' "
+                                 "ORDER BY name LIMIT ?", (pattern, args.limit))
+        for row in [*exact, *named]:
+            found.setdefault(row["sku"], {"sku": row["sku"], "name": row["name"]})
+        items = list(found.values())[:args.limit]
+        return {"items": items, "count": len(items)}
 
     def get(self, ctx: CommandContext, args: StockGet) -> dict[str, Any]:
         """On-hand of one SKU."""
