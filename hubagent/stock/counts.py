@@ -21,7 +21,7 @@ NEGATIVE_LIMIT = 20
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
-        "stock-0002-movement-counts",
+        "stock-0003-movement-counts",
         """
         INSERT INTO meta(key, value)
             SELECT 'movements:' || type, COUNT(*) FROM movements GROUP BY type
