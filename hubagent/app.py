@@ -71,6 +71,7 @@ class App:
         self.scanning: Any = None
         self.printing: Any = None
         self.lockers: Any = None
+        self.staff_registry: Any = None
         self.power: Any = None
         # Scan kinds (hubagent.scanning.codes.ScanKind values) that another
         # feature handles, e.g. lockers claim "parcel", "pickup", "staff",

@@ -33,6 +33,7 @@ FEATURE_SECTIONS: dict[str, str] = {
     "printing": "hubagent.printing.settings:PrintingSettings",
     "scanning": "hubagent.scanning.settings:ScanningSettings",
     "locker_policy": "hubagent.lockers.settings:LockerPolicySettings",
+    "staff": "hubagent.staff.settings:StaffSettings",
     "power_policy": "hubagent.power.settings:PowerPolicySettings",
 }
 

@@ -19,6 +19,7 @@ FEATURES: list[str] = [
     "hubagent.sync.feature:install",
     "hubagent.stock.feature:install",
     "hubagent.printing.feature:install",
+    "hubagent.staff.feature:install",
     "hubagent.scanning.feature:install",
     "hubagent.lockers.feature:install",
     "hubagent.power.feature:install",

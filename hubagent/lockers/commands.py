@@ -69,15 +69,6 @@ class ReturnExpect(CommandArgs):
     expires_at: str | None = None
 
 
-class StaffSet(CommandArgs):
-    """``staff.set``: give a staff member a keypad code (or revoke it with neither code nor hash)."""
-
-    staff: Id
-    code: str | None = None
-    code_hash: str | None = None
-    expires_at: str | None = None
-
-
 class LockerOpen(CommandArgs):
     """``locker.open``: central opens one compartment, with a reason for the audit trail."""
 
@@ -106,7 +97,6 @@ class LockerCommands:
         c.register("parcel.assign", self.assign, ParcelAssign)
         c.register("parcel.cancel", self.cancel, ParcelCancel)
         c.register("return.expect", self.expect_return, ReturnExpect)
-        c.register("staff.set", self.staff_set, StaffSet)
         c.register("locker.open", self.open, LockerOpen)
         c.register("locker.clear_fault", self.clear_fault, ClearFault)
 
@@ -209,19 +199,6 @@ class LockerCommands:
         repo.audit(tx, "return_expected", ref=args.return_id, source=ctx.source, command=ctx.id)
         result = {"return": args.return_id, "size": args.size, "expires_at": expires_at}
         tx.emit("return.expected", {**result, "command": ctx.id})
-        return result
-
-    def staff_set(self, ctx: CommandContext, args: StaffSet) -> dict[str, Any]:
-        """Replace (or revoke) one staff member's keypad code."""
-        tx = ctx.tx
-        repo.spend_codes_of(tx, "staff", args.staff, "replaced")  # rolled back if the new one is refused
-        code_hash = self._hash(tx, "staff", args.code, args.code_hash)
-        expires_at = self._expiry(args.expires_at)
-        if code_hash is not None:
-            repo.add_code(tx, code_hash, "staff", args.staff, expires_at)
-        repo.audit(tx, "staff_code", ref=args.staff, command=ctx.id, revoked=code_hash is None)
-        result = {"staff": args.staff, "active": code_hash is not None, "expires_at": expires_at}
-        tx.emit("staff.updated", {**result, "command": ctx.id})
         return result
 
     def open(self, ctx: CommandContext, args: LockerOpen) -> dict[str, Any]:

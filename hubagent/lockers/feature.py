@@ -34,6 +34,9 @@ def install(app: "App") -> None:
     desk = CodeDesk(svc)
     svc.desk = desk  # type: ignore[attr-defined]
     LockerCommands(svc).register(app)
+    if app.staff_registry is not None:
+        # A staff code must differ from every live pickup and return code (one keypad takes all).
+        app.staff_registry.clash_checks.append(svc.locker_code_clashes)
     app.on(DoorChanged, svc.on_door)
     app.on(CodeEntered, desk.on_code)
     app.on(DeviceHealthChanged, svc.on_health)
@@ -61,9 +64,21 @@ def _route_scan(app: "App", ev: RawScan) -> None:
         scan = interpret(ev.data, ev.symbology)
     except InputError:
         return
+    from hubagent.scanning.roles import refusal
+
     handler = app.scan_handlers.get(scan.kind.value)
+    if refusal(_role_of(app, ev.device), scan.kind.value) is not None:
+        log.info("%s: a %s code is not accepted by this scanner's role", ev.device, scan.kind.value)
+        return
     if handler is not None and scan.kind.value in CLAIMED_SCANS:
         handler(scan, ev.device)
+
+
+def _role_of(app: "App", scanner: str) -> str | None:
+    for d in app.config.devices_of("scanners"):
+        if d.name == scanner:
+            return getattr(d.settings, "role", None)
+    return None
 
 
 def status(svc: LockerService) -> dict[str, Any]:

@@ -404,9 +404,18 @@ class LockerService:
         A keypad tries pickup, return and staff codes, so the same digits may
         be live for one of them only, or one person's code would open another's.
         """
+        return self.locker_code_clashes(db, code) or self.staff_code_clashes(db, code)
+
+    def locker_code_clashes(self, db: Any, code: str) -> bool:
+        """Whether ``code`` (normalised) is a live pickup or return code."""
         assert self.secret is not None
         return any(repo.code_is_live(db, p, codes.hash_code(self.secret, code, p))
-                   for p in ("pickup", "return", "staff"))
+                   for p in ("pickup", "return"))
+
+    def staff_code_clashes(self, db: Any, code: str) -> bool:
+        """Whether ``code`` (normalised) is a registered staff member's keypad code."""
+        registry = self.app.staff_registry
+        return registry is not None and bool(registry.code_in_use(db, code))
 
     # -- alarms ---------------------------------------------------------------
     def _alarm(self, tx: Tx, kind: str, bank: str, comp: str | None, **detail: Any) -> None:

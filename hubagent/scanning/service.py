@@ -29,6 +29,7 @@ from hubagent.events import RawScan, ScanRejectedAtDevice
 from hubagent.ports import FeedbackPattern
 from hubagent.scanning import schema
 from hubagent.scanning.codes import Scan, ScanKind, interpret
+from hubagent.scanning.roles import REFUSAL, refusal
 from hubagent.scanning.session import Mode, Refused, Session
 from hubagent.scanning.settings import ScanningSettings
 from hubagent.scanning.workflows import StepContext, step
@@ -73,12 +74,46 @@ class ScanService:
         self._last_read: dict[str, tuple[bytes, float]] = {}
         self._feedback_of = {d.name: getattr(d.settings, "feedback", None)
                              for d in app.config.devices_of("scanners")}
+        self._role_of: dict[str, str | None] = {d.name: getattr(d.settings, "role", None)
+                                                for d in app.config.devices_of("scanners")}
+        staff_settings = app.config.section("staff")
+        self.require_pin: bool = staff_settings.require_pin
+        self.pin_timeout_s: float = staff_settings.pin_timeout_s
 
     # -- API for other features ---------------------------------------------
     def staff_for(self, scanner: str) -> str | None:
-        """The staff member signed in on ``scanner`` (HA:STAFF:<id>), if any."""
+        """The staff member signed in on ``scanner`` (HA:STAFF:<badge>), if any.
+
+        Callers acting for staff check the member against the staff registry
+        at that moment (a sign-in may outlive a revocation).
+        """
         s = self.sessions.get(scanner)
         return s.staff if s else None
+
+    def pin_awaited(self, station: str) -> str | None:
+        """Whose PIN the keypad named ``station`` should take now (a badge was scanned there)."""
+        s = self.sessions.get(station)
+        if s is None or s.pin_staff is None or s.pin_since is None:
+            return None
+        if self.app.clock.monotonic() - s.pin_since > self.pin_timeout_s:
+            s.pin_staff = s.pin_since = None
+            return None
+        return s.pin_staff
+
+    def pin_result(self, station: str, staff: str | None, reason: str) -> None:
+        """The keypad checked the awaited PIN: sign ``staff`` in, or refuse (``reason``)."""
+        current = self._session(station)
+        current.pin_staff = current.pin_since = None
+        if staff is None:
+            self.reject(station, reason or "wrong_pin", "the PIN was not right; scan the badge again", b"")
+            return
+        work = copy.deepcopy(current)
+        work.staff = staff
+        with self.app.store.write() as tx:
+            schema.save_station(tx, station, *work.persisted())
+        self.sessions[station] = work
+        self.accepted[station] += 1
+        self.signal(station, FeedbackPattern.OK, f"staff {staff} signed in")
 
     def mode_of(self, scanner: str) -> str:
         """The scanner's current mode (``receive``, ``pick``, ...)."""
@@ -131,6 +166,10 @@ class ScanService:
     def handle(self, scanner: str, scan: Scan, at: float | None = None) -> None:
         """Route or carry out one understood scan, then signal feedback."""
         now = time.monotonic() if at is None else at
+        why = refusal(self._role_of.get(scanner), scan.kind.value)
+        if why is not None:
+            self.reject(scanner, REFUSAL, why, scan.raw)
+            return
         handler = self.app.scan_handlers.get(scan.kind.value)
         if handler is not None and scan.kind is not ScanKind.STAFF:
             self._routed(scanner, scan, handler)
@@ -170,7 +209,8 @@ class ScanService:
         work = copy.deepcopy(current)
         try:
             with self.app.store.write() as tx:
-                ctx = StepContext(tx, scanner, self.settings, self.app.printing)
+                ctx = StepContext(tx, scanner, self.settings, self.app.printing, staff=self.app.staff_registry,
+                                  require_pin=self.require_pin, now=self.app.clock.monotonic())
                 done = step(ctx, work, scan)
                 if work.persisted() != current.persisted():
                     schema.save_station(tx, scanner, *work.persisted())
@@ -247,7 +287,8 @@ class ScanService:
         for name in self._feedback_of:
             s = self._session(name)
             scanners[name] = {
-                "mode": s.mode.value, "staff": s.staff, "bin": s.bin, "dest": s.dest, "qty": s.qty,
+                "role": self._role_of.get(name), "mode": s.mode.value, "staff": s.staff,
+                "awaiting_pin": self.pin_awaited(name) is not None, "bin": s.bin, "dest": s.dest, "qty": s.qty,
                 "condition": s.condition, "ref": s.ref, "counted": dict(s.counts),
                 "delivery": self._delivery(s.delivery), "pick": self._pick(s.pick),
                 "accepted": self.accepted[name], "rejected": self.rejected[name],

@@ -52,6 +52,7 @@ FEATURES: list[str] = [
     "hubagent.printing.queue:MIGRATIONS",
     "hubagent.scanning.schema:MIGRATIONS",
     "hubagent.lockers.schema:MIGRATIONS",
+    "hubagent.staff.schema:MIGRATIONS",
 ]
 
 

@@ -105,7 +105,7 @@ class HubView:
             return KioskResult("out_of_order")
         from hubagent.lockers.inputs import Outcome
 
-        attempt = lockers.desk.attempt(source, code, (purpose,))
+        attempt = lockers.desk.attempt(source, code, (purpose,), role="kiosk")
         if attempt.outcome is Outcome.OPENED:
             return KioskResult("opened", door=attempt.compartment, bank=attempt.bank)
         if attempt.outcome is Outcome.LOCKED_OUT:
@@ -116,16 +116,30 @@ class HubView:
         outcome = "expired" if attempt.reason == "expired" else "wrong"
         return KioskResult(outcome, retry_in_s=attempt.retry_in_s)
 
-    def staff_sign_in(self, source: str, code: str) -> str | None:
-        """The staff member whose registered code this is, or None (counts as a failure)."""
+    def staff_sign_in(self, address: str, code: str = "", *, badge: str = "", pin: str = "") -> str | None:
+        """The registered staff member signing in from ``address``, or None (counts as a failure).
+
+        Either a staff code, or a badge with its PIN: a badge's identifier is
+        printed, not secret, so the page never takes a badge alone. Checked
+        against the staff registry, under the lock-out of ``web:<address>``.
+        """
         lockers = self._app.lockers
         if lockers is None:
             return None
-        return lockers.desk.identify_staff(source, code)  # type: ignore[no-any-return]
+        source = f"web-{address}"
+        if badge:
+            return lockers.desk.identify_badge(source, badge, pin, role="web")  # type: ignore[no-any-return]
+        return lockers.desk.identify_staff(source, code, role="web")  # type: ignore[no-any-return]
 
-    def lockout_left(self, source: str) -> float:
-        """Seconds ``source`` stays locked out (0 when it may try)."""
+    def require_pin(self) -> bool:
+        """Whether the hub asks staff badges for a PIN (``[staff] require_pin``)."""
+        return bool(self._app.config.section("staff").require_pin)
+
+    def lockout_left(self, role: str, name: str) -> float:
+        """Seconds input ``role``/``name`` stays locked out (0 when it may try)."""
         lockers = self._app.lockers
         if lockers is None:
             return 0.0
-        return float(lockers.limiter.check(source, lockers.clock()))
+        from hubagent.lockers.lockout import input_key
+
+        return float(lockers.limiter.check(input_key(role, name), lockers.clock()))
