@@ -46,6 +46,49 @@ def test_unregistered_code_signs_nobody_in(web_hub: WebHub, browser: Any) -> Non
     assert hub.events("locker.code_rejected")[-1]["source"].startswith("web-")
 
 
+def sign_in_badge(hub: WebHub, d: Any, badge: str, pin: str) -> None:
+    d.delete_all_cookies()
+    d.get(f"{hub.base}/staff/login")
+    d.find_element(By.ID, "badge").send_keys(badge)
+    if pin:
+        d.find_element(By.ID, "pin").send_keys(pin)
+    submit(d, d.find_element(By.ID, "signin"))
+
+
+def test_badge_and_pin_sign_in_checks_the_registry(web_hub: WebHub, browser: Any) -> None:
+    hub, d = web_hub, browser
+    hub.command("staff.set", staff="S-9", badge="Q4-s9-badge", pin="8642")
+    hub.command("staff.set", staff="S-10", badge="Q4-s10-badge")  # a badge with no PIN
+    attempts = [("HA-mallory", "8642"), ("Q4-s9-badge", "1111"), ("Q4-s9-badge", ""), ("Q4-s10-badge", "")]
+    for badge, pin in attempts:  # unregistered, wrong PIN, no PIN, a badge alone
+        sign_in_badge(hub, d, badge, pin)
+        assert "not registered" in d.find_element(By.ID, "problem").text
+        d.get(f"{hub.base}/staff")
+        assert d.current_url.endswith("/staff/login")
+    rejected = hub.events("locker.code_rejected")
+    assert [e["reason"] for e in rejected] == ["unknown_staff", "wrong_pin", "wrong_pin", "wrong_pin"]
+    assert {e["source"] for e in rejected} == {"web-127.0.0.1"}
+    sign_in_badge(hub, d, "Q4-s9-badge", "8642")
+    assert d.current_url.endswith("/staff") and "Signed in as S-9" in d.page_source
+    # Revoked: the same badge and PIN sign nobody in.
+    hub.command("staff.revoke", staff="S-9")
+    sign_in_badge(hub, d, "Q4-s9-badge", "8642")
+    assert "not registered" in d.find_element(By.ID, "problem").text
+
+
+def test_failed_sign_ins_lock_out_the_address_not_the_keypad(web_hub: WebHub, browser: Any) -> None:
+    hub, d = web_hub, browser
+    hub.command("staff.set", staff="S-7", code=STAFF_CODE)
+    for _ in range(5):  # max_failures of the sim config
+        sign_in(hub, d, "999999")
+    locked = hub.events("locker.lockout")[-1]
+    assert locked["input"] == "web:127.0.0.1" and locked["source"] == "web-127.0.0.1"
+    sign_in(hub, d, STAFF_CODE)
+    assert d.find_element(By.ID, "problem") and d.current_url.endswith("/staff/login")
+    # The keypad of the hub is not locked out by the browser's failures.
+    assert hub.status()["lockers"]["lockouts"].keys() == {"web:127.0.0.1"}
+
+
 def test_dashboard_lives_and_actions_are_commands(web_hub: WebHub, browser: Any) -> None:
     hub, d = web_hub, browser
     hub.command("staff.set", staff="S-7", code=STAFF_CODE)

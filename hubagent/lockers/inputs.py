@@ -197,13 +197,14 @@ class CodeDesk:
                 tx.emit("locker.code_no_action", {"source": source, "purpose": purpose, "reason": e.code})
             return Attempt(Outcome.NOTHING, e.code)
 
-    def identify_staff(self, source: str, raw: str, *, role: str = "web") -> str | None:
+    def identify_staff(self, source: str, raw: str, *, role: str = "web", name: str | None = None) -> str | None:
         """The staff member a typed staff code belongs to (a sign-in), opening nothing.
 
         Checked like any code: the same hashes, the same lock-out for the
-        input (``role`` and ``source``), and every attempt audited.
+        input (``role`` and ``name``, by default ``source``), and every attempt
+        audited under ``source``.
         """
-        key = input_key(role, source)
+        key = input_key(role, name or source)
         now = self.svc.clock()
         wait = self.svc.limiter.check(key, now)
         if wait > 0:
@@ -219,14 +220,14 @@ class CodeDesk:
             repo.audit(tx, "staff_sign_in", ref=staff, source=source, by="code")
         return staff
 
-    def identify_badge(self, source: str, badge: str, pin: str, *, role: str = "web") -> str | None:
+    def identify_badge(self, source: str, badge: str, pin: str, *, role: str = "web", name: str | None = None) -> str | None:
         """The staff member holding ``badge`` whose PIN is ``pin`` (a sign-in), opening nothing.
 
         A badge alone is never enough here (its identifier is printed, not
         secret): a member without a PIN cannot sign in this way. Failures
-        count against the input like wrong codes.
+        count against the input (``role`` and ``name``) like wrong codes.
         """
-        key = input_key(role, source)
+        key = input_key(role, name or source)
         now = self.svc.clock()
         wait = self.svc.limiter.check(key, now)
         if wait > 0:

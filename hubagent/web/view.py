@@ -131,8 +131,8 @@ class HubView:
             return None
         source = f"web-{address}"
         if badge:
-            return lockers.desk.identify_badge(source, badge, pin, role="web")  # type: ignore[no-any-return]
-        return lockers.desk.identify_staff(source, code, role="web")  # type: ignore[no-any-return]
+            return lockers.desk.identify_badge(source, badge, pin, role="web", name=address)  # type: ignore[no-any-return]
+        return lockers.desk.identify_staff(source, code, role="web", name=address)  # type: ignore[no-any-return]
 
     def require_pin(self) -> bool:
         """Whether the hub asks staff badges for a PIN (``[staff] require_pin``)."""
