@@ -58,6 +58,8 @@ CROSS_CHECKS: list[str] = [
     "hubagent.lockers.checks:check_gpio_pins",
     # at most one power source
     "hubagent.power.checks:check_config",
+    # badges that need a PIN have a keypad to type it on
+    "hubagent.staff.checks:check_pin_keypads",
 ]
 
 

@@ -32,14 +32,15 @@ class Hub:
     """An in-process app on a manual clock; scans go through app.dispatch."""
 
     def __init__(self, state: Path, *, scanning: dict[str, Any] | None = None,
-                 staff: dict[str, Any] | None = None) -> None:
+                 staff: dict[str, Any] | None = None, scanners: dict[str, Any] | None = None,
+                 **devices: Any) -> None:
         cfg = {"hub": {"id": "t1", "state_dir": str(state)},
-               "scanners": {"shelf": {"driver": "sim", "role": "shelf"},
-                            "door": {"driver": "sim", "role": "locker"},
-                            "screen": {"driver": "sim", "role": "kiosk"},
-                            "old": {"driver": "sim"}},
+               "scanners": scanners or {"shelf": {"driver": "sim", "role": "shelf"},
+                                        "door": {"driver": "sim", "role": "locker"},
+                                        "screen": {"driver": "sim", "role": "kiosk"},
+                                        "old": {"driver": "sim"}},
                "scanning": {"dedupe_s": 0.0, **(scanning or {})},
-               "staff": staff or {}}
+               "staff": staff or {}, **devices}
         self.clock = ManualClock(wall=START)
         self.app: App = build_app(from_dict(cfg), clock=self.clock)
         self.app.store.open()
@@ -180,7 +181,10 @@ def test_require_staff_refuses_movements_without_a_registered_sign_in(tmp_path: 
 
 
 def test_require_pin_holds_the_badge_until_the_pin_and_forgets_it(tmp_path: Path) -> None:
-    h = Hub(tmp_path, staff={"require_pin": True, "pin_timeout_s": 30.0})
+    bank = {"driver": "sim", "compartments": {"A1": {"lock_pin": 5, "door_pin": 17}}}
+    h = Hub(tmp_path, staff={"require_pin": True, "pin_timeout_s": 30.0},
+            scanners={"door": {"driver": "sim", "role": "locker"}},
+            keypads={"door": {"driver": "sim"}}, lockers={"bank-a": bank})
     assert h.cmd("staff.set", staff="dee", badge="DEE-b", pin="2580")["ok"]
     assert h.scan("HA:STAFF:DEE-b", "door") == "attention"
     assert h.staff_on("door") is None and h.app.scanning.pin_awaited("door") == "dee"
@@ -206,3 +210,17 @@ def test_staff_codes_given_before_the_registry_move_into_it(tmp_path: Path) -> N
     assert db.execute("SELECT COUNT(*) FROM locker_codes WHERE purpose='staff' AND spent_at IS NULL"
                       ).fetchone()[0] == 0
     db.close()
+
+
+def test_require_pin_needs_a_keypad_beside_each_badge_scanner(tmp_path: Path) -> None:
+    from hubagent.errors import ConfigError
+
+    cfg = {"hub": {"id": "t1", "state_dir": str(tmp_path)},
+           "scanners": {"door": {"driver": "sim", "role": "locker"},
+                        "screen": {"driver": "sim", "role": "kiosk"}},
+           "staff": {"require_pin": True}}
+    with pytest.raises(ConfigError) as e:
+        from_dict(cfg)
+    assert "staff.require_pin" in str(e.value) and "'door'" in str(e.value)
+    cfg["scanners"]["door"]["role"] = "kiosk"  # type: ignore[index]
+    assert from_dict(cfg).section("staff").require_pin is True
