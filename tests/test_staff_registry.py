@@ -20,7 +20,10 @@ from hubagent.config import from_dict
 from hubagent.events import RawScan
 from hubagent.lockers import codes
 from hubagent.scanning.roles import accepts
-from hubagent.staff.registry import badge_hash
+from hubagent.scanning.service import ScanService
+from hubagent.staff.registry import StaffRegistry, badge_hash
+from hubagent.staff.settings import STAFF
+from hubagent.features import all_migrations
 from hubagent.store import migrations
 
 TEA_GTIN = "04006381333931"
@@ -44,8 +47,11 @@ class Hub:
         self.clock = ManualClock(wall=START)
         self.app: App = build_app(from_dict(cfg), clock=self.clock)
         self.app.store.open()
-        self.app.scanning.load()
-        self.app.staff_registry.start()
+        self.scanning = self.app.service(ScanService)
+        self.registry = self.app.service(StaffRegistry)
+        assert self.scanning is not None and self.registry is not None
+        self.scanning.load()
+        self.registry.start()
 
     def cmd(self, name: str, **payload: Any) -> dict[str, Any]:
         payload.setdefault("id", uuid.uuid4().hex)
@@ -53,7 +59,7 @@ class Hub:
 
     def scan(self, code: str, scanner: str = "shelf") -> str:
         self.app.dispatch(RawScan(scanner, code.encode(), at=self.clock.monotonic()))
-        return str(self.app.scanning.last_feedback[scanner]["pattern"])
+        return str(self.scanning.last_feedback[scanner]["pattern"])
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         rows = self.app.store.query("SELECT kind, data FROM outbox ORDER BY seq")
@@ -63,7 +69,7 @@ class Hub:
         return [e["reason"] for e in self.events("scan.rejected")]
 
     def staff_on(self, scanner: str = "shelf") -> str | None:
-        return self.app.scanning.staff_for(scanner)  # type: ignore[no-any-return]
+        return self.scanning.staff_for(scanner)
 
 
 @pytest.fixture
@@ -93,7 +99,7 @@ def test_only_registered_badges_sign_in(hub: Hub) -> None:
 def test_badges_are_stored_as_keyed_hashes_and_expire(hub: Hub, tmp_path: Path) -> None:
     later = (START + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
     assert hub.cmd("staff.set", staff="bo", badge="Bo-77-xq", pin="9090", expires_at=later)["ok"]
-    secret = hub.app.staff_registry.secret
+    secret = hub.registry.secret
     row = hub.app.store.query("SELECT badge_hash, pin_hash FROM staff_members WHERE id='bo'")[0]
     assert row["badge_hash"] == badge_hash(secret, "Bo-77-xq")
     assert row["pin_hash"] == codes.hash_code(secret, "9090", "staff_pin")
@@ -135,7 +141,7 @@ def test_scanner_roles_decide_which_codes_count(hub: Hub) -> None:
     for code in ("HA:STAFF:K7-anna", "HA:MODE:RECEIVE", "HA:PCL:P-1", "HA:BIN:A-01", TEA_GTIN, "HA:QTY:5"):
         assert hub.scan(code, "screen") == "error"
     assert hub.reasons() == ["not_allowed_here"] * 6
-    assert hub.staff_on("screen") is None and hub.app.scanning.mode_of("screen") == "lookup"
+    assert hub.staff_on("screen") is None and hub.scanning.mode_of("screen") == "lookup"
     # A locker scanner takes badges but no stock modes.
     assert hub.scan("HA:MODE:RECEIVE", "door") == "error"
     assert hub.scan("HA:STAFF:K7-anna", "door") == "ok" and hub.staff_on("door") == "anna"
@@ -187,15 +193,15 @@ def test_require_pin_holds_the_badge_until_the_pin_and_forgets_it(tmp_path: Path
             keypads={"door": {"driver": "sim"}}, lockers={"bank-a": bank})
     assert h.cmd("staff.set", staff="dee", badge="DEE-b", pin="2580")["ok"]
     assert h.scan("HA:STAFF:DEE-b", "door") == "attention"
-    assert h.staff_on("door") is None and h.app.scanning.pin_awaited("door") == "dee"
+    assert h.staff_on("door") is None and h.scanning.pin_awaited("door") == "dee"
     h.clock.advance(31.0)
-    assert h.app.scanning.pin_awaited("door") is None  # the wait is over: scan the badge again
+    assert h.scanning.pin_awaited("door") is None  # the wait is over: scan the badge again
     h.app.store.close()
 
 
 def test_staff_codes_given_before_the_registry_move_into_it(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "old.db")
-    before = [m for m in migrations.all_migrations() if not m[0].startswith("staff-")]
+    before = [m for m in all_migrations() if m[0] != "lockers-0002-staff-codes-to-registry"]
     migrations.apply(db, before)
     secret = b"s" * 32
     db.execute("INSERT INTO locker_codes(hash, purpose, ref, expires_at, created_at) VALUES "
@@ -204,7 +210,7 @@ def test_staff_codes_given_before_the_registry_move_into_it(tmp_path: Path) -> N
     db.execute("INSERT INTO locker_codes(hash, purpose, ref, expires_at, spent_at, created_at) VALUES "
                "('aa', 'staff', 'S-0', NULL, '2026-01-02T00:00:00.000Z', '2026-01-01T00:00:00.000Z')")
     db.commit()
-    assert migrations.apply(db, migrations.all_migrations()) == ["staff-0001-registry"]
+    assert migrations.apply(db, all_migrations()) == ["lockers-0002-staff-codes-to-registry"]
     rows = db.execute("SELECT id, code_hash FROM staff_members").fetchall()
     assert rows == [("S-1", codes.hash_code(secret, "13579", "staff"))]
     assert db.execute("SELECT COUNT(*) FROM locker_codes WHERE purpose='staff' AND spent_at IS NULL"
@@ -223,4 +229,4 @@ def test_require_pin_needs_a_keypad_beside_each_badge_scanner(tmp_path: Path) ->
         from_dict(cfg)
     assert "staff.require_pin" in str(e.value) and "'door'" in str(e.value)
     cfg["scanners"]["door"]["role"] = "kiosk"  # type: ignore[index]
-    assert from_dict(cfg).section("staff").require_pin is True
+    assert STAFF.of(from_dict(cfg)).require_pin is True

@@ -1,8 +1,8 @@
 """Wires the locker feature into the app: events, scans, commands, status.
 
-Installed only when at least one locker bank is configured. Sets
-``app.lockers`` to the :class:`~hubagent.lockers.service.LockerService`
-(its ``desk`` attribute checks codes and scans).
+Built only when at least one locker bank is configured: a
+:class:`~hubagent.lockers.service.LockerService` (its ``desk`` checks codes
+and scans), offered to the power feature as lock parking.
 """
 
 from __future__ import annotations
@@ -14,11 +14,18 @@ from hubagent.errors import InputError
 from hubagent.events import CodeEntered, DeviceHealthChanged, DoorChanged, RawScan
 from hubagent.lockers import repo
 from hubagent.lockers.commands import LockerCommands
-from hubagent.lockers.inputs import CodeDesk
+from hubagent.feature import Built, Feature, Interfaces
+from hubagent.lockers.checks import check_gpio_pins
+from hubagent.lockers.schema import MIGRATIONS
 from hubagent.lockers.service import LockerService
+from hubagent.lockers.settings import LOCKER_POLICY
+from hubagent.scanning.codes import interpret
+from hubagent.scanning.roles import refusal
+from hubagent.scanning.settings import ScannerSettings
 
 if TYPE_CHECKING:
     from hubagent.app import App
+    from hubagent.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -26,46 +33,38 @@ CLAIMED_SCANS = ("parcel", "pickup", "return")
 """Scan kinds the lockers handle (``staff`` sign-in belongs to the scanning feature)."""
 
 
-def install(app: "App") -> None:
-    """Add the locker service when the config has locker banks."""
+def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
+    """The locker service when the config has locker banks; offers lock parking."""
     if not app.devices_of("lockers"):
-        return
-    svc = LockerService(app, app.config.section("locker_policy"))
-    desk = CodeDesk(svc)
-    svc.desk = desk  # type: ignore[attr-defined]
+        return Built()
+    svc = LockerService(app, LOCKER_POLICY.of(app.config), staff=uses.staff, records=uses.staff_records,
+                        pins=uses.badge_pins)
+    desk = svc.desk
     LockerCommands(svc).register(app)
-    if app.staff_registry is not None:
+    if uses.staff_records is not None:
         # A staff code must differ from every live pickup and return code (one keypad takes all).
-        app.staff_registry.clash_checks.append(svc.locker_code_clashes)
+        uses.staff_records.add_clash_check(svc.locker_code_clashes)
     app.on(DoorChanged, svc.on_door)
     app.on(CodeEntered, desk.on_code)
     app.on(DeviceHealthChanged, svc.on_health)
     handlers = {"parcel": desk.scan_parcel, "pickup": desk.scan_pickup, "return": desk.scan_return}
     for kind in CLAIMED_SCANS:
         app.claim_scans(kind, handlers[kind])
-
-    def start() -> None:
-        svc.start()
-        if app.scanning is None:
-            # No scanning feature: interpret scans of the claimed kinds here,
-            # so a locker-only hub still loads parcels and reads QR codes.
-            app.on(RawScan, lambda ev: _route_scan(app, ev))
-
-    app.on_start(start)
+    if uses.staff is None:
+        # No scanning feature: interpret scans of the claimed kinds here,
+        # so a locker-only hub still loads parcels and reads QR codes.
+        app.on(RawScan, lambda ev: _route_scan(app, ev))
+    app.on_start(svc.start)
     app.on_stop(svc.stop)
     app.add_status("lockers", lambda: status(svc))
-    app.lockers = svc
+    return Built(svc, Interfaces(lock_parking=svc, locker_desk=desk))
 
 
 def _route_scan(app: "App", ev: RawScan) -> None:
-    from hubagent.scanning.codes import interpret
-
     try:
         scan = interpret(ev.data, ev.symbology)
     except InputError:
         return
-    from hubagent.scanning.roles import refusal
-
     handler = app.scan_handlers.get(scan.kind.value)
     if refusal(_role_of(app, ev.device), scan.kind.value) is not None:
         log.info("%s: a %s code is not accepted by this scanner's role", ev.device, scan.kind.value)
@@ -76,8 +75,8 @@ def _route_scan(app: "App", ev: RawScan) -> None:
 
 def _role_of(app: "App", scanner: str) -> str | None:
     for d in app.config.devices_of("scanners"):
-        if d.name == scanner:
-            return getattr(d.settings, "role", None)
+        if d.name == scanner and isinstance(d.settings, ScannerSettings):
+            return d.settings.role
     return None
 
 
@@ -103,8 +102,7 @@ def status(svc: LockerService) -> dict[str, Any]:
         comps_faulted = sorted(c for c, v in comps.items() if v["fault"])
         banks[name] = {"health": bank.status().health.value, "compartments": comps,
                        "faulted": comps_faulted, "pulses_waiting": svc.pulses.pending(name)}
-    desk = getattr(svc, "desk", None)
-    return {"banks": banks, "lockouts": desk.lockouts() if desk is not None else {},
+    return {"banks": banks, "lockouts": svc.desk.lockouts(),
             "clock_sane": svc.wall_clock_sane(), "parked": svc.parked}
 
 
@@ -113,3 +111,11 @@ def _energised(bank: Any, comp: str) -> bool | None:
         return bool(bank.energised(comp))
     except Exception:
         return None
+
+
+FEATURE = Feature(
+    "lockers", build,
+    sections=(LOCKER_POLICY,),
+    migrations=tuple(MIGRATIONS),
+    checks=(check_gpio_pins,),  # no GPIO pin used twice (lockers, feedback, power)
+)

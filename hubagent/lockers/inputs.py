@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from hubagent.errors import CommandError, InputError
 from hubagent.events import CodeEntered
+from hubagent.interfaces import BadgePins, StaffDirectory, StaffRecords
 from hubagent.lockers import codes, repo
 from hubagent.lockers.lockout import input_key
 from hubagent.lockers.state import Purpose, State
@@ -72,9 +73,17 @@ class Attempt:
 class CodeDesk:
     """Checks codes and scans and asks the service for the matching release."""
 
-    def __init__(self, svc: "LockerService") -> None:
-        """Use ``svc`` for releases, its limiter, secret and clock."""
+    def __init__(self, svc: "LockerService", staff: StaffDirectory | None = None, *,
+                 records: StaffRecords | None = None, pins: BadgePins | None = None) -> None:
+        """Use ``svc`` for releases, its limiter, secret and clock; ``staff`` for who is signed in.
+
+        ``records`` is the staff registry every staff action is checked
+        against (None: nobody is staff); ``pins`` the badges waiting for a PIN.
+        """
         self.svc = svc
+        self.staff = staff
+        self.records = records
+        self.pins = pins
         self.app = svc.app
         self.store = svc.store
         self._failed_sources: set[str] = set()
@@ -89,31 +98,29 @@ class CodeDesk:
         log.info("keypad %s: code %s", ev.source, outcome.value)  # the code itself is never logged
 
     def _pin_awaited(self, keypad: str) -> str | None:
-        scanning = self.app.scanning
-        awaiting = getattr(scanning, "pin_awaited", None) if scanning is not None else None
-        return awaiting(keypad) if awaiting is not None else None
+        return self.pins.pin_awaited(keypad) if self.pins is not None else None
 
     def _pin(self, keypad: str, raw: str) -> None:
         """Check a PIN typed on ``keypad`` for the badge scanned on the scanner of that name."""
         key = input_key("keypad", keypad)
         now = self.svc.clock()
         staff = self._pin_awaited(keypad)
-        registry = self.app.staff_registry
-        if staff is None or registry is None:
+        registry, pins = self.records, self.pins
+        if staff is None or registry is None or pins is None:
             return
         wait = self.svc.limiter.check(key, now)
         if wait > 0:
             self._rejected(keypad, "locked_out", retry_in_s=round(wait, 1))
-            self.app.scanning.pin_result(keypad, None, "locked_out")
+            pins.pin_result(keypad, None, "locked_out")
             return
         if not registry.pin_matches(self.store.conn, staff, raw):
             self._failure(keypad, key, now, "wrong_pin")
-            self.app.scanning.pin_result(keypad, None, "wrong_pin")
+            pins.pin_result(keypad, None, "wrong_pin")
             return
         self.svc.limiter.success(key, now)
         with self.store.write() as tx:
             repo.audit(tx, "staff_sign_in", ref=staff, source=keypad, by="badge_and_pin")
-        self.app.scanning.pin_result(keypad, staff, "")
+        pins.pin_result(keypad, staff, "")
 
     def scan_parcel(self, scan: Any, scanner: str) -> FeedbackPattern:
         """``HA:PCL:<id>``: load a reserved parcel, or staff retrieve a stored one."""
@@ -147,13 +154,10 @@ class CodeDesk:
 
     def _staff_on(self, scanner: str) -> str | None:
         """The staff member signed in on ``scanner`` if the registry still has them."""
-        scanning = self.app.scanning
-        staff_for = getattr(scanning, "staff_for", None) if scanning is not None else None
-        staff = staff_for(scanner) if staff_for is not None else None
-        registry = self.app.staff_registry
-        if staff is None or registry is None:
+        staff = self.staff.staff_for(scanner) if self.staff is not None else None
+        if staff is None or self.records is None:
             return None
-        member = registry.member(self.store.conn, staff)
+        member = self.records.member(self.store.conn, staff)
         return member.id if member is not None else None
 
     # -- checking -------------------------------------------------------------------
@@ -197,6 +201,10 @@ class CodeDesk:
                 tx.emit("locker.code_no_action", {"source": source, "purpose": purpose, "reason": e.code})
             return Attempt(Outcome.NOTHING, e.code)
 
+    def lockout_left(self, role: str, name: str) -> float:
+        """Seconds input ``role``/``name`` stays locked out (0 when it may try)."""
+        return float(self.svc.limiter.check(input_key(role, name), self.svc.clock()))
+
     def identify_staff(self, source: str, raw: str, *, role: str = "web", name: str | None = None) -> str | None:
         """The staff member a typed staff code belongs to (a sign-in), opening nothing.
 
@@ -233,9 +241,9 @@ class CodeDesk:
         if wait > 0:
             self._rejected(source, "locked_out", retry_in_s=round(wait, 1))
             return None
-        registry = self.app.staff_registry
+        registry = self.records
         member = registry.by_badge(self.store.conn, badge) if registry is not None else None
-        if member is None or not registry.pin_matches(self.store.conn, member.id, pin):
+        if registry is None or member is None or not registry.pin_matches(self.store.conn, member.id, pin):
             self._failure(source, key, now, "unknown_staff" if member is None else "wrong_pin")
             return None
         self.svc.limiter.success(key, now)
@@ -265,8 +273,7 @@ class CodeDesk:
         """Live codes of ``purpose``; staff codes come from the staff registry."""
         if purpose != "staff":
             return repo.live_codes(self.store.conn, purpose)
-        registry = self.app.staff_registry
-        return list(registry.live_codes(self.store.conn)) if registry is not None else []
+        return list(self.records.live_codes(self.store.conn)) if self.records is not None else []
 
     def _failure(self, source: str, key: str, now: float, reason: str) -> None:
         lockout = self.svc.limiter.failure(key, now)
@@ -277,7 +284,8 @@ class CodeDesk:
             if lockout is not None:
                 data = {"level": lockout.level, "duration_s": lockout.duration_s,
                         "failures": lockout.failures}
-                repo.audit(tx, "lockout", source=source, input=key, **data)
+                repo.audit(tx, "lockout", source=source, input=key, level=lockout.level,
+                           duration_s=lockout.duration_s, failures=lockout.failures)
                 tx.emit("locker.lockout", {"source": source, "input": key, **data})
         if lockout is not None:
             log.warning("input %s locked out for %.0f s after %d wrong codes", key,

@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from hubagent.errors import CommandError, DeviceError, InputError
 from hubagent.events import DeviceHealthChanged, DoorChanged, Health
+from hubagent.interfaces import BadgePins, StaffDirectory, StaffRecords
 from hubagent.lockers import codes, expiry, repo
+from hubagent.lockers.inputs import CodeDesk
 from hubagent.lockers.lockout import AttemptLimiter
 from hubagent.lockers.pulses import PulseJob, PulseQueue
 from hubagent.lockers.settings import LockerPolicySettings
@@ -42,8 +44,9 @@ Key = tuple[str, str]
 class LockerService:
     """Locker banks, their compartments and the flows that move parcels through them."""
 
-    def __init__(self, app: "App", policy: LockerPolicySettings) -> None:
-        """Collect the configured banks; opens nothing."""
+    def __init__(self, app: "App", policy: LockerPolicySettings, *, staff: StaffDirectory | None = None,
+                 records: StaffRecords | None = None, pins: BadgePins | None = None) -> None:
+        """Collect the configured banks; opens nothing. ``staff`` says who is signed in on a scanner."""
         self.app = app
         self.store = app.store
         self.policy = policy
@@ -64,6 +67,9 @@ class LockerService:
         self._pulsed: set[int] = set()  # release ids whose lock this process energised
         self._unreconciled: set[str] = set()  # banks whose doors could not be read at start
         self._started = False
+        self.records = records
+        self.desk = CodeDesk(self, staff, records=records, pins=pins)
+        """Checks typed codes and scans, and asks this service for releases."""
 
     # -- life cycle ----------------------------------------------------------
     def start(self) -> None:
@@ -414,8 +420,7 @@ class LockerService:
 
     def staff_code_clashes(self, db: Any, code: str) -> bool:
         """Whether ``code`` (normalised) is a registered staff member's keypad code."""
-        registry = self.app.staff_registry
-        return registry is not None and bool(registry.code_in_use(db, code))
+        return self.records is not None and self.records.code_in_use(db, code)
 
     # -- alarms ---------------------------------------------------------------
     def _alarm(self, tx: Tx, kind: str, bank: str, comp: str | None, **detail: Any) -> None:
@@ -448,7 +453,7 @@ class LockerService:
             tx.emit("locker.alarm_cleared", {"kind": row["fault"], "bank": bank, "compartment": comp,
                                              "command": by})
         tx.after_commit(lambda: self._refresh_alert(bank, comp))
-        return row["fault"]  # type: ignore[no-any-return]
+        return row["fault"]
 
     def on_health(self, ev: DeviceHealthChanged) -> None:
         """A bank faulted (cannot de-energise a lock, pins lost) or recovered."""

@@ -22,17 +22,19 @@ import collections
 import copy
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 
 from hubagent.errors import HubError, InputError
 from hubagent.events import RawScan, ScanRejectedAtDevice
+from hubagent.interfaces import LabelQueue, StaffRecords
 from hubagent.ports import FeedbackPattern
 from hubagent.scanning import schema
 from hubagent.scanning.codes import Scan, ScanKind, interpret
 from hubagent.scanning.roles import REFUSAL, refusal
 from hubagent.scanning.session import Mode, Refused, Session
-from hubagent.scanning.settings import ScanningSettings
+from hubagent.scanning.settings import ScannerSettings, ScanningSettings
 from hubagent.scanning.workflows import StepContext, step
+from hubagent.staff.settings import StaffSettings
 
 if TYPE_CHECKING:
     from hubagent.app import App
@@ -56,12 +58,29 @@ def excerpt(data: bytes, limit: int = EXCERPT_CHARS) -> str:
     return "".join(out)
 
 
+@runtime_checkable
+class RecordsFeedback(Protocol):
+    """A feedback device that keeps the patterns it gave (the simulator does)."""
+
+    def history(self) -> Sequence[tuple[float, FeedbackPattern]]:
+        """``(time, pattern)`` pairs, oldest first."""
+        ...
+
+
 class ScanService:
     """Scan handling, scanner sessions and the ``scanning`` status section."""
 
-    def __init__(self, app: "App") -> None:
+    def __init__(self, app: "App", settings: ScanningSettings, *, labels: LabelQueue | None = None,
+                 records: StaffRecords | None = None, staff: StaffSettings | None = None) -> None:
+        """Scans of ``app``'s scanners; shelf labels go to ``labels`` (None: no printer).
+
+        Badges are checked against ``records`` (None: every badge is refused);
+        ``staff`` says whether a badge waits for its PIN.
+        """
+        staff = staff if staff is not None else StaffSettings()
         self.app = app
-        self.settings: ScanningSettings = app.config.section("scanning")
+        self.settings = settings
+        self.labels = labels
         self.sessions: dict[str, Session] = {}
         self.accepted: collections.Counter[str] = collections.Counter()
         self.rejected: collections.Counter[str] = collections.Counter()
@@ -72,13 +91,13 @@ class ScanService:
         self.unrecorded: collections.Counter[str] = collections.Counter()
         self.last_feedback: dict[str, dict[str, Any]] = {}
         self._last_read: dict[str, tuple[bytes, float]] = {}
-        self._feedback_of = {d.name: getattr(d.settings, "feedback", None)
-                             for d in app.config.devices_of("scanners")}
-        self._role_of: dict[str, str | None] = {d.name: getattr(d.settings, "role", None)
-                                                for d in app.config.devices_of("scanners")}
-        staff_settings = app.config.section("staff")
-        self.require_pin: bool = staff_settings.require_pin
-        self.pin_timeout_s: float = staff_settings.pin_timeout_s
+        self._feedback_of = {d.name: d.settings.feedback for d in app.config.devices_of("scanners")
+                             if isinstance(d.settings, ScannerSettings)}
+        self._role_of: dict[str, str | None] = {d.name: d.settings.role for d in app.config.devices_of("scanners")
+                                                if isinstance(d.settings, ScannerSettings)}
+        self.records = records
+        self.require_pin: bool = staff.require_pin
+        self.pin_timeout_s: float = staff.pin_timeout_s
 
     # -- API for other features ---------------------------------------------
     def staff_for(self, scanner: str) -> str | None:
@@ -114,6 +133,10 @@ class ScanService:
         self.sessions[station] = work
         self.accepted[station] += 1
         self.signal(station, FeedbackPattern.OK, f"staff {staff} signed in")
+
+    def totals(self) -> tuple[int, int]:
+        """``(accepted, rejected)`` scans since start, over every scanner."""
+        return sum(self.accepted.values()), sum(self.rejected.values())
 
     def mode_of(self, scanner: str) -> str:
         """The scanner's current mode (``receive``, ``pick``, ...)."""
@@ -209,7 +232,7 @@ class ScanService:
         work = copy.deepcopy(current)
         try:
             with self.app.store.write() as tx:
-                ctx = StepContext(tx, scanner, self.settings, self.app.printing, staff=self.app.staff_registry,
+                ctx = StepContext(tx, scanner, self.settings, self.labels, staff=self.records,
                                   require_pin=self.require_pin, now=self.app.clock.monotonic())
                 done = step(ctx, work, scan)
                 if work.persisted() != current.persisted():
@@ -322,7 +345,6 @@ class ScanService:
         if name is None or keep == 0:
             return []
         device = self.app.device("feedback", name)
-        history = getattr(device, "history", None)
-        if history is None:
+        if not isinstance(device, RecordsFeedback):
             return []
-        return [p.value for _, p in history()[-keep:]]
+        return [p.value for _, p in device.history()[-keep:]]

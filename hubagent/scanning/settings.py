@@ -12,6 +12,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from hubagent.feature import Section
 from hubagent.scanning.roles import ScannerRole
 
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
@@ -44,7 +45,7 @@ def _check_framing(prefix: str, suffix: str, terminator: str) -> None:
             raise ValueError(f"{label} must not contain the terminator or line breaks")
 
 
-class SerialScannerSettings(_Base, kw_only=True):
+class SerialScannerSettings(_Base, frozen=True, kw_only=True):
     """A scanner that types into a serial port (USB CDC-ACM or RS-232)."""
 
     # What the scanner is for: "shelf" (stock flows, staff badges), "locker" (parcel loads,
@@ -78,7 +79,7 @@ class SerialScannerSettings(_Base, kw_only=True):
             raise ValueError("reopen_initial_s must not exceed reopen_max_s")
 
 
-class HidScannerSettings(_Base, kw_only=True):
+class HidScannerSettings(_Base, frozen=True, kw_only=True):
     """A USB keyboard-wedge scanner read through the Linux input layer."""
 
     # What the scanner is for: "shelf" (stock flows, staff badges), "locker" (parcel loads,
@@ -107,7 +108,7 @@ class HidScannerSettings(_Base, kw_only=True):
             raise ValueError("reopen_initial_s must not exceed reopen_max_s")
 
 
-class CameraScannerSettings(_Base, kw_only=True):
+class CameraScannerSettings(_Base, frozen=True, kw_only=True):
     """A camera (or video file / stream) decoded with zbar or zxing-cpp."""
 
     # What the scanner is for: "shelf" (stock flows, staff badges), "locker" (parcel loads,
@@ -150,7 +151,7 @@ class CameraScannerSettings(_Base, kw_only=True):
             raise ValueError("reopen_initial_s must not exceed reopen_max_s")
 
 
-class SimScannerSettings(_Base, kw_only=True):
+class SimScannerSettings(_Base, frozen=True, kw_only=True):
     """A simulated serial scanner on a pseudo-terminal."""
 
     # What the scanner is for: "shelf" (stock flows, staff badges), "locker" (parcel loads,
@@ -166,7 +167,7 @@ class SimScannerSettings(_Base, kw_only=True):
     feedback: str | None = None
 
 
-class GpioFeedbackSettings(_Base):
+class GpioFeedbackSettings(_Base, frozen=True):
     """A buzzer and LEDs on GPIO pins beside a scanner."""
 
     # Pin of the buzzer; none for a silent station.
@@ -197,7 +198,7 @@ class GpioFeedbackSettings(_Base):
                 raise ValueError(f"{label} must switch on for some time")
 
 
-class SimFeedbackSettings(_Base):
+class SimFeedbackSettings(_Base, frozen=True):
     """A feedback device that only records what it was asked to play."""
 
     # How many recent patterns to keep for status and tests.
@@ -211,7 +212,7 @@ BinCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9][A-Z0-9-]{0,23}$")]
 """A bin code as ``HA:BIN:<code>`` yields it (upper case)."""
 
 
-class ScanningSettings(_Base):
+class ScanningSettings(_Base, frozen=True):
     """``[scanning]``: how scans become stock movements (the shelf workflows)."""
 
     # The same code read twice in a row on one scanner within this many seconds is refused as "double_scan" (0 = off).
@@ -234,3 +235,10 @@ class ScanningSettings(_Base):
     # Most scan.rejected events one scanner records per minute (a burst of as many is allowed);
     # beyond, rejections still beep and count, and the next event recorded says how many were not.
     rejected_events_per_min: Annotated[int, msgspec.Meta(ge=1, le=6000)] = 60
+
+
+ScannerSettings = SerialScannerSettings | HidScannerSettings | CameraScannerSettings | SimScannerSettings
+"""The settings of any scanner driver (each names its ``feedback`` device)."""
+
+SCANNING = Section("scanning", ScanningSettings)
+"""The ``[scanning]`` section."""

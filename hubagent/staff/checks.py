@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from hubagent.scanning.roles import accepts
+from hubagent.scanning.settings import ScannerSettings
+from hubagent.staff.settings import STAFF
 
 if TYPE_CHECKING:
     from hubagent.config import Config
@@ -16,11 +18,12 @@ def check_pin_keypads(cfg: "Config") -> None:
     The PIN of a badge scanned on scanner ``X`` is typed on keypad ``X``
     (keypads are read by the locker feature, so locker banks are needed too).
     """
-    if not cfg.section("staff").require_pin:
+    if not STAFF.of(cfg).require_pin:
         return
     keypads = {d.name for d in cfg.devices_of("keypads")}
     for d in cfg.devices_of("scanners"):
-        if not accepts(getattr(d.settings, "role", None), "staff"):
+        role = d.settings.role if isinstance(d.settings, ScannerSettings) else None
+        if not accepts(role, "staff"):
             continue
         if d.name not in keypads or not cfg.devices_of("lockers"):
             raise ValueError(f"staff.require_pin: scanner {d.name!r} takes staff badges but there is no "

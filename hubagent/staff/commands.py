@@ -24,7 +24,7 @@ Id = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")]
 Badge = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")]
 
 
-class StaffSet(CommandArgs):
+class StaffSet(CommandArgs, frozen=True):
     """``staff.set``: register a staff member (keypad code, badge, PIN, expiry)."""
 
     staff: Id
@@ -36,7 +36,7 @@ class StaffSet(CommandArgs):
     expires_at: str | None = None
 
 
-class StaffRevoke(CommandArgs):
+class StaffRevoke(CommandArgs, frozen=True):
     """``staff.revoke``: the member is nobody from now on (code, badge and PIN)."""
 
     staff: Id

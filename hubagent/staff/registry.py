@@ -46,18 +46,6 @@ class Reader(Protocol):
         ...
 
 
-class StaffCheck(Protocol):
-    """What a workflow asks of the registry: is this badge or member live?"""
-
-    def by_badge(self, db: Reader, badge: str) -> "Member | None":
-        """The live member holding ``badge``, if any."""
-        ...
-
-    def member(self, db: Reader, staff: str | None) -> "Member | None":
-        """``staff`` if registered, not revoked and not expired."""
-        ...
-
-
 @dataclass(frozen=True)
 class Member:
     """A registered staff member who may act right now."""
@@ -100,6 +88,10 @@ class StaffRegistry:
         self.secret: bytes | None = None
         self.clash_checks: list[Callable[[Reader, str], bool]] = []
         """Other keypad code owners: ``check(db, code)`` is True if ``code`` is theirs."""
+
+    def add_clash_check(self, check: Callable[[Reader, str], bool]) -> None:
+        """Also refuse a staff code for which ``check(db, code)`` is true (another keypad code)."""
+        self.clash_checks.append(check)
 
     def start(self) -> None:
         """Load the code secret."""

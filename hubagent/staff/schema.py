@@ -1,4 +1,4 @@
-"""The staff registry's table, and the move of older staff keypad codes into it."""
+"""The staff registry's table."""
 
 from __future__ import annotations
 
@@ -24,14 +24,7 @@ MIGRATIONS: list[tuple[str, str]] = [
             WHERE revoked_at IS NULL AND code_hash IS NOT NULL;
         CREATE UNIQUE INDEX staff_members_badge ON staff_members(badge_hash)
             WHERE revoked_at IS NULL AND badge_hash IS NOT NULL;
-        -- Staff keypad codes given before the registry existed move here,
-        -- hashes unchanged (same secret, same "staff" purpose).
-        INSERT OR IGNORE INTO staff_members(id, code_hash, expires_at, updated_at)
-            SELECT ref, hash, expires_at, created_at FROM locker_codes
-            WHERE purpose = 'staff' AND spent_at IS NULL;
-        UPDATE locker_codes SET spent_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), spent_why = 'moved'
-            WHERE purpose = 'staff' AND spent_at IS NULL;
         """,
     ),
 ]
-"""Applied after the locker migrations (they read ``locker_codes``)."""
+"""The registry's table (the lockers move their older staff codes into it)."""

@@ -6,6 +6,8 @@ from typing import Annotated
 
 import msgspec
 
+from hubagent.feature import Section
+
 
 class StaffSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
     """``[staff]``: badge and PIN rules for the staff registry (``staff.set``)."""
@@ -15,3 +17,7 @@ class StaffSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, fr
     require_pin: bool = False
     # After a badge scan, the PIN must be typed within this many seconds.
     pin_timeout_s: Annotated[float, msgspec.Meta(ge=5.0, le=600.0)] = 30.0
+
+
+STAFF = Section("staff", StaffSettings)
+"""The ``[staff]`` section."""
