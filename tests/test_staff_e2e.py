@@ -64,6 +64,9 @@ def test_a_home_printed_badge_signs_nobody_in_and_opens_nothing(
     assert hub.status()["scanning"]["scanners"]["front"]["staff"] is None
     assert pulses(hub_state) == before  # zero pulses
     assert compartment(hub, comp)["state"] == "expired" and compartment(hub, comp)["energised"] is False
+    # The MockFactory lock pin never went high: the simulated door never sprang open.
+    world = hub.sim("lockers", "state", name="bank-a", compartment=comp)["result"]
+    assert world["door_open"] is False and world["energised"] is False
     assert central.events("parcel.retrieved") == []
     # The registered badge works, and the audit trail names who took the parcel out.
     hub.sim("scanners", "scan", code=f"HA:STAFF:{BADGE}")
