@@ -24,6 +24,7 @@ from hubagent.interfaces import (
     LockerDesk,
     LockParking,
     PrintPause,
+    StockSummary,
     ScanCounts,
     StaffDirectory,
     StaffRecords,
@@ -70,6 +71,7 @@ class Interfaces:
     lock_parking: LockParking | None = None
     locker_desk: LockerDesk | None = None
     scan_counts: ScanCounts | None = None
+    stock_summary: StockSummary | None = None
     staff_records: StaffRecords | None = None
     badge_pins: BadgePins | None = None
 

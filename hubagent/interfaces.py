@@ -152,6 +152,22 @@ class Uplink(Protocol):
         """Publish the retained stock summary of ``sku`` (dropped while disconnected)."""
         ...
 
+    def publish_restock(self, payload: bytes) -> None:
+        """Publish the retained restock windows (dropped while disconnected)."""
+        ...
+
+
+SummaryFields = Callable[["Tx", str], Mapping[str, object]]
+"""Extra fields of a SKU's retained stock summary, computed inside a read transaction."""
+
+
+class StockSummary(Protocol):
+    """The retained per-SKU stock summary (offered by stock, extended by the KPIs)."""
+
+    def add_summary_fields(self, fields: SummaryFields) -> None:
+        """Merge ``fields(tx, sku)`` into every summary published from now on."""
+        ...
+
 
 class ScanCounts(Protocol):
     """Scans accepted and refused since start (offered by scanning, used by telemetry)."""

@@ -297,6 +297,11 @@ class SyncService(LinkListener):
         if self.link is not None and self.link.connected:
             self.link.publish(self.topics.stock(sku), payload, retain=True)
 
+    def publish_restock(self, payload: bytes) -> None:
+        """Publish the retained restock windows (dropped while disconnected)."""
+        if self.link is not None and self.link.connected:
+            self.link.publish(self.topics.restock, payload, retain=True)
+
     def is_connected(self) -> bool:
         """Whether the link to the broker is up."""
         return self.link is not None and self.link.connected
