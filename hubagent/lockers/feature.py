@@ -37,8 +37,8 @@ def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     """The locker service when the config has locker banks; offers lock parking."""
     if not app.devices_of("lockers"):
         return Built()
-    svc = LockerService(app, LOCKER_POLICY.of(app.config), staff=uses.staff, records=uses.staff_records,
-                        pins=uses.badge_pins)
+    svc = LockerService(app, LOCKER_POLICY.of(app.config), clock=clock, staff=uses.staff,
+                        records=uses.staff_records, pins=uses.badge_pins)
     desk = svc.desk
     LockerCommands(svc).register(app)
     if uses.staff_records is not None:

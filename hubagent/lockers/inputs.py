@@ -103,7 +103,7 @@ class CodeDesk:
     def _pin(self, keypad: str, raw: str) -> None:
         """Check a PIN typed on ``keypad`` for the badge scanned on the scanner of that name."""
         key = input_key("keypad", keypad)
-        now = self.svc.clock()
+        now = self.svc.clock.monotonic()
         staff = self._pin_awaited(keypad)
         registry, pins = self.records, self.pins
         if staff is None or registry is None or pins is None:
@@ -173,7 +173,7 @@ class CodeDesk:
         ``scanner``, ``kiosk``, ``web``); with its name it keys the lock-out.
         """
         key = input_key(role, source)
-        now = self.svc.clock()
+        now = self.svc.clock.monotonic()
         wait = self.svc.limiter.check(key, now)
         if wait > 0:
             self._rejected(source, "locked_out", retry_in_s=round(wait, 1))
@@ -182,7 +182,7 @@ class CodeDesk:
         found, reason = self._find(raw, purposes)
         if found is None:
             self._failure(source, key, now, reason)
-            left = self.svc.limiter.check(key, self.svc.clock())
+            left = self.svc.limiter.check(key, self.svc.clock.monotonic())
             return Attempt(Outcome.REJECTED, reason, retry_in_s=round(left, 1) if left > 0 else None)
         purpose, row = found
         try:
@@ -203,7 +203,7 @@ class CodeDesk:
 
     def lockout_left(self, role: str, name: str) -> float:
         """Seconds input ``role``/``name`` stays locked out (0 when it may try)."""
-        return float(self.svc.limiter.check(input_key(role, name), self.svc.clock()))
+        return float(self.svc.limiter.check(input_key(role, name), self.svc.clock.monotonic()))
 
     def identify_staff(self, source: str, raw: str, *, role: str = "web", name: str | None = None) -> str | None:
         """The staff member a typed staff code belongs to (a sign-in), opening nothing.
@@ -213,7 +213,7 @@ class CodeDesk:
         audited under ``source``.
         """
         key = input_key(role, name or source)
-        now = self.svc.clock()
+        now = self.svc.clock.monotonic()
         wait = self.svc.limiter.check(key, now)
         if wait > 0:
             self._rejected(source, "locked_out", retry_in_s=round(wait, 1))
@@ -236,7 +236,7 @@ class CodeDesk:
         count against the input (``role`` and ``name``) like wrong codes.
         """
         key = input_key(role, name or source)
-        now = self.svc.clock()
+        now = self.svc.clock.monotonic()
         wait = self.svc.limiter.check(key, now)
         if wait > 0:
             self._rejected(source, "locked_out", retry_in_s=round(wait, 1))
@@ -295,7 +295,7 @@ class CodeDesk:
             self.svc.later(lockout.duration_s + 0.05, lambda: self._lockout_over(key))
 
     def _lockout_over(self, key: str) -> None:
-        if self.svc.limiter.check(key, self.svc.clock()) <= 0:
+        if self.svc.limiter.check(key, self.svc.clock.monotonic()) <= 0:
             self.app.set_alert(f"locker-input:{key}", None)
 
     def _rejected(self, source: str, reason: str, **detail: Any) -> None:
@@ -346,7 +346,7 @@ class CodeDesk:
 
     def lockouts(self) -> dict[str, float]:
         """Input devices locked out right now (``keypad:front``...), with the seconds left."""
-        now = self.svc.clock()
+        now = self.svc.clock.monotonic()
         out = {}
         for source in sorted(self._failed_sources):
             left = self.svc.limiter.check(source, now)

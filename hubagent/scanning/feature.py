@@ -29,8 +29,8 @@ if TYPE_CHECKING:
 
 def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     """The scan service; shelf labels go to the label queue when there is one."""
-    svc = ScanService(app, SCANNING.of(app.config), labels=uses.labels, records=uses.staff_records,
-                      staff=STAFF.of(app.config))
+    svc = ScanService(app, SCANNING.of(app.config), labels=uses.labels, clock=clock,
+                      records=uses.staff_records, staff=STAFF.of(app.config))
     app.on(RawScan, svc.on_raw)
     app.on(ScanRejectedAtDevice, svc.on_device_reject)
     app.on_start(svc.load)
