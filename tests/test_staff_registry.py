@@ -202,7 +202,7 @@ def test_require_pin_holds_the_badge_until_the_pin_and_forgets_it(tmp_path: Path
 def test_staff_codes_given_before_the_registry_move_into_it(tmp_path: Path) -> None:
     db = sqlite3.connect(tmp_path / "old.db")
     before = [m for m in all_migrations() if m[0] != "lockers-0002-staff-codes-to-registry"]
-    migrations.apply(db, before)
+    migrations.apply(db, before, START)
     secret = b"s" * 32
     db.execute("INSERT INTO locker_codes(hash, purpose, ref, expires_at, created_at) VALUES "
                "(?, 'staff', 'S-1', NULL, '2026-01-01T00:00:00.000Z')",
@@ -210,7 +210,7 @@ def test_staff_codes_given_before_the_registry_move_into_it(tmp_path: Path) -> N
     db.execute("INSERT INTO locker_codes(hash, purpose, ref, expires_at, spent_at, created_at) VALUES "
                "('aa', 'staff', 'S-0', NULL, '2026-01-02T00:00:00.000Z', '2026-01-01T00:00:00.000Z')")
     db.commit()
-    assert migrations.apply(db, all_migrations()) == ["lockers-0002-staff-codes-to-registry"]
+    assert migrations.apply(db, all_migrations(), START) == ["lockers-0002-staff-codes-to-registry"]
     rows = db.execute("SELECT id, code_hash FROM staff_members").fetchall()
     assert rows == [("S-1", codes.hash_code(secret, "13579", "staff"))]
     assert db.execute("SELECT COUNT(*) FROM locker_codes WHERE purpose='staff' AND spent_at IS NULL"

@@ -11,7 +11,7 @@ with neither code nor badge revokes the member, as it always did.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Callable
 
 from msgspec import Meta
 
@@ -19,6 +19,7 @@ from hubagent.commands import CommandArgs, CommandContext, Commands
 from hubagent.errors import CommandError, InputError
 from hubagent.lockers import codes, repo
 from hubagent.staff.registry import StaffRegistry, is_hash
+from hubagent.store.store import Tx
 
 Id = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")]
 Badge = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")]
@@ -55,7 +56,7 @@ class StaffCommands:
         commands.register("staff.revoke", self.revoke, StaffRevoke)
 
     def _secret_hash(self, field: str, plain: str | None, hashed: str | None,
-                     hasher: Any) -> str | None:
+                     hasher: Callable[[str], str]) -> str | None:
         if plain is not None and hashed is not None:
             raise CommandError("bad_args", f"give either {field} or {field}_hash, not both")
         if hashed is not None:
@@ -65,7 +66,7 @@ class StaffCommands:
         if plain is None:
             return None
         try:
-            return str(hasher(plain))
+            return hasher(plain)
         except InputError as e:
             raise CommandError("bad_code", f"{field}: {e.message}") from None
 
@@ -118,7 +119,7 @@ class StaffCommands:
         """Revoke one staff member (a member never registered is simply not active)."""
         return self._revoke(ctx, args.staff)
 
-    def _revoke_row(self, tx: Any, staff: str) -> None:
+    def _revoke_row(self, tx: Tx, staff: str) -> None:
         tx.execute("UPDATE staff_members SET revoked_at=?, updated_at=? WHERE id=? AND revoked_at IS NULL",
                    (repo.format_time(self.registry.wall()), repo.format_time(self.registry.wall()), staff))
 
