@@ -14,7 +14,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from test_web_kiosk import compartment, settle
-from web_harness import WebHub, browser, mock_pin_factory, screenshot, submit, web_hub  # noqa: F401
+from web_harness import WebHub, browser, screenshot, submit, web_hub  # noqa: F401
 
 STAFF_CODE = "246801"
 
