@@ -77,6 +77,8 @@ class App:
         # "return". A handler is called on the core thread as
         # handler(scan, scanner_name) and returns a FeedbackPattern.
         self.scan_handlers: dict[str, Callable[[Any, str], Any]] = {}
+        # Offered every read before it is interpreted (see look_up_scans).
+        self.scan_lookups: list[Callable[[bytes, str | None, str], Any]] = []
         self.started_at = time.time()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._handlers: dict[type, list[EventHandler]] = defaultdict(list)
@@ -130,6 +132,15 @@ class App:
         if kind in self.scan_handlers:
             raise ValueError(f"scans of kind {kind!r} are already claimed")
         self.scan_handlers[kind] = handler
+
+    def look_up_scans(self, lookup: Callable[[bytes, str | None, str], Any]) -> None:
+        """Offer every read first to ``lookup(data, symbology, scanner)``.
+
+        It returns a FeedbackPattern when the read was its business (a
+        barcode it knows, such as a parcel's tracking number) and None to
+        let the read take its normal course; it must be cheap.
+        """
+        self.scan_lookups.append(lookup)
 
     def devices_of(self, role: str) -> list[DeviceEntry]:
         """Built devices of one role."""

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from hubagent.errors import InputError
 from hubagent.events import CodeEntered, DeviceHealthChanged, DoorChanged, RawScan
-from hubagent.lockers import repo
+from hubagent.lockers import repo, service_state
+from hubagent.lockers.couriers import CourierSet
 from hubagent.lockers.commands import LockerCommands
 from hubagent.lockers.inputs import CodeDesk
 from hubagent.lockers.service import LockerService
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CLAIMED_SCANS = ("parcel", "pickup", "return")
+CLAIMED_SCANS = ("parcel", "pickup", "return", "courier")
 """Scan kinds the lockers handle (``staff`` sign-in belongs to the scanning feature)."""
 
 
@@ -34,10 +35,14 @@ def install(app: "App") -> None:
     desk = CodeDesk(svc)
     svc.desk = desk  # type: ignore[attr-defined]
     LockerCommands(svc).register(app)
+    app.commands.register("courier.set", desk.couriers.set, CourierSet)
+    # A tracking number or SSCC on a live parcel is a load, whatever else it looks like.
+    app.look_up_scans(desk.scan_barcode)
     app.on(DoorChanged, svc.on_door)
     app.on(CodeEntered, desk.on_code)
     app.on(DeviceHealthChanged, svc.on_health)
-    handlers = {"parcel": desk.scan_parcel, "pickup": desk.scan_pickup, "return": desk.scan_return}
+    handlers = {"parcel": desk.scan_parcel, "pickup": desk.scan_pickup, "return": desk.scan_return,
+                "courier": desk.couriers.scan_badge}
     for kind in CLAIMED_SCANS:
         app.claim_scans(kind, handlers[kind])
 
@@ -57,6 +62,9 @@ def install(app: "App") -> None:
 def _route_scan(app: "App", ev: RawScan) -> None:
     from hubagent.scanning.codes import interpret
 
+    for lookup in app.scan_lookups:
+        if lookup(ev.data, ev.symbology, ev.device) is not None:
+            return
     try:
         scan = interpret(ev.data, ev.symbology)
     except InputError:
@@ -69,6 +77,7 @@ def _route_scan(app: "App", ev: RawScan) -> None:
 def status(svc: LockerService) -> dict[str, Any]:
     """Every compartment's state, door, lock output, contents (never codes) and faults."""
     rows = {(r["bank"], r["compartment"]): r for r in repo.compartments(svc.store.conn, svc.banks)}
+    out = service_state.out_of_service(svc.store.conn)
     banks: dict[str, Any] = {}
     for name, layout in svc.layouts.items():
         bank = svc.banks[name]
@@ -84,13 +93,23 @@ def status(svc: LockerService) -> dict[str, Any]:
                 "parcel": row.get("item_id") if row.get("item_kind") == "parcel" else None,
                 "return": row.get("item_id") if row.get("item_kind") == "return" else None,
                 "fault": row.get("fault"),
+                "chilled": info.chilled,
+                "in_service": (name, comp) not in out,
+                "out_of_service": _out_detail(out.get((name, comp))),
             }
         comps_faulted = sorted(c for c, v in comps.items() if v["fault"])
         banks[name] = {"health": bank.status().health.value, "compartments": comps,
-                       "faulted": comps_faulted, "pulses_waiting": svc.pulses.pending(name)}
+                       "faulted": comps_faulted, "pulses_waiting": svc.pulses.pending(name),
+                       "out_of_service": sorted(c for c, v in comps.items() if not v["in_service"])}
     desk = getattr(svc, "desk", None)
     return {"banks": banks, "lockouts": desk.lockouts() if desk is not None else {},
-            "clock_sane": svc.wall_clock_sane(), "parked": svc.parked}
+            "clock_sane": svc.wall_clock_sane(), "parked": svc.parked,
+            "couriers": desk.couriers.sessions.stations() if desk is not None else {}}
+
+
+def _out_detail(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Why and since when a compartment is out of service (None while in service)."""
+    return None if row is None else {"reason": row["reason"], "since": row["since"], "by": row["by"]}
 
 
 def _energised(bank: Any, comp: str) -> bool | None:
