@@ -161,11 +161,12 @@ def test_courier_signs_in_and_bulk_loads_by_tracking_number_and_sscc(
 def test_no_free_compartment_refuses_the_load_and_the_return(
         central: Central, mqtt_broker: MosquittoBroker, daemon_factory: Callable[..., Daemon],
         tmp_path: Path) -> None:
-    hub = start(daemon_factory, tmp_path, mqtt_broker, load_requires_sign_in=True)
+    hub = start(daemon_factory, tmp_path, mqtt_broker, load_requires_sign_in=True, print_parcel_labels=True)
     central.wait_for_state("online")
     assert central.command("courier.set", {"courier": "C-2", "carrier": "dhl", "code": "86420"})["ok"]
     for n in range(3):
-        assign(central, f"L-{n}", "L", barcodes=[f"JJD01460000628123038{n}"], allocate="on_load")
+        got = assign(central, f"L-{n}", "L", barcodes=[f"JJD01460000628123038{n}"], allocate="on_load")
+        assert got["label_job"] == f"parcel-L-{n}"  # [locker_policy] print_parcel_labels
     # The courier signs in with their code on the keypad beside the scanner (one station, "front").
     assert hub.sim("keypads", "code", code="8642-0")["ok"]
     central.wait_for_events(1, kind="courier.signed_in")

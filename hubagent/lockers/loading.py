@@ -32,8 +32,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LIVE_STATES = ("assigned", "stored", "expired")
-"""Parcel states in which a parcel's barcodes identify it (it is at, or due at, the hub)."""
+_LIVE = ("p.state IN ('assigned', 'stored') OR (p.state = 'expired' AND EXISTS ("
+         "SELECT 1 FROM locker_compartments c WHERE c.item_kind = 'parcel' AND c.item_id = p.id))")
+"""A parcel's barcodes identify it while it is due at the hub or still in a compartment
+(an expired parcel that was never loaded, or was taken out, frees its barcodes)."""
 
 
 class LabelQueue(Protocol):
@@ -59,9 +61,8 @@ def record_barcodes(tx: Tx, parcel: str, found: list[barcodes.ParcelBarcode]) ->
 
 def parcel_by_barcode(db: repo.Reader, code: str) -> dict[str, Any] | None:
     """The live parcel carrying barcode ``code`` (normalised), if any."""
-    marks = ",".join("?" for _ in LIVE_STATES)
     return repo.one(db, "SELECT p.* FROM locker_parcel_barcodes b JOIN locker_parcels p ON p.id = b.parcel "
-                        f"WHERE b.code=? AND p.state IN ({marks}) ORDER BY p.created_at DESC", (code, *LIVE_STATES))
+                        f"WHERE b.code=? AND ({_LIVE}) ORDER BY p.created_at DESC", (code,))
 
 
 def barcodes_of(db: repo.Reader, parcel: str) -> list[str]:
