@@ -17,6 +17,7 @@ import hashlib
 import hmac
 import logging
 import re
+import sqlite3
 from typing import TYPE_CHECKING, Annotated, Any
 
 from msgspec import Meta
@@ -116,7 +117,7 @@ class CourierDesk:
             tx.execute("INSERT INTO locker_couriers(id, carrier, badge_hash, code_hash, expires_at, "
                        "updated_at) VALUES (?, ?, ?, ?, ?, ?)",
                        (args.courier, carrier, badge, code, expires_at, now))
-        except Exception as e:  # sqlite3.IntegrityError from a unique index
+        except sqlite3.IntegrityError as e:  # a unique index: another courier's badge or code
             raise CommandError("code_in_use", "that badge or code belongs to another courier") from e
         return self._announce(tx, ctx, args.courier, carrier, active=True, badge=badge is not None,
                               code=code is not None, expires_at=expires_at)
