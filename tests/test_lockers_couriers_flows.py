@@ -11,7 +11,7 @@ from hubagent.app import build_app
 from hubagent.config import from_dict
 from hubagent.ports import FeedbackPattern
 from hubagent.scanning.codes import interpret
-from test_lockers_flows import Core, config_doc, wait
+from test_lockers_flows import Core, config_doc, lockers_of, wait
 
 SSCC = "106141411234567897"
 
@@ -55,7 +55,7 @@ def test_a_parcel_announced_for_load_time_can_be_cancelled(core: Core) -> None:
     assert {c["state"] for c in (core.compartment(n) for n in ("A5", "A6"))} == {"free"}
     cancelled = core.command("parcel.cancel", parcel="P-9")
     assert cancelled["ok"] and cancelled["result"]["state"] == "cancelled"
-    assert core.call(lambda: core.app.lockers.desk.scan_barcode(b"JJD0146000062", None, "front")) is None
+    assert core.call(lambda: lockers_of(core.app).desk.scan_barcode(b"JJD0146000062", None, "front")) is None
 
 
 def test_a_load_moves_a_parcel_whose_compartment_went_out_of_service(core: Core) -> None:
@@ -66,7 +66,7 @@ def test_a_load_moves_a_parcel_whose_compartment_went_out_of_service(core: Core)
                               reason="x")) == "unknown_compartment"
     assert core.command("locker.service", bank="bank-a", compartment="A1", in_service=False,
                         reason="lock jammed")["ok"]
-    pattern = core.call(lambda: core.app.lockers.desk.scan_barcode(b"1Z999AA10123456784", None, "front"))
+    pattern = core.call(lambda: lockers_of(core.app).desk.scan_barcode(b"1Z999AA10123456784", None, "front"))
     assert pattern is FeedbackPattern.OK
     wait(lambda: core.compartment("A2")["state"] == "loading", what="A2 loading")
     assert core.compartment("A1") == {**core.compartment("A1"), "state": "free", "parcel": None, "in_service": False}
@@ -89,7 +89,7 @@ def test_courier_registry_refusals_and_code_clashes(core: Core) -> None:
 
 def test_forged_badges_count_towards_the_lock_out(core: Core) -> None:
     assert core.command("courier.set", courier="C-1", carrier="ups", badge="UPS-7f3a9c41e2")["ok"]
-    desk = core.app.lockers.desk
+    desk = lockers_of(core.app).desk
     for n in range(3):
         scan = interpret(f"HA:COURIER:UPS-0000000{n}".encode())
         assert core.call(lambda: desk.couriers.scan_badge(scan, "front")) is FeedbackPattern.ERROR

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from hubagent.errors import DatabaseCorrupt
+from hubagent.features import all_migrations
 from hubagent.store.store import Store
 
 
 def open_store(path: Path) -> Store:
-    s = Store(path)
+    s = Store(path, all_migrations())
     s.open()
     return s
 
@@ -21,9 +22,9 @@ def test_pragmas_and_migrations(tmp_path: Path) -> None:
     s = open_store(tmp_path / "h.db")
     assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert s.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
-    assert {"outbox", "inbox", "meta", "migrations"} <= set(s.db.table_names())
+    assert {"outbox", "inbox", "meta", "migrations"} <= {r["name"] for r in s.query("SELECT name FROM sqlite_master WHERE type='table'")}
     s.close()
-    again = Store(tmp_path / "h.db")
+    again = Store(tmp_path / "h.db", all_migrations())
     assert again.open() == []  # nothing applied twice
     again.close()
 

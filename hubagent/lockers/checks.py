@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from hubagent.lockers.settings import GpioLockerSettings, check_pin_conflicts
 
 if TYPE_CHECKING:
@@ -29,9 +31,10 @@ def check_gpio_pins(config: "Config") -> None:
     others: dict[str, Any] = {}
     for role, fields in _PIN_FIELDS.items():
         for device in config.devices_of(role):
+            values = msgspec.structs.asdict(device.settings)
             for field in fields:
-                if hasattr(device.settings, field):
-                    others[f"{role}.{device.name}.{field}"] = getattr(device.settings, field)
+                if field in values:
+                    others[f"{role}.{device.name}.{field}"] = values[field]
     try:
         check_pin_conflicts(banks, others)
     except ValueError as e:

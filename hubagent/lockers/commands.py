@@ -20,6 +20,7 @@ from msgspec import Meta
 
 from hubagent.commands import CommandArgs, CommandContext
 from hubagent.errors import CommandError, InputError
+from hubagent.interfaces import LabelQueue
 from hubagent.lockers import barcodes, codes, loading, repo
 from hubagent.lockers.service_state import LockerServiceArgs, ServiceCommands
 from hubagent.lockers import state as sm
@@ -36,14 +37,14 @@ Reason = Annotated[str, Meta(min_length=1, max_length=200)]
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
-class CodeSpec(CommandArgs):
+class CodeSpec(CommandArgs, frozen=True):
     """A code given by central: the digits, or their keyed hash."""
 
     code: str | None = None
     code_hash: str | None = None
 
 
-class ParcelAssign(CommandArgs):
+class ParcelAssign(CommandArgs, frozen=True):
     """``parcel.assign``: reserve a compartment for a parcel."""
 
     parcel: Id
@@ -61,13 +62,13 @@ class ParcelAssign(CommandArgs):
     label: bool = False
 
 
-class ParcelCancel(CommandArgs):
+class ParcelCancel(CommandArgs, frozen=True):
     """``parcel.cancel``: an assigned parcel will not come, or a stored one is recalled."""
 
     parcel: Id
 
 
-class ReturnExpect(CommandArgs):
+class ReturnExpect(CommandArgs, frozen=True):
     """``return.expect``: a customer will drop a return off with a code."""
 
     # "return" is a Python keyword, hence the rename.
@@ -78,7 +79,7 @@ class ReturnExpect(CommandArgs):
     expires_at: str | None = None
 
 
-class StaffSet(CommandArgs):
+class StaffSet(CommandArgs, frozen=True):
     """``staff.set``: give a staff member a keypad code (or revoke it with neither code nor hash)."""
 
     staff: Id
@@ -87,7 +88,7 @@ class StaffSet(CommandArgs):
     expires_at: str | None = None
 
 
-class LockerOpen(CommandArgs):
+class LockerOpen(CommandArgs, frozen=True):
     """``locker.open``: central opens one compartment, with a reason for the audit trail."""
 
     bank: Name
@@ -95,7 +96,7 @@ class LockerOpen(CommandArgs):
     reason: Reason
 
 
-class ClearFault(CommandArgs):
+class ClearFault(CommandArgs, frozen=True):
     """``locker.clear_fault``: someone checked a faulted compartment."""
 
     bank: Name
@@ -105,9 +106,10 @@ class ClearFault(CommandArgs):
 class LockerCommands:
     """Handlers of the locker commands."""
 
-    def __init__(self, svc: "LockerService") -> None:
-        """Use ``svc`` for allocation, releases and the code secret."""
+    def __init__(self, svc: "LockerService", labels: LabelQueue | None = None) -> None:
+        """Use ``svc`` for allocation, releases and the code secret; ``labels`` to print parcel labels."""
         self.svc = svc
+        self.labels = labels
 
     def register(self, app: "App") -> None:
         """Add every locker command to the dispatcher."""
@@ -187,7 +189,7 @@ class LockerCommands:
             "size": self.svc.layouts[bank][comp].size if bank and comp else args.size,
             "expires_at": expires_at, "temperature": args.temperature}
         if args.label or self.svc.policy.print_parcel_labels:
-            result["label_job"] = loading.queue_label(self.svc.app.printing, tx, args.parcel, comp,
+            result["label_job"] = loading.queue_label(self.labels, tx, args.parcel, comp,
                                                       self.svc.app.hub_id)
         ctx.tx.emit("parcel.assigned", {**result, "command": ctx.id})
         return result

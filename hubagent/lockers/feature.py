@@ -1,8 +1,8 @@
 """Wires the locker feature into the app: events, scans, commands, status.
 
-Installed only when at least one locker bank is configured. Sets
-``app.lockers`` to the :class:`~hubagent.lockers.service.LockerService`
-(its ``desk`` attribute checks codes and scans).
+Built only when at least one locker bank is configured: a
+:class:`~hubagent.lockers.service.LockerService` (its ``desk`` checks codes
+and scans), offered to the power feature as lock parking.
 """
 
 from __future__ import annotations
@@ -15,11 +15,16 @@ from hubagent.events import CodeEntered, DeviceHealthChanged, DoorChanged, RawSc
 from hubagent.lockers import repo, service_state
 from hubagent.lockers.couriers import CourierSet
 from hubagent.lockers.commands import LockerCommands
-from hubagent.lockers.inputs import CodeDesk
+from hubagent.feature import Built, Feature, Interfaces
+from hubagent.lockers.checks import check_gpio_pins
+from hubagent.lockers.schema import MIGRATIONS
 from hubagent.lockers.service import LockerService
+from hubagent.lockers.settings import LOCKER_POLICY
+from hubagent.scanning.codes import interpret
 
 if TYPE_CHECKING:
     from hubagent.app import App
+    from hubagent.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +32,13 @@ CLAIMED_SCANS = ("parcel", "pickup", "return", "courier")
 """Scan kinds the lockers handle (``staff`` sign-in belongs to the scanning feature)."""
 
 
-def install(app: "App") -> None:
-    """Add the locker service when the config has locker banks."""
+def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
+    """The locker service when the config has locker banks; offers lock parking."""
     if not app.devices_of("lockers"):
-        return
-    svc = LockerService(app, app.config.section("locker_policy"))
-    desk = CodeDesk(svc)
-    svc.desk = desk  # type: ignore[attr-defined]
-    LockerCommands(svc).register(app)
+        return Built()
+    svc = LockerService(app, LOCKER_POLICY.of(app.config), staff=uses.staff)
+    desk = svc.desk
+    LockerCommands(svc, labels=uses.labels).register(app)
     app.commands.register("courier.set", desk.couriers.set, CourierSet)
     # A tracking number or SSCC on a live parcel is a load, whatever else it looks like.
     app.look_up_scans(desk.scan_barcode)
@@ -45,23 +49,17 @@ def install(app: "App") -> None:
                 "courier": desk.couriers.scan_badge}
     for kind in CLAIMED_SCANS:
         app.claim_scans(kind, handlers[kind])
-
-    def start() -> None:
-        svc.start()
-        if app.scanning is None:
-            # No scanning feature: interpret scans of the claimed kinds here,
-            # so a locker-only hub still loads parcels and reads QR codes.
-            app.on(RawScan, lambda ev: _route_scan(app, ev))
-
-    app.on_start(start)
+    if uses.staff is None:
+        # No scanning feature: interpret scans of the claimed kinds here,
+        # so a locker-only hub still loads parcels and reads QR codes.
+        app.on(RawScan, lambda ev: _route_scan(app, ev))
+    app.on_start(svc.start)
     app.on_stop(svc.stop)
     app.add_status("lockers", lambda: status(svc))
-    app.lockers = svc
+    return Built(svc, Interfaces(lock_parking=svc, locker_desk=desk))
 
 
 def _route_scan(app: "App", ev: RawScan) -> None:
-    from hubagent.scanning.codes import interpret
-
     for lookup in app.scan_lookups:
         if lookup(ev.data, ev.symbology, ev.device) is not None:
             return
@@ -101,10 +99,9 @@ def status(svc: LockerService) -> dict[str, Any]:
         banks[name] = {"health": bank.status().health.value, "compartments": comps,
                        "faulted": comps_faulted, "pulses_waiting": svc.pulses.pending(name),
                        "out_of_service": sorted(c for c, v in comps.items() if not v["in_service"])}
-    desk = getattr(svc, "desk", None)
-    return {"banks": banks, "lockouts": desk.lockouts() if desk is not None else {},
+    return {"banks": banks, "lockouts": svc.desk.lockouts(),
             "clock_sane": svc.wall_clock_sane(), "parked": svc.parked,
-            "couriers": desk.couriers.sessions.stations() if desk is not None else {}}
+            "couriers": svc.desk.couriers.sessions.stations()}
 
 
 def _out_detail(row: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -117,3 +114,11 @@ def _energised(bank: Any, comp: str) -> bool | None:
         return bool(bank.energised(comp))
     except Exception:
         return None
+
+
+FEATURE = Feature(
+    "lockers", build,
+    sections=(LOCKER_POLICY,),
+    migrations=tuple(MIGRATIONS),
+    checks=(check_gpio_pins,),  # no GPIO pin used twice (lockers, feedback, power)
+)

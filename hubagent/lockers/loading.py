@@ -16,9 +16,10 @@ opens nothing until a courier or staff member has signed in at that input
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, Mapping, Protocol
+from typing import TYPE_CHECKING, Any
 
 from hubagent.errors import CommandError
+from hubagent.interfaces import LabelQueue
 from hubagent.lockers import barcodes, repo
 from hubagent.lockers import state as sm
 from hubagent.lockers.service_state import is_out
@@ -36,15 +37,6 @@ _LIVE = ("p.state IN ('assigned', 'stored') OR (p.state = 'expired' AND EXISTS (
          "SELECT 1 FROM locker_compartments c WHERE c.item_kind = 'parcel' AND c.item_id = p.id))")
 """A parcel's barcodes identify it while it is due at the hub or still in a compartment
 (an expired parcel that was never loaded, or was taken out, frees its barcodes)."""
-
-
-class LabelQueue(Protocol):
-    """Queue a label inside the caller's transaction (the printing feature)."""
-
-    def enqueue(self, tx: Tx, template: str, fields: Mapping[str, object], *, printer: str | None = None,
-                job_id: str | None = None, copies: int = 1) -> str:
-        """Validate and queue a label; returns the job id."""
-        ...
 
 
 # -- parcel.assign extras ------------------------------------------------------

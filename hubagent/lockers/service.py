@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from hubagent.errors import CommandError, DeviceError, InputError
 from hubagent.events import DeviceHealthChanged, DoorChanged, Health
+from hubagent.interfaces import StaffDirectory
 from hubagent.lockers import codes, couriers, expiry, repo, service_state
+from hubagent.lockers.inputs import CodeDesk
 from hubagent.lockers.lockout import AttemptLimiter
 from hubagent.lockers.pulses import PulseJob, PulseQueue
 from hubagent.lockers.settings import LockerPolicySettings
@@ -42,8 +44,8 @@ Key = tuple[str, str]
 class LockerService:
     """Locker banks, their compartments and the flows that move parcels through them."""
 
-    def __init__(self, app: "App", policy: LockerPolicySettings) -> None:
-        """Collect the configured banks; opens nothing."""
+    def __init__(self, app: "App", policy: LockerPolicySettings, *, staff: StaffDirectory | None = None) -> None:
+        """Collect the configured banks; opens nothing. ``staff`` says who is signed in on a scanner."""
         self.app = app
         self.store = app.store
         self.policy = policy
@@ -64,6 +66,8 @@ class LockerService:
         self._pulsed: set[int] = set()  # release ids whose lock this process energised
         self._unreconciled: set[str] = set()  # banks whose doors could not be read at start
         self._started = False
+        self.desk = CodeDesk(self, staff)
+        """Checks typed codes and scans, and asks this service for releases."""
 
     # -- life cycle ----------------------------------------------------------
     def start(self) -> None:
@@ -442,7 +446,7 @@ class LockerService:
             tx.emit("locker.alarm_cleared", {"kind": row["fault"], "bank": bank, "compartment": comp,
                                              "command": by})
         tx.after_commit(lambda: self._refresh_alert(bank, comp))
-        return row["fault"]  # type: ignore[no-any-return]
+        return row["fault"]
 
     def on_health(self, ev: DeviceHealthChanged) -> None:
         """A bank faulted (cannot de-energise a lock, pins lost) or recovered."""
