@@ -16,7 +16,7 @@ from hubagent.lockers import repo, service_state
 from hubagent.lockers.couriers import CourierSet
 from hubagent.lockers.commands import LockerCommands
 from hubagent.feature import Built, Feature, Interfaces
-from hubagent.lockers.checks import check_gpio_pins
+from hubagent.lockers.checks import check_gpio_pins, check_parcel_labels
 from hubagent.lockers.schema import MIGRATIONS
 from hubagent.lockers.service import LockerService
 from hubagent.lockers.settings import LOCKER_POLICY
@@ -120,5 +120,6 @@ FEATURE = Feature(
     "lockers", build,
     sections=(LOCKER_POLICY,),
     migrations=tuple(MIGRATIONS),
-    checks=(check_gpio_pins,),  # no GPIO pin used twice (lockers, feedback, power)
+    checks=(check_gpio_pins,  # no GPIO pin used twice (lockers, feedback, power)
+            check_parcel_labels),
 )
