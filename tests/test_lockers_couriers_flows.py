@@ -9,6 +9,7 @@ import pytest
 
 from hubagent.app import build_app
 from hubagent.config import from_dict
+from hubagent.events import CodeEntered
 from hubagent.ports import FeedbackPattern
 from hubagent.scanning.codes import interpret
 from test_lockers_flows import Core, config_doc, lockers_of, wait
@@ -101,3 +102,20 @@ def test_forged_badges_count_towards_the_lock_out(core: Core) -> None:
     # Another input is not affected.
     assert core.call(lambda: desk.couriers.scan_badge(real, "side")) is FeedbackPattern.OK
     assert core.call(lambda: desk.who.signed_in("side")).person == "C-1"
+
+
+def test_an_expired_courier_cannot_sign_in_and_is_signed_out(core: Core) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    svc = lockers_of(core.app)
+    now = datetime.now(timezone.utc)
+    later = (now + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    assert core.command("courier.set", courier="C-1", carrier="ups", code="24135", expires_at=later)["ok"]
+    core.call(lambda: svc.desk.on_code(CodeEntered("front", "24135")))  # the keypad named like the scanner
+    assert core.call(lambda: svc.desk.who.signed_in("front")).person == "C-1"
+    svc.wall = lambda: now + timedelta(hours=2)  # the hub's wall clock passes the courier's expiry
+    assert core.call(lambda: svc.desk.who.signed_in("front")) is None
+    core.call(lambda: svc.desk.on_code(CodeEntered("front", "24135")))
+    assert core.call(lambda: svc.desk.who.signed_in("front")) is None
+    assert core.events("locker.code_rejected")[-1] == {"source": "front", "reason": "expired"}
+    assert [e["courier"] for e in core.events("courier.signed_in")] == ["C-1"]

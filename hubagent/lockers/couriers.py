@@ -175,14 +175,15 @@ class CourierDesk:
     def scan_badge(self, scan: Any, scanner: str) -> FeedbackPattern:
         """``HA:COURIER:<badge>`` scanned: sign the courier in at this scanner."""
         assert self.svc.secret is not None
-        found = self._sign_in(scanner, "badge_hash", badge_hash(self.svc.secret, scan.value))
-        return FeedbackPattern.OK if found else FeedbackPattern.ERROR
+        outcome = self._sign_in(scanner, "badge_hash", badge_hash(self.svc.secret, scan.value))
+        return FeedbackPattern.OK if outcome == "signed_in" else FeedbackPattern.ERROR
 
     def sign_in_code(self, source: str, raw: str) -> bool:
-        """A keypad code that is a courier's: sign in at ``source``; False (nothing counted) otherwise.
+        """A keypad code that is a courier's: sign in at ``source``; whether the code was one.
 
-        A code that is not a courier's is left to the other keypad purposes,
-        which count a wrong code once.
+        A courier's code past its expiry is refused here (``expired``, counted
+        once); a code that is no courier's is left to the other keypad
+        purposes (False, nothing counted), which count a wrong code once.
         """
         if self.svc.limiter.check(source, self.svc.clock()) > 0:
             return False  # locked out: the normal path reports it
@@ -191,15 +192,17 @@ class CourierDesk:
         except InputError:
             return False
         assert self.svc.secret is not None
-        return self._sign_in(source, "code_hash", codes.hash_code(self.svc.secret, code, "courier"),
-                             count_failure=False)
+        outcome = self._sign_in(source, "code_hash", codes.hash_code(self.svc.secret, code, "courier"),
+                                count_failure=False)
+        return outcome != "unknown_courier"
 
-    def _sign_in(self, station: str, column: str, mac: str, *, count_failure: bool = True) -> bool:
+    def _sign_in(self, station: str, column: str, mac: str, *, count_failure: bool = True) -> str:
+        """``signed_in``, or why not: ``locked_out``, ``unknown_courier``, ``expired``."""
         now = self.svc.clock()
         wait = self.svc.limiter.check(station, now)
         if wait > 0:
             self.desk._rejected(station, "locked_out", retry_in_s=round(wait, 1))
-            return False
+            return "locked_out"
         found = None
         for row in repo.rows(self.svc.store.conn, f"SELECT * FROM locker_couriers WHERE {column} IS NOT NULL "
                                                   "AND revoked_at IS NULL"):
@@ -209,10 +212,10 @@ class CourierDesk:
         if found is None:
             if count_failure:
                 self.desk._failure(station, now, "unknown_courier")
-            return False
+            return "unknown_courier"
         if self._expired(found):
             self.desk._failure(station, now, "expired")
-            return False
+            return "expired"
         self.svc.limiter.success(station, now)
         self.sessions.sign_in(station, found["id"], found["carrier"])
         with self.svc.store.write() as tx:
@@ -220,4 +223,4 @@ class CourierDesk:
                        by="badge" if column == "badge_hash" else "code")
             tx.emit("courier.signed_in", {"courier": found["id"], "carrier": found["carrier"], "station": station,
                                           "by": "badge" if column == "badge_hash" else "code"})
-        return True
+        return "signed_in"
