@@ -6,9 +6,9 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
-# Debian packages: the broker and UPS server the tests start, zbar for the camera decoder,
-# Chromium and its driver for the browser tests of the web pages.
-SYSTEM_PACKAGES := mosquitto nut-server nut-client libzbar0 chromium chromium-driver
+# Debian packages: the brokers (Mosquitto, ejabberd's mod_mqtt), UPS server and PostgreSQL the
+# tests start, zbar for the camera decoder, Chromium and its driver for the web pages' tests.
+SYSTEM_PACKAGES := mosquitto nut-server nut-client libzbar0 postgresql ejabberd chromium chromium-driver
 SUDO    := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 

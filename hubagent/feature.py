@@ -23,6 +23,7 @@ from hubagent.interfaces import (
     LockerDesk,
     LockParking,
     PrintPause,
+    StockSummary,
     ScanCounts,
     StaffDirectory,
     Uplink,
@@ -68,6 +69,7 @@ class Interfaces:
     lock_parking: LockParking | None = None
     locker_desk: LockerDesk | None = None
     scan_counts: ScanCounts | None = None
+    stock_summary: StockSummary | None = None
 
     def merged(self, offered: "Interfaces") -> "Interfaces":
         """These interfaces plus ``offered``; offering one twice is a wiring error."""

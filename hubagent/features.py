@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from hubagent import core_feature, telemetry
 from hubagent.feature import Feature, Migration
+from hubagent.kpi.feature import FEATURE as KPI
 from hubagent.lockers.feature import FEATURE as LOCKERS
 from hubagent.power.feature import FEATURE as POWER
 from hubagent.printing.feature import FEATURE as PRINTING
@@ -27,6 +28,7 @@ FEATURES: tuple[Feature, ...] = (
     SCANNING,
     LOCKERS,
     POWER,
+    KPI,
     telemetry.FEATURE,
     WEB,
 )

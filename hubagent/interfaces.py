@@ -107,6 +107,18 @@ class Uplink(Protocol):
         ...
 
 
+SummaryFields = Callable[["Tx", str], Mapping[str, object]]
+"""Extra fields of a SKU's retained stock summary, computed inside a read transaction."""
+
+
+class StockSummary(Protocol):
+    """The retained per-SKU stock summary (offered by stock, extended by the KPIs)."""
+
+    def add_summary_fields(self, fields: SummaryFields) -> None:
+        """Merge ``fields(tx, sku)`` into every summary published from now on."""
+        ...
+
+
 class ScanCounts(Protocol):
     """Scans accepted and refused since start (offered by scanning, used by telemetry)."""
 

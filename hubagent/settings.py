@@ -31,6 +31,8 @@ class HubSettings(_Section, frozen=True):
     state_dir: str = "/var/lib/hubagent"
     # Log level: debug, info, warning or error.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The hub's time zone (IANA name): a KPI "day" and restock slots are local.
+    timezone: Annotated[str, Meta(min_length=1, max_length=64)] = "UTC"
 
 
 class ApiSettings(_Section, frozen=True):

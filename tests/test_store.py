@@ -119,3 +119,38 @@ def test_integrity_check_ok_after_use(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "h.db")
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
+
+
+def test_a_rolled_back_savepoint_takes_its_events_and_actions_with_it(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "hub.db")
+    published: list[list[str]] = []
+    ran: list[str] = []
+    store.on_commit(lambda events: published.append([e.kind for e in events]))
+    with store.write() as tx:
+        tx.emit("kept", {})
+        with pytest.raises(ValueError):
+            with tx.savepoint("part"):
+                tx.emit("dropped", {})
+                tx.after_commit(lambda: ran.append("dropped"))
+                raise ValueError("this part fails")
+        tx.after_commit(lambda: ran.append("kept"))
+        tx.emit("kept-too", {})
+    assert published == [["kept", "kept-too"]] and ran == ["kept"]
+    # seq stays gap-free: the dropped event's seq was rolled back and reused.
+    rows = store.query("SELECT seq, kind FROM outbox ORDER BY seq")
+    assert [(r["seq"], r["kind"]) for r in rows] == [(1, "kept"), (2, "kept-too")]
+    store.close()
+
+
+def test_emit_hooks_run_inside_the_transaction(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "hub.db")
+    store.on_emit(lambda tx, ev: tx.execute("INSERT INTO meta(key, value) VALUES (?, ?)",
+                                            (f"seen-{ev.seq}", ev.kind)))
+    with pytest.raises(RuntimeError):
+        with store.write() as tx:
+            tx.emit("rolled back", {})
+            raise RuntimeError("abort")
+    with store.write() as tx:
+        tx.emit("committed", {})
+    assert store.meta("seen-1") == "committed"
+    store.close()

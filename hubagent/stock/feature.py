@@ -15,7 +15,7 @@ from msgspec import Meta
 from hubagent.commands import CommandArgs, CommandContext, NoArgs
 from hubagent.errors import CommandError
 from hubagent.feature import Built, Feature, Interfaces
-from hubagent.interfaces import Uplink
+from hubagent.interfaces import SummaryFields, Uplink
 from hubagent.store.store import EmittedEvent, dumps
 from hubagent.stock import ledger
 from hubagent.sync import outbox
@@ -80,6 +80,7 @@ class StockService:
         self.app = app
         self.store = app.store
         self.uplink = uplink
+        self._summary_fields: list[SummaryFields] = []
 
     def install(self) -> None:
         """Register commands and hooks."""
@@ -149,7 +150,15 @@ class StockService:
             return
         body = {"sku": sku, "name": found["name"], "on_hand": found["on_hand"],
                 "bins": found["bins"], "seq": self.store.last_seq()}
+        if self._summary_fields:
+            with self.store.read() as tx:
+                for fields in self._summary_fields:
+                    body.update(fields(tx, sku))
         self.uplink.publish_stock(sku, dumps(body).encode())
+
+    def add_summary_fields(self, fields: SummaryFields) -> None:
+        """Merge ``fields(tx, sku)`` into every summary published from now on (the KPIs)."""
+        self._summary_fields.append(fields)
 
     def publish_all(self) -> None:
         """Republish every summary (after a reconnect: some may be stale)."""
@@ -172,7 +181,7 @@ def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     """The stock service; summaries go out through the uplink when there is one."""
     svc = StockService(app, uplink=uses.uplink)
     svc.install()
-    return Built(svc)
+    return Built(svc, Interfaces(stock_summary=svc))
 
 
 FEATURE = Feature("stock", build, migrations=tuple(ledger.MIGRATIONS))

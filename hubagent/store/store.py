@@ -102,16 +102,25 @@ class Tx:
             (ev.seq, ev.id, ev.kind, ev.at, dumps(ev.data)),
         )
         self.events.append(ev)
+        for fn in self._store._emit_hooks:
+            fn(self, ev)
         return ev
 
     @contextmanager
     def savepoint(self, name: str) -> Iterator[None]:
-        """A nested part of the transaction: rolled back alone if the block raises."""
+        """A nested part of the transaction: rolled back alone if the block raises.
+
+        What the block emitted or asked to run after commit is dropped with it,
+        so no event is published whose row was rolled back.
+        """
+        events, after = len(self.events), len(self._after)
         self.conn.execute(f"SAVEPOINT {name}")
         try:
             yield
         except BaseException:
             self.conn.execute(f"ROLLBACK TO {name}")
+            del self.events[events:]
+            del self._after[after:]
             raise
         finally:
             self.conn.execute(f"RELEASE {name}")
@@ -135,6 +144,7 @@ class Store:
         self._lock = threading.RLock()
         self._listeners: list[Callable[[list[EmittedEvent]], None]] = []
         self._space_listeners: list[Callable[[Space], None]] = []
+        self._emit_hooks: list[Callable[[Tx, EmittedEvent], None]] = []
 
     # -- lifecycle -------------------------------------------------------
     def open(self) -> list[str]:
@@ -242,6 +252,14 @@ class Store:
                 log.exception("disk space listener failed")
 
     # -- writing ---------------------------------------------------------
+    def on_emit(self, fn: Callable[[Tx, EmittedEvent], None]) -> None:
+        """Call ``fn(tx, event)`` inside the transaction of every event as it is emitted.
+
+        For figures that must commit with what they count (the KPI rollups);
+        an exception rolls the whole transaction back.
+        """
+        self._emit_hooks.append(fn)
+
     def on_commit(self, fn: Callable[[list[EmittedEvent]], None]) -> None:
         """Call ``fn(events)`` after every commit that emitted events."""
         self._listeners.append(fn)
