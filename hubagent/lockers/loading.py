@@ -110,17 +110,17 @@ class Loader:
         """The parcel's reserved compartment if usable, else a new one (moved in ``tx``)."""
         pid = parcel["id"]
         if parcel["bank"]:
-            row = repo.compartment(tx, parcel["bank"], parcel["compartment"])
-            mine = row is not None and row["item_id"] == pid and row["state"] == State.RESERVED.value
-            if mine and not row["fault"] and not is_out(tx, row["bank"], row["compartment"]):  # type: ignore[index]
+            row = repo.compartment(tx, parcel["bank"], parcel["compartment"]) or {}
+            mine = row.get("item_id") == pid and row.get("state") == State.RESERVED.value
+            if mine and not row["fault"] and not is_out(tx, parcel["bank"], parcel["compartment"]):
                 return parcel["bank"], parcel["compartment"]
             if mine:
                 repo.update_compartment(tx, parcel["bank"], parcel["compartment"], state=State.FREE.value,
                                         item_kind=None, item_id=None)
         bank, comp = self.svc.allocate(tx, parcel["size"], temperature=parcel["temperature"])
-        row = repo.compartment(tx, bank, comp)
-        assert row is not None
-        repo.update_compartment(tx, bank, comp, state=sm.assign(State(row["state"])).value,
+        chosen = repo.compartment(tx, bank, comp)
+        assert chosen is not None
+        repo.update_compartment(tx, bank, comp, state=sm.assign(State(chosen["state"])).value,
                                 item_kind="parcel", item_id=pid)
         tx.execute("UPDATE locker_parcels SET bank=?, compartment=? WHERE id=?", (bank, comp, pid))
         repo.audit(tx, "assigned", bank=bank, compartment=comp, ref=pid, source=source, at="load",
