@@ -13,6 +13,7 @@ from hubagent import core_feature, telemetry
 from hubagent.feature import Feature, Migration
 from hubagent.kpi.feature import FEATURE as KPI
 from hubagent.lockers.feature import FEATURE as LOCKERS
+from hubagent.restock.feature import FEATURE as RESTOCK
 from hubagent.power.feature import FEATURE as POWER
 from hubagent.printing.feature import FEATURE as PRINTING
 from hubagent.scanning.feature import FEATURE as SCANNING
@@ -29,6 +30,7 @@ FEATURES: tuple[Feature, ...] = (
     LOCKERS,
     POWER,
     KPI,
+    RESTOCK,
     telemetry.FEATURE,
     WEB,
 )

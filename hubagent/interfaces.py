@@ -106,6 +106,10 @@ class Uplink(Protocol):
         """Publish the retained stock summary of ``sku`` (dropped while disconnected)."""
         ...
 
+    def publish_restock(self, payload: bytes) -> None:
+        """Publish the retained restock windows (dropped while disconnected)."""
+        ...
+
 
 SummaryFields = Callable[["Tx", str], Mapping[str, object]]
 """Extra fields of a SKU's retained stock summary, computed inside a read transaction."""

@@ -7,19 +7,17 @@ from typing import Any, Iterator
 
 import pytest
 
-from hubagent.app import build_app
-from hubagent.config import from_dict
 from hubagent.events import CodeEntered
 from hubagent.ports import FeedbackPattern
 from hubagent.scanning.codes import interpret
-from test_lockers_flows import Core, config_doc, lockers_of, wait
+from test_lockers_flows import Core, config_doc, lockers_of, manual_app, wait
 
 SSCC = "106141411234567897"
 
 
 @pytest.fixture
 def core(tmp_path: Path) -> Iterator[Commands]:
-    c = Commands(build_app(from_dict(config_doc(tmp_path, max_failures=3)), simulated=True))
+    c = Commands(manual_app(config_doc(tmp_path, max_failures=3)))
     yield c
     c.close()
 
@@ -105,15 +103,14 @@ def test_forged_badges_count_towards_the_lock_out(core: Core) -> None:
 
 
 def test_an_expired_courier_cannot_sign_in_and_is_signed_out(core: Core) -> None:
-    from datetime import datetime, timedelta, timezone
+    from datetime import timedelta
 
     svc = lockers_of(core.app)
-    now = datetime.now(timezone.utc)
-    later = (now + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
+    later = (core.clock.now() + timedelta(hours=1)).isoformat().replace("+00:00", "Z")
     assert core.command("courier.set", courier="C-1", carrier="ups", code="24135", expires_at=later)["ok"]
     core.call(lambda: svc.desk.on_code(CodeEntered("front", "24135")))  # the keypad named like the scanner
     assert core.call(lambda: svc.desk.who.signed_in("front")).person == "C-1"
-    svc.wall = lambda: now + timedelta(hours=2)  # the hub's wall clock passes the courier's expiry
+    core.clock.set_wall(core.clock.now() + timedelta(hours=2))  # past the courier's expiry
     assert core.call(lambda: svc.desk.who.signed_in("front")) is None
     core.call(lambda: svc.desk.on_code(CodeEntered("front", "24135")))
     assert core.call(lambda: svc.desk.who.signed_in("front")) is None

@@ -67,7 +67,7 @@ def test_dashboard_lives_and_actions_are_commands(web_hub: WebHub, browser: Any)
 
     # Live: mains power is lost.
     hub.sim("power", None, "battery")
-    settle(hub, lambda: hub.status()["power"]["state"] != "mains", "the power change")
+    settle(hub, lambda: hub.status()["power"]["state"] == "on_battery", "the power change (after confirm_s)")
     hub.clock.advance(0.5)
     wait_for(d, lambda drv: drv.find_element(By.ID, "power-state").text == "on_battery")
 

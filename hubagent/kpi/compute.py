@@ -9,8 +9,12 @@ from hubagent.kpi.days import window
 from hubagent.store.store import Tx
 
 
-def _ratio(num: float, den: float, places: int = 4) -> float | None:
+def ratio(num: float, den: float, places: int = 4) -> float | None:
+    """``num / den`` rounded, or None when there is nothing to divide by."""
     return round(num / den, places) if den > 0 else None
+
+
+_ratio = ratio
 
 
 def _opening(tx: Tx, sku: str, first_day: str) -> int:
@@ -88,7 +92,8 @@ def sku_kpis(tx: Tx, sku: str, today: str, window_days: int, sellable_now: int) 
         "damaged": sum(r[3] for r in rows.values()),
         "sellable_on_hand": sellable_now,
         # No sales in 14 days: supply is not a number of days; the rule is named.
-        "days_of_supply": round(sellable_now / daily, 1) if daily > 0 else None,
+        # None sellable (or less, while offline) is no supply: 0 days, not a negative number.
+        "days_of_supply": round(max(sellable_now, 0) / daily, 1) if daily > 0 else None,
         "days_of_supply_rule": "sellable_on_hand / (units_sold_14d / 14)" if daily > 0 else "no_sales_14d",
         "stock_out_days": stock_out_days(tx, sku, today, window_days),
         "lots": dict(sorted(lots.items())),
@@ -121,7 +126,22 @@ def hub_kpis(tx: Tx, today: str, window_days: int) -> dict[str, Any]:
         "parcels_expired_uncollected": int(sums[2]), "return_drop_offs": int(sums[3]),
         "scans_accepted": int(sums[4]), "scans_refused": int(sums[5]),
         "scans_refused_per_100": _ratio(100 * int(sums[5]), int(sums[4]), 2),
+        **_restock(tx, span[0], span[-1]),
     }
+
+
+def _restock(tx: Tx, first_day: str, last_day: str) -> dict[str, Any]:
+    """Restock claims whose slot is on a day of the window (slot names are local), by outcome."""
+    if tx.execute("SELECT 1 FROM sqlite_master WHERE name='restock_claims'").fetchone() is None:
+        return {}
+    out = {"restock_claims": 0, "restock_arrived": 0, "restock_no_shows": 0, "restock_released": 0}
+    key = {"arrived": "restock_arrived", "no_show": "restock_no_shows", "released": "restock_released"}
+    for state, n in tx.execute("SELECT state, COUNT(*) FROM restock_claims "
+                               "WHERE substr(slot, 1, 10) BETWEEN ? AND ? GROUP BY state", (first_day, last_day)):
+        out["restock_claims"] += int(n)
+        if state in key:
+            out[key[state]] += int(n)
+    return out
 
 
 def _occupancy(tx: Tx) -> dict[str, Any]:

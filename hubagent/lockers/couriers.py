@@ -80,7 +80,7 @@ class CourierDesk:
         """Use ``svc`` for the secret, store and clocks, ``desk`` for failures and lock-outs."""
         self.svc = svc
         self.desk = desk
-        self.sessions = CourierSessions(svc.policy.courier_session_s, lambda: svc.clock(), self.valid)
+        self.sessions = CourierSessions(svc.policy.courier_session_s, svc.clock.monotonic, self.valid)
 
     # -- registry -------------------------------------------------------------
     def valid(self, courier: str) -> bool:
@@ -185,7 +185,7 @@ class CourierDesk:
         once); a code that is no courier's is left to the other keypad
         purposes (False, nothing counted), which count a wrong code once.
         """
-        if self.svc.limiter.check(source, self.svc.clock()) > 0:
+        if self.svc.limiter.check(source, self.svc.clock.monotonic()) > 0:
             return False  # locked out: the normal path reports it
         try:
             code = codes.normalise_code(raw)
@@ -198,7 +198,7 @@ class CourierDesk:
 
     def _sign_in(self, station: str, column: str, mac: str, *, count_failure: bool = True) -> str:
         """``signed_in``, or why not: ``locked_out``, ``unknown_courier``, ``expired``."""
-        now = self.svc.clock()
+        now = self.svc.clock.monotonic()
         wait = self.svc.limiter.check(station, now)
         if wait > 0:
             self.desk._rejected(station, "locked_out", retry_in_s=round(wait, 1))

@@ -36,7 +36,7 @@ def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     """The locker service when the config has locker banks; offers lock parking."""
     if not app.devices_of("lockers"):
         return Built()
-    svc = LockerService(app, LOCKER_POLICY.of(app.config), staff=uses.staff)
+    svc = LockerService(app, LOCKER_POLICY.of(app.config), staff=uses.staff, clock=clock)
     desk = svc.desk
     LockerCommands(svc, labels=uses.labels).register(app)
     app.commands.register("courier.set", desk.couriers.set, CourierSet)

@@ -21,9 +21,9 @@ from __future__ import annotations
 import collections
 import copy
 import logging
-import time
 from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 
+from hubagent.clock import Clock
 from hubagent.errors import HubError, InputError
 from hubagent.events import RawScan, ScanRejectedAtDevice
 from hubagent.interfaces import LabelQueue
@@ -68,9 +68,14 @@ class RecordsFeedback(Protocol):
 class ScanService:
     """Scan handling, scanner sessions and the ``scanning`` status section."""
 
-    def __init__(self, app: "App", settings: ScanningSettings, *, labels: LabelQueue | None = None) -> None:
-        """Scans of ``app``'s scanners; shelf labels go to ``labels`` (None: no printer)."""
+    def __init__(self, app: "App", settings: ScanningSettings, *, clock: Clock,
+                 labels: LabelQueue | None = None) -> None:
+        """Scans of ``app``'s scanners; shelf labels go to ``labels`` (None: no printer).
+
+        ``clock`` times double scans, sessions and the rejection bucket.
+        """
         self.app = app
+        self.clock = clock
         self.settings = settings
         self.labels = labels
         self.sessions: dict[str, Session] = {}
@@ -137,23 +142,28 @@ class ScanService:
         except InputError as e:
             self.reject(ev.device, e.code, e.message, ev.data)
             return
-        self.handle(ev.device, scan, ev.at)
+        self.handle(ev.device, scan, self._at(ev))
 
     def on_device_reject(self, ev: ScanRejectedAtDevice) -> None:
         """A read the driver could not frame (over-long line)."""
         self._last_read.pop(ev.device, None)
         self.reject(ev.device, ev.reason, ev.detail or ev.reason, b"")
 
+    def _at(self, ev: RawScan) -> float:
+        """When the read reached the core (now, for an event dispatched without a time)."""
+        return self.clock.monotonic() if ev.at is None else ev.at
+
     def _double(self, ev: RawScan) -> bool:
+        at = self._at(ev)
         last = self._last_read.get(ev.device)
-        self._last_read[ev.device] = (ev.data, ev.at)
+        self._last_read[ev.device] = (ev.data, at)
         window = self.settings.dedupe_s
-        return window > 0 and last is not None and last[0] == ev.data and ev.at - last[1] < window
+        return window > 0 and last is not None and last[0] == ev.data and at - last[1] < window
 
     # -- one scan -------------------------------------------------------------
     def handle(self, scanner: str, scan: Scan, at: float | None = None) -> None:
         """Route or carry out one understood scan, then signal feedback."""
-        now = time.monotonic() if at is None else at
+        now = self.clock.monotonic() if at is None else at
         handler = self.app.scan_handlers.get(scan.kind.value)
         if handler is not None and scan.kind is not ScanKind.STAFF:
             self._routed(scanner, scan, handler)
@@ -232,7 +242,7 @@ class ScanService:
                 "unrecorded": self.unrecorded[scanner]}
         log.info("%s: scan rejected: %s (%s) %r", scanner, reason, message, data["raw"])
         recorded = False
-        if self._may_record_rejection(scanner, time.monotonic()):
+        if self._may_record_rejection(scanner, self.clock.monotonic()):
             try:
                 with self.app.store.write() as tx:
                     tx.emit("scan.rejected", data)
@@ -254,7 +264,7 @@ class ScanService:
     def signal(self, scanner: str, pattern: FeedbackPattern, note: str) -> None:
         """Play ``pattern`` on the scanner's feedback device; never raises."""
         self.last_feedback[scanner] = {"pattern": pattern.value, "note": note[:120],
-                                       "at": round(time.time(), 3)}
+                                       "at": round(self.clock.time(), 3)}
         name = self._feedback_of.get(scanner)
         if name is None:
             return

@@ -17,7 +17,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Iterable
 
 from hubagent.errors import CommandError
-from hubagent.store.store import Store, Tx, dumps, utc_now
+from hubagent.store.store import Store, Tx, dumps
 
 MOVEMENT_TYPES = ("receive", "pick", "count", "move", "return", "adjust", "damage")
 
@@ -108,7 +108,7 @@ def normalise_price(value: Any) -> str | None:
 def ensure_bin(tx: Tx, code: str, kind: str = "shelf") -> None:
     """Create a bin on first use (bins are physical labels, not master data)."""
     tx.execute("INSERT OR IGNORE INTO bins(code, kind, created_at) VALUES (?, ?, ?)",
-               (code, kind, utc_now()))
+               (code, kind, tx.now))
 
 
 def upsert_sku(tx: Tx, sku: str, name: str, gtins: Iterable[str], price: Any = None,
@@ -119,7 +119,7 @@ def upsert_sku(tx: Tx, sku: str, name: str, gtins: Iterable[str], price: Any = N
         "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(sku) DO UPDATE SET name=excluded.name, "
         "unit=excluded.unit, price=excluded.price, default_bin=excluded.default_bin, "
         "extra=excluded.extra, updated_at=excluded.updated_at",
-        (sku, name, unit, normalise_price(price), bin, dumps(extra or {}), utc_now()),
+        (sku, name, unit, normalise_price(price), bin, dumps(extra or {}), tx.now),
     )
     tx.execute("DELETE FROM gtins WHERE sku=?", (sku,))
     for gtin in gtins:

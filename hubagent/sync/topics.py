@@ -31,6 +31,11 @@ class Topics:
         return f"{self.base}/stock/{sku}"
 
     @property
+    def restock(self) -> str:
+        """Retained: the hub's free restock windows."""
+        return f"{self.base}/restock"
+
+    @property
     def telemetry(self) -> str:
         """Periodic metrics."""
         return f"{self.base}/telemetry"
@@ -49,6 +54,11 @@ class Topics:
     def ack(self) -> str:
         """Central's application acknowledgement ``{"upto_seq": N}``."""
         return f"{self.base}/ack"
+
+    def is_command(self, topic: str) -> bool:
+        """Whether ``topic`` is under ``cmd`` (``cmd/#`` matches ``cmd`` itself too)."""
+        cmd = f"{self.base}/cmd"
+        return topic == cmd or topic.startswith(cmd + "/")
 
     def command_name(self, topic: str) -> str | None:
         """The command name in a ``cmd/<name>`` topic, or None."""
