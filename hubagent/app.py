@@ -262,7 +262,7 @@ class App:
             except DiskFull as e:
                 # Degraded start on a full disk: the feature runs, but what it
                 # wanted to record at start waits for space (logged once here).
-                log.warning("%s could not record its start: %s", getattr(hook, "__qualname__", hook), e)
+                log.warning("a feature could not record its start: %s", e)
         log.info("hub %s ready: %d device(s), %s", self.hub_id, len(self.devices),
                  "simulated" if self.simulated else "hardware")
 

@@ -48,15 +48,6 @@ def rows(db: Reader, sql: str, params: Any = ()) -> list[Row]:
     return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
-def utc_now() -> str:
-    """The real wall clock as RFC 3339 UTC with milliseconds.
-
-    Only for code that has no :class:`~hubagent.clock.Clock` yet: inside a
-    transaction use :attr:`Tx.now`, elsewhere ``rfc3339(clock.now())``.
-    """
-    return rfc3339(LoopClock().now())
-
-
 def dumps(value: Any) -> str:
     """Compact, deterministic JSON as stored in the database."""
     return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
