@@ -27,7 +27,7 @@ from hubagent.errors import CommandError, InputError
 from hubagent.lockers import codes, repo
 from hubagent.lockers.signins import CourierSessions
 from hubagent.ports import FeedbackPattern
-from hubagent.store.store import Tx, utc_now
+from hubagent.store.store import Tx
 
 if TYPE_CHECKING:
     from hubagent.lockers.inputs import CodeDesk
@@ -94,7 +94,7 @@ class CourierDesk:
     def set(self, ctx: CommandContext, args: CourierSet) -> dict[str, Any]:
         """``courier.set``: store the hashes (replacing the old ones), or revoke."""
         tx = ctx.tx
-        now = utc_now()
+        now = tx.now
         old = courier_row(tx, args.courier)
         if args.revoke:
             if old is None:

@@ -16,7 +16,7 @@ from msgspec import Meta
 from hubagent.commands import CommandArgs, CommandContext
 from hubagent.errors import CommandError
 from hubagent.lockers import repo
-from hubagent.store.store import Tx, utc_now
+from hubagent.store.store import Tx
 
 if TYPE_CHECKING:
     from hubagent.lockers.service import LockerService
@@ -57,7 +57,7 @@ def set_service(svc: "LockerService", tx: Tx, bank: str, compartment: str, in_se
             raise CommandError("bad_args", "reason is required to take a compartment out of service")
         tx.execute("INSERT INTO locker_out_of_service(bank, compartment, reason, since, by) VALUES (?, ?, ?, ?, ?) "
                    "ON CONFLICT(bank, compartment) DO UPDATE SET reason=excluded.reason, by=excluded.by",
-                   (bank, compartment, reason, utc_now(), by))
+                   (bank, compartment, reason, tx.now, by))
     else:
         tx.execute("DELETE FROM locker_out_of_service WHERE bank=? AND compartment=?", (bank, compartment))
     changed = was_out == in_service
