@@ -10,7 +10,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from hubproc import wait_until
-from web_harness import WebHub, browser, mock_pin_factory, screenshot, submit, web_hub  # noqa: F401
+from web_harness import WebHub, browser, screenshot, submit, web_hub  # noqa: F401
 
 
 def settle(hub: WebHub, predicate: Any, what: str, timeout: float = 15.0) -> Any:

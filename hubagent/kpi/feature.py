@@ -22,6 +22,7 @@ from hubagent.interfaces import ScanCounts
 from hubagent.kpi import compute, rollup
 from hubagent.kpi.days import clock_sane, local_day, zone
 from hubagent.kpi.settings import KpiSettings
+from hubagent.stock.settings import STOCK
 from hubagent.store.store import EmittedEvent, Tx
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ class KpiService:
         self.clock = clock
         self.settings = settings
         self.tz: ZoneInfo = zone(app.config.hub.timezone)
-        self.unsellable = frozenset(settings.unsellable_bins)
+        self.unsellable = frozenset(STOCK.of(app.config).unsellable_bins)
         self.scans = scans
         self._scans_seen = (0, 0)
         self._timer: Timer | None = None

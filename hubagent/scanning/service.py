@@ -33,6 +33,7 @@ from hubagent.scanning.codes import Scan, ScanKind, interpret
 from hubagent.scanning.session import Mode, Refused, Session
 from hubagent.scanning.settings import ScannerSettings, ScanningSettings
 from hubagent.scanning.workflows import StepContext, step
+from hubagent.stock import ledger
 
 if TYPE_CHECKING:
     from hubagent.app import App
@@ -41,6 +42,20 @@ log = logging.getLogger(__name__)
 
 EXCERPT_CHARS = 64
 """Longest excerpt of raw scan bytes put into a ``scan.rejected`` event."""
+
+
+def pick_lines_fefo(store: Any, pick: str) -> list[dict[str, Any]]:
+    """Pick lines, each naming where and which lot to pick first (``first``: FEFO)."""
+    lines = schema.pick_lines(store, pick)
+    for line in lines:
+        bin = line["bin"] or _default_bin(store, line["sku"])
+        line["first"] = ledger.first_lot(store, line["sku"], bin) if line["picked"] < line["qty"] else None
+    return lines
+
+
+def _default_bin(store: Any, sku: str) -> str | None:
+    rows = store.query("SELECT default_bin FROM skus WHERE sku=?", (sku,))
+    return rows[0]["default_bin"] if rows and rows[0]["default_bin"] else None
 
 
 def excerpt(data: bytes, limit: int = EXCERPT_CHARS) -> str:
@@ -126,7 +141,8 @@ class ScanService:
     # -- events ---------------------------------------------------------------
     def on_raw(self, ev: RawScan) -> None:
         """One read from a scanner (core thread)."""
-        if self._double(ev):
+        # In count mode every read of an item counts, the same one several times in a row too.
+        if self._double(ev) and self._session(ev.device).mode is not Mode.COUNT:
             self.reject(ev.device, "double_scan", f"same code again within {self.settings.dedupe_s} s",
                         ev.data)
             return
@@ -165,6 +181,8 @@ class ScanService:
         """Route or carry out one understood scan, then signal feedback."""
         now = self.clock.monotonic() if at is None else at
         handler = self.app.scan_handlers.get(scan.kind.value)
+        if scan.kind is ScanKind.RETURN and self._session(scanner).mode is Mode.RETURN:
+            handler = None  # in return mode HA:RET is the return reference of the movements
         if handler is not None and scan.kind is not ScanKind.STAFF:
             self._routed(scanner, scan, handler)
             return
@@ -305,7 +323,7 @@ class ScanService:
     def _pick(self, pick: str | None) -> dict[str, Any] | None:
         if pick is None:
             return None
-        return {"id": pick, "lines": schema.pick_lines(self.app.store, pick)}
+        return {"id": pick, "lines": pick_lines_fefo(self.app.store, pick)}
 
     def _history(self, scanner: str) -> list[str]:
         """The last patterns a simulated feedback device recorded (oldest first)."""
