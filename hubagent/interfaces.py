@@ -179,3 +179,7 @@ class ScanCounts(Protocol):
 
 ScanHandler = Callable[["Scan", str], "FeedbackPattern"]
 """Handles a scan of a claimed kind on the core thread: ``handler(scan, scanner_name)``."""
+
+ScanLookup = Callable[[bytes, "str | None", str], "FeedbackPattern | None"]
+"""Offered each read before interpretation: ``lookup(data, symbology, scanner)``; a pattern
+when the read was its business (a parcel's tracking number), None to let it go on."""

@@ -141,6 +141,17 @@ def test_dashboard_lives_and_actions_are_commands(web_hub: WebHub, browser: Any)
     assert any("cleaning" in (r["detail"] or "") for r in audit), audit
     hub.sim("lockers", "bank-a", "close", compartment="A3")
 
+    # A compartment taken out of service from the page (the locker.service command), then put back.
+    d.get(f"{hub.base}/staff/lockers")
+    d.find_element(By.ID, "service-reason-A4").send_keys("hinge broken")
+    submit(d, d.find_element(By.ID, "service-A4"))
+    assert "Done." in d.find_element(By.ID, "reply").text
+    assert compartment(hub, "A4")["out_of_service"]["reason"] == "hinge broken"
+    assert "hinge broken" in d.find_element(By.CSS_SELECTOR, '[data-compartment="bank-a/A4"]').text
+    submit(d, d.find_element(By.ID, "service-A4"))
+    assert "Done." in d.find_element(By.ID, "reply").text
+    assert compartment(hub, "A4")["in_service"] is True
+
     # A reprint of a printed label.
     hub.sim("printers", "label", "paper-in")
     hub.command("print", template="bin", fields={"bin": "A-01"}, id="label-1")

@@ -30,8 +30,11 @@ from typing import TYPE_CHECKING, Any
 from hubagent.errors import CommandError, InputError
 from hubagent.events import CodeEntered
 from hubagent.interfaces import BadgePins, StaffDirectory, StaffRecords
-from hubagent.lockers import codes, repo
+from hubagent.lockers import barcodes, codes, loading, repo
+from hubagent.lockers.couriers import CourierDesk
+from hubagent.lockers.loading import Loader
 from hubagent.lockers.lockout import input_key
+from hubagent.lockers.signins import WhoIsSignedIn
 from hubagent.lockers.state import Purpose, State
 from hubagent.ports import FeedbackPattern
 
@@ -87,12 +90,19 @@ class CodeDesk:
         self.app = svc.app
         self.store = svc.store
         self._failed_sources: set[str] = set()
+        self.couriers = CourierDesk(svc, self)
+        self.who = WhoIsSignedIn(self.couriers.sessions, self._staff_on)
+        """Who is signed in at an input: couriers, then staff."""
+        self.loader = Loader(svc, self.who, self.couriers.sessions.touch)
 
     # -- input sources ------------------------------------------------------------
     def on_code(self, ev: CodeEntered) -> None:
-        """A code typed on a keypad (core thread): a PIN awaited there, or a locker code."""
+        """A code typed on a keypad (core thread): a PIN awaited there, a courier's code, or a locker code."""
         if self._pin_awaited(ev.source) is not None:
             self._pin(ev.source, ev.code)
+            return
+        if self.couriers.sign_in_code(ev.source, ev.code):
+            log.info("keypad %s: courier signed in", ev.source)
             return
         outcome = self.submit(ev.source, ev.code, KEYPAD_PURPOSES)
         log.info("keypad %s: code %s", ev.source, outcome.value)  # the code itself is never logged
@@ -124,16 +134,18 @@ class CodeDesk:
 
     def scan_parcel(self, scan: Any, scanner: str) -> FeedbackPattern:
         """``HA:PCL:<id>``: load a reserved parcel, or staff retrieve a stored one."""
-        parcel = repo.parcel(self.store.conn, scan.value)
+        return self.parcel_scanned(scan.value, scanner)
+
+    def parcel_scanned(self, parcel_id: str, scanner: str) -> FeedbackPattern:
+        """A parcel identified by its label or a barcode on it: load it, or staff retrieve it."""
+        parcel = repo.parcel(self.store.conn, parcel_id)
+        if parcel is not None and parcel["state"] == "assigned":
+            return self.loader.load(parcel, scanner)  # its own compartment, or one chosen now
         if parcel is None or not parcel["bank"]:
             return FeedbackPattern.ERROR
         try:
             staff = self._staff_on(scanner)
             with self.store.write() as tx:
-                if parcel["state"] == "assigned":
-                    self.svc.release(tx, parcel["bank"], parcel["compartment"], Purpose.LOAD,
-                                     source=scanner, reason="load", staff=staff)
-                    return FeedbackPattern.OK
                 allowed = ("expired",) if self.svc.policy.staff_retrieval == "expired" else ("expired", "stored")
                 if staff is None or parcel["state"] not in allowed:
                     return FeedbackPattern.ERROR
@@ -143,6 +155,12 @@ class CodeDesk:
         except CommandError as e:
             log.info("parcel scan on %s refused: %s", scanner, e.message)
             return FeedbackPattern.ERROR
+
+    def scan_barcode(self, data: bytes, symbology: str | None, scanner: str) -> FeedbackPattern | None:
+        """A read that is a live parcel's tracking number or SSCC: as its label; None otherwise."""
+        key = barcodes.scan_key(data, symbology)
+        parcel = loading.parcel_by_barcode(self.store.conn, key) if key else None
+        return None if parcel is None else self.parcel_scanned(parcel["id"], scanner)
 
     def scan_pickup(self, scan: Any, scanner: str) -> FeedbackPattern:
         """``HA:PICKUP:<code>`` shown to the locker camera or a scanner."""
@@ -199,6 +217,10 @@ class CodeDesk:
                 repo.audit(tx, "code_no_action", ref=row["ref"], source=source, purpose=purpose,
                            why=e.code)
                 tx.emit("locker.code_no_action", {"source": source, "purpose": purpose, "reason": e.code})
+                if purpose == "return" and e.code == "no_compartment":
+                    ret = repo.return_row(tx, row["ref"]) or {}
+                    tx.emit("return.refused", {"return": row["ref"], "reason": e.code, "size": ret.get("size"),
+                                               "source": source})
             return Attempt(Outcome.NOTHING, e.code)
 
     def lockout_left(self, role: str, name: str) -> float:

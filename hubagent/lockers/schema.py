@@ -101,3 +101,8 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
 ]
+
+# Couriers, parcel barcodes, out-of-service and chilled compartments.
+from hubagent.lockers.schema_couriers import MIGRATIONS as _COURIER_MIGRATIONS  # noqa: E402
+
+MIGRATIONS.extend(_COURIER_MIGRATIONS)

@@ -186,6 +186,13 @@ class ScanService:
             self.reject(ev.device, "double_scan", f"same code again within {self.settings.dedupe_s} s",
                         ev.data)
             return
+        for lookup in self.app.scan_lookups:
+            pattern = lookup(ev.data, ev.symbology, ev.device)
+            if isinstance(pattern, FeedbackPattern):
+                self.rejected[ev.device] += pattern is FeedbackPattern.ERROR
+                self.accepted[ev.device] += pattern is not FeedbackPattern.ERROR
+                self.signal(ev.device, pattern, "parcel barcode handled")
+                return
         try:
             scan = interpret(ev.data, ev.symbology)
         except InputError as e:

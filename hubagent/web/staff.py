@@ -125,6 +125,11 @@ def routes(ctx: Ctx) -> list[Route]:
             reply = ctx.view.command("locker.open", args, source=source(request))
         elif action == "clear_fault":
             reply = ctx.view.command("locker.clear_fault", args, source=source(request))
+        elif action == "service":
+            back = form.get("in_service") == "true"
+            reason = str(form.get("reason", "")) or None
+            reply = ctx.view.command("locker.service", {**args, "in_service": back, "reason": reason},
+                                     source=source(request))
         else:
             return Response(status_code=404)
         return ctx.render(request, "staff/lockers.html", reply=reply, **_status_values(ctx))
