@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Generic, Protocol, TypeVar
 
 from hubagent.interfaces import (
+    BadgePins,
     LabelQueue,
     LockerDesk,
     LockParking,
@@ -26,6 +27,7 @@ from hubagent.interfaces import (
     StockSummary,
     ScanCounts,
     StaffDirectory,
+    StaffRecords,
     Uplink,
 )
 
@@ -70,6 +72,8 @@ class Interfaces:
     locker_desk: LockerDesk | None = None
     scan_counts: ScanCounts | None = None
     stock_summary: StockSummary | None = None
+    staff_records: StaffRecords | None = None
+    badge_pins: BadgePins | None = None
 
     def merged(self, offered: "Interfaces") -> "Interfaces":
         """These interfaces plus ``offered``; offering one twice is a wiring error."""

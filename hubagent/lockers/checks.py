@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from hubagent.lockers.settings import GpioLockerSettings, check_pin_conflicts
+from hubagent.lockers.settings import LOCKER_POLICY, GpioLockerSettings, check_pin_conflicts
 
 if TYPE_CHECKING:
     from hubagent.config import Config
@@ -44,3 +44,9 @@ def check_gpio_pins(config: "Config") -> None:
             raise  # already "user: reason" (a spec that is not a GPIO pin)
         key = message.rsplit(" and ", 1)[-1]
         raise ValueError(f"{key}: {message}") from None
+
+
+def check_parcel_labels(config: "Config") -> None:
+    """``print_parcel_labels`` needs a printer to print on (else every assign would be refused)."""
+    if LOCKER_POLICY.of(config).print_parcel_labels and not config.devices_of("printers"):
+        raise ValueError("locker_policy.print_parcel_labels: parcel labels need a [printers.NAME] printer")

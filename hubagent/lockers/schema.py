@@ -87,4 +87,22 @@ MIGRATIONS: list[tuple[str, str]] = [
         END;
         """,
     ),
+    (
+        "lockers-0002-staff-codes-to-registry",
+        """
+        -- Staff keypad codes given before the staff registry existed move
+        -- into it (staff_members, created by the staff feature's migration,
+        -- which runs first), hashes unchanged: same secret, same "staff" purpose.
+        INSERT OR IGNORE INTO staff_members(id, code_hash, expires_at, updated_at)
+            SELECT ref, hash, expires_at, created_at FROM locker_codes
+            WHERE purpose = 'staff' AND spent_at IS NULL;
+        UPDATE locker_codes SET spent_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), spent_why = 'moved'
+            WHERE purpose = 'staff' AND spent_at IS NULL;
+        """,
+    ),
 ]
+
+# Couriers, parcel barcodes, out-of-service and chilled compartments.
+from hubagent.lockers.schema_couriers import MIGRATIONS as _COURIER_MIGRATIONS  # noqa: E402
+
+MIGRATIONS.extend(_COURIER_MIGRATIONS)
