@@ -29,10 +29,17 @@ SMALL = (1_000, 100)
 
 
 def _sim_app(state: Path, hub: str) -> Any:
-    from hubagent.app import build_app
-    from hubagent.cli import sim_config
+    """The app ``run --sim --no-web`` builds, on ``state`` (offline)."""
+    import tomllib
+    from importlib import resources
 
-    return build_app(sim_config(hub, None, str(state)), simulated=True)
+    from hubagent.app import build_app
+    from hubagent.config import from_dict
+
+    doc = tomllib.loads(resources.files("hubagent").joinpath("sim.toml").read_text())
+    doc["hub"].update(id=hub, state_dir=str(state))
+    doc.pop("web", None)
+    return build_app(from_dict(doc, "<embedded sim config>"), simulated=True)
 
 
 def build_ledger(state: Path, hub: str, movements: int, skus: int) -> None:
