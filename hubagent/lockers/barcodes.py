@@ -21,8 +21,6 @@ import enum
 import re
 from dataclasses import dataclass
 
-from biip import ParseError
-from biip.sscc import Sscc
 
 from hubagent.errors import CommandError, InputError
 
@@ -79,6 +77,10 @@ def parse_barcodes(raw: list[str]) -> list[ParcelBarcode]:
 
 
 def _sscc(digits: str, field: str) -> str:
+    # Imported here: any part of biip loads its GS1 prefix table (about 20 MB).
+    from biip import ParseError
+    from biip.sscc import Sscc
+
     try:
         return Sscc.parse(digits).value
     except ParseError as e:
