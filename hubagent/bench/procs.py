@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -84,14 +85,31 @@ def daemon(args: list[str], workdir: Path, *, prefix: list[str] | None = None,
         started = time.monotonic()
         proc = subprocess.Popen([*(prefix or []), *python("-m", "hubagent", "run", *args)], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        child = 0
         try:
             while b"READY=1" not in sock.recv(4096):
                 pass
             ready = time.monotonic() - started
+            child = traced_pid(proc) if prefix else 0
             yield proc, ready
         finally:
+            if child:
+                _stop_pid(child, grace=30)  # strace would detach and leave it running
             stop_process(proc, grace=30)
             notify.unlink(missing_ok=True)
+
+
+def _stop_pid(pid: int, grace: float) -> None:
+    """SIGTERM ``pid`` (not our child), SIGKILL if it lives on after ``grace`` seconds."""
+    try:
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if Path(f"/proc/{pid}").exists():
+            os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def exec_seconds(code: str) -> float:
