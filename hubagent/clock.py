@@ -329,3 +329,9 @@ def _on_loop_thread(loop: asyncio.AbstractEventLoop) -> bool:
         return asyncio.get_running_loop() is loop
     except RuntimeError:
         return False
+
+
+SYSTEM = LoopClock()
+"""The real clocks, for code that runs no core loop of its own: ``hubctl`` and
+``hubagent bench`` (which measures real time). Reading the time through it
+keeps every clock read of the package in this module."""

@@ -11,6 +11,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
+from hubagent.clock import SYSTEM
 
 
 def free_port() -> int:
@@ -56,13 +57,13 @@ def broker(workdir: Path) -> Iterator[int]:
     proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
+        deadline = SYSTEM.monotonic() + 10
         while True:
             try:
                 socket.create_connection(("127.0.0.1", port), timeout=1).close()
                 break
             except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
+                if proc.poll() is not None or SYSTEM.monotonic() > deadline:
                     raise RuntimeError("mosquitto did not start") from None
                 time.sleep(0.05)
         yield port

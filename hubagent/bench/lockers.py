@@ -24,15 +24,16 @@ from typing import Any, Callable, cast
 from hubagent.bench.broker import broker, no_delay
 from hubagent.bench.rows import Row, percentile
 from hubagent.ports import LockerBank
+from hubagent.clock import SYSTEM
 
 _HUB = "bench-hub"
 _COMPS = {"A1": (5, 17), "A2": (6, 27), "A3": (13, 22), "A4": (19, 23)}
 
 
 def _wait(predicate: Callable[[], Any], timeout: float, what: str, step: float = 0.01) -> Any:
-    deadline = time.monotonic() + timeout
+    deadline = SYSTEM.monotonic() + timeout
     while not (value := predicate()):
-        if time.monotonic() > deadline:
+        if SYSTEM.monotonic() > deadline:
             raise TimeoutError(f"timed out waiting for {what}")
         time.sleep(step)
     return value

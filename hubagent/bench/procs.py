@@ -13,6 +13,7 @@ from typing import Iterator
 
 from hubagent.bench.broker import stop_process
 from hubagent.bench.rows import python
+from hubagent.clock import SYSTEM
 
 MB = 1024 * 1024
 
@@ -82,14 +83,14 @@ def daemon(args: list[str], workdir: Path, *, prefix: list[str] | None = None,
         sock.settimeout(timeout)
         env = {k: v for k, v in os.environ.items() if k != "WATCHDOG_USEC"}
         env["NOTIFY_SOCKET"] = str(notify)
-        started = time.monotonic()
+        started = SYSTEM.monotonic()
         proc = subprocess.Popen([*(prefix or []), *python("-m", "hubagent", "run", *args)], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         child = 0
         try:
             while b"READY=1" not in sock.recv(4096):
                 pass
-            ready = time.monotonic() - started
+            ready = SYSTEM.monotonic() - started
             child = traced_pid(proc) if prefix else 0
             yield proc, ready
         finally:
@@ -103,8 +104,8 @@ def _stop_pid(pid: int, grace: float) -> None:
     """SIGTERM ``pid`` (not our child), SIGKILL if it lives on after ``grace`` seconds."""
     try:
         os.kill(pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        deadline = SYSTEM.monotonic() + grace
+        while Path(f"/proc/{pid}").exists() and SYSTEM.monotonic() < deadline:
             time.sleep(0.05)
         if Path(f"/proc/{pid}").exists():
             os.kill(pid, signal.SIGKILL)
@@ -114,9 +115,9 @@ def _stop_pid(pid: int, grace: float) -> None:
 
 def exec_seconds(code: str) -> float:
     """Seconds to run ``python -c CODE`` to its exit."""
-    started = time.monotonic()
+    started = SYSTEM.monotonic()
     subprocess.run(python("-c", code), check=True, stdout=subprocess.DEVNULL)
-    return time.monotonic() - started
+    return SYSTEM.monotonic() - started
 
 
 def traced_pid(proc: subprocess.Popen[bytes]) -> int:

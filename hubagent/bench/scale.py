@@ -22,6 +22,7 @@ from typing import Any, Callable
 from hubagent.bench.broker import broker
 from hubagent.bench.procs import daemon
 from hubagent.bench.rows import Row
+from hubagent.clock import SYSTEM
 
 BIG = (1_000_000, 10_000)
 QUICK_BIG = (200_000, 10_000)  # --quick: the build of a million rows alone takes most of a minute
@@ -112,7 +113,7 @@ class _Summaries:
         self._subscribed.wait(20)
 
     def _on_message(self, client: Any, userdata: Any, msg: Any) -> None:
-        now = time.monotonic()
+        now = SYSTEM.monotonic()
         with self._lock:
             if msg.topic.endswith("/state"):
                 if json.loads(msg.payload).get("state") in ("online", "alert"):
@@ -123,11 +124,11 @@ class _Summaries:
 
     def settle(self, want: int, timeout: float) -> None:
         """Until ``want`` summaries arrived, or none for 2 s."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        deadline = SYSTEM.monotonic() + timeout
+        while SYSTEM.monotonic() < deadline:
             with self._lock:
                 done = self.count >= want or (self.last_at is not None
-                                              and time.monotonic() - self.last_at > 2)
+                                              and SYSTEM.monotonic() - self.last_at > 2)
             if done:
                 return
             time.sleep(0.1)
@@ -142,7 +143,7 @@ def with_daemon(port: int, state: Path, hub: str, skus: int) -> dict[str, float]
     """Start to READY, and the summaries published after connecting and how long they took."""
     watcher = _Summaries(port, hub)
     try:
-        started = time.monotonic()
+        started = SYSTEM.monotonic()
         with daemon(["--sim", "--no-web", "--hub-id", hub, "--mqtt", f"127.0.0.1:{port}",
                      "--state-dir", str(state)], state.parent) as (_, ready):
             watcher.settle(skus, 120)

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from hubagent.bench.rows import Row, percentile
+from hubagent.clock import SYSTEM
 
 T = TypeVar("T")
 
@@ -81,14 +82,14 @@ def _bench_app(state: Path, samples: int) -> Any:
 def _one(scanner: Any, feedback: Any, code: str) -> float:
     """Seconds from writing ``code`` to the pty until feedback was recorded."""
     seen = len(feedback.history())
-    started = time.time()
+    started = SYSTEM.time()
     scanner.sim_command("scan", {"code": code})
-    deadline = time.monotonic() + FEEDBACK_TIMEOUT_S
+    deadline = SYSTEM.monotonic() + FEEDBACK_TIMEOUT_S
     while True:
         history = feedback.history()
         if len(history) > seen:
             return float(history[seen][0]) - started
-        if time.monotonic() > deadline:
+        if SYSTEM.monotonic() > deadline:
             raise TimeoutError(f"no feedback for {code!r} within {FEEDBACK_TIMEOUT_S} s")
         time.sleep(0.0002)  # measuring only: the sample is the device's own timestamp
 

@@ -30,6 +30,7 @@ from typing import Any
 from hubagent.bench.rows import Row, percentile, python
 from hubagent.bench.broker import broker, stop_process
 from hubagent.sync.mqtt import HANDOFF_FACTOR
+from hubagent.clock import SYSTEM
 
 HUB = "bench"
 INFLIGHT = 32  # the hub's default [mqtt] inflight, used for the raw loop too
@@ -160,11 +161,11 @@ class Consumer:
 
     def wait_for(self, n: int, timeout: float) -> None:
         """Until seqs 1..n all arrived (TimeoutError otherwise)."""
-        deadline = time.monotonic() + timeout
+        deadline = SYSTEM.monotonic() + timeout
         with self._cond:
             self._want = n
             while self.upto < n:
-                left = deadline - time.monotonic()
+                left = deadline - SYSTEM.monotonic()
                 if left <= 0:
                     raise TimeoutError(f"only {self.upto} of {n} events arrived in {timeout} s")
                 self._cond.wait(min(left, 0.5))
@@ -276,9 +277,9 @@ def _switches(pid: int) -> int:
 
 def _wakeups(proc: subprocess.Popen[bytes], seconds: float) -> float:
     """Wake-ups per second of a running process over ``seconds``."""
-    before, started = _switches(proc.pid), time.monotonic()
+    before, started = _switches(proc.pid), SYSTEM.monotonic()
     time.sleep(seconds)  # measuring only: the process is left alone meanwhile
-    return (_switches(proc.pid) - before) / (time.monotonic() - started)
+    return (_switches(proc.pid) - before) / (SYSTEM.monotonic() - started)
 
 
 def idle_wakeups(port: int, state: Path, seconds: float) -> tuple[float, float]:
@@ -296,8 +297,8 @@ def idle_wakeups(port: int, state: Path, seconds: float) -> tuple[float, float]:
     raw = subprocess.Popen([sys.executable, "-c", code, str(port)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 30
-        while consumer.online_at is None and time.monotonic() < deadline:
+        deadline = SYSTEM.monotonic() + 30
+        while consumer.online_at is None and SYSTEM.monotonic() < deadline:
             time.sleep(0.05)  # waiting for the daemon's retained "online"
         time.sleep(1.0)  # let start-up work (telemetry, summaries) settle
         return _wakeups(hub, seconds), _wakeups(raw, seconds)

@@ -30,6 +30,7 @@ from hubagent.bench.broker import broker
 from hubagent.central import books
 from hubagent.central.books import Incoming
 from hubagent.central.db import Database
+from hubagent.clock import SYSTEM
 
 _BATCH = 1000
 
@@ -113,17 +114,17 @@ def fleet_run(url: str, hubs: int, steady_s: float, burst: int) -> dict[str, flo
                 fleet.record(1)
                 fleet.wait_all_acked(120)
                 fleet.ack_lags.clear()
-                started = time.monotonic()
-                while time.monotonic() - started < steady_s:  # 1 event per hub per second
+                started = SYSTEM.monotonic()
+                while SYSTEM.monotonic() - started < steady_s:  # 1 event per hub per second
                     fleet.record(1)
                     time.sleep(1.0)
                 steady_ok = fleet.wait_all_acked(120)
                 lags = sorted(fleet.ack_lags)
                 before = fleet.total_events()
-                started = time.monotonic()
+                started = SYSTEM.monotonic()
                 fleet.record(burst)
                 burst_ok = fleet.wait_all_acked(300)
-                burst_s = time.monotonic() - started
+                burst_s = SYSTEM.monotonic() - started
                 return {"lag_p50_s": statistics.median(lags) if lags else float("nan"),
                         "lag_p95_s": lags[int(len(lags) * 0.95)] if lags else float("nan"),
                         "lag_max_s": lags[-1] if lags else float("nan"),

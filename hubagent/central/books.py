@@ -19,6 +19,7 @@ from typing import Any
 
 from hubagent.central.db import Database, Tx
 from hubagent.central.derive import Stored, derive
+from hubagent.clock import SYSTEM
 
 # Walking the stored seqs above a gap, this many at a time.
 _WALK = 5000
@@ -75,7 +76,7 @@ def store_events(tx: Tx, events: Iterable[Incoming], now: float | None = None) -
     for each): lock the batch's cursors, insert the events (the database
     says which were new), update the cursors.
     """
-    now = time.time() if now is None else now
+    now = SYSTEM.time() if now is None else now
     groups: dict[tuple[str, str], dict[int, Incoming]] = {}
     for ev in events:
         groups.setdefault((ev.hub, ev.db), {}).setdefault(ev.seq, ev)
@@ -189,7 +190,7 @@ def record_state(tx: Tx, st: HubState, now: float | None = None) -> str | None:
     Only the transaction that changes the row sees the change, so of several
     processes receiving the same state message exactly one asks for a resync.
     """
-    now = time.time() if now is None else now
+    now = SYSTEM.time() if now is None else now
     # Insert-then-lock: two processes seeing a new hub at once must not both insert it.
     tx.execute("INSERT INTO hubs (hub) VALUES (?) ON CONFLICT DO NOTHING", (st.hub,))
     row = tx.lock("SELECT db, session, state FROM hubs WHERE hub = ?", (st.hub,))
@@ -217,7 +218,7 @@ def record_state(tx: Tx, st: HubState, now: float | None = None) -> str | None:
 
 def record_telemetry(tx: Tx, hub: str, sample: Any, now: float | None = None) -> None:
     """Keep the latest telemetry sample of a hub already known from its state."""
-    now = time.time() if now is None else now
+    now = SYSTEM.time() if now is None else now
     tx.execute("UPDATE hubs SET telemetry = ?, telemetry_at = ? WHERE hub = ?",
                (json.dumps(sample), now, hub))
 
@@ -234,7 +235,7 @@ def _everyone(hub: str) -> bool:
 def claim_resyncs(db: Database, retry_s: float, now: float | None = None,
                   owns: Callable[[str], bool] = _everyone) -> list[tuple[str, str]]:
     """Hubs wanting a resync that nobody tried within ``retry_s``; claims them for us."""
-    now = time.time() if now is None else now
+    now = SYSTEM.time() if now is None else now
     claimed = []
     for hub, reason in db.read("SELECT hub, resync_wanted FROM hubs WHERE resync_wanted IS NOT NULL "
                                "AND (resync_at IS NULL OR resync_at < ?)", (now - retry_s,)):
@@ -255,7 +256,7 @@ def claim_gaps(db: Database, gap_s: float, retry_s: float, now: float | None = N
 
     Returns ``(hub, db, from_seq, limit)`` where ``limit`` covers the gap.
     """
-    now = time.time() if now is None else now
+    now = SYSTEM.time() if now is None else now
     rows = db.read("SELECT c.hub, c.db, c.upto FROM cursors c JOIN hubs h "
                    "ON h.hub = c.hub AND h.db = c.db WHERE c.gap_since IS NOT NULL "
                    "AND c.gap_since < ? AND (c.replay_at IS NULL OR c.replay_at < ?)",
@@ -286,7 +287,7 @@ def apply_snapshot(tx: Tx, hub: str, reason: str, snapshot: Mapping[str, Any],
     every other row of the hub is replaced by the snapshot's balances, a
     balance missing from the snapshot being zero. Returns the cursor.
     """
-    now = time.time() if now is None else now
+    now = SYSTEM.time() if now is None else now
     row = tx.lock("SELECT db FROM hubs WHERE hub = ?", (hub,))
     if row is None or row[0] is None:
         raise ValueError(f"hub {hub!r} has announced no database id")

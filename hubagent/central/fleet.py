@@ -17,11 +17,9 @@ from __future__ import annotations
 import json
 import secrets
 import threading
-import time
 import uuid
 from collections import deque
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timezone
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -30,13 +28,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from hubagent.sync.topics import Topics
+from hubagent.clock import SYSTEM
 
 SKUS = ("TEA-1", "COF-2", "RICE-5", "OIL-1", "SOAP-3")
 BINS = ("A-01", "A-02", "B-01")
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return SYSTEM.now().isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class SimHub:
@@ -51,7 +50,7 @@ class SimHub:
         self.acked = 0
         self.cursor = 0  # highest seq sent since the last (re)start or resend
         self.sent_at: deque[tuple[int, float]] = deque()
-        self.last_progress = time.monotonic()
+        self.last_progress = SYSTEM.monotonic()
         self.last_resend = 0.0
         self.ledger: dict[tuple[str, str], int] = {}
         self.replies: dict[str, dict[str, Any]] = {}
@@ -202,7 +201,7 @@ class Fleet:
         if h.state == "lost":
             return
         end = min(h.last_seq, h.acked + min(self.max_unacked, h.window))
-        now = time.monotonic()
+        now = SYSTEM.monotonic()
         while h.cursor < end:
             h.cursor += 1
             self._send(h, h.events[h.cursor - 1])
@@ -214,7 +213,7 @@ class Fleet:
         except (ValueError, KeyError, TypeError):
             return
         upto = min(upto, h.last_seq)
-        now = time.monotonic()
+        now = SYSTEM.monotonic()
         if upto > h.acked:
             h.acked = upto
             h.last_progress = now
@@ -258,7 +257,7 @@ class Fleet:
         """Timeouts (and, with a rate, new events) every 0.1 s."""
         carry = 0.0
         while not self._stop.wait(0.1):
-            now = time.monotonic()
+            now = SYSTEM.monotonic()
             with self._lock:
                 if rate_per_hub > 0:
                     carry += rate_per_hub * 0.1
@@ -344,9 +343,9 @@ class Fleet:
             c.connect_async(self.host, self.port, keepalive=30, clean_start=True,
                             properties=props)
             c.loop_start()
-        deadline = time.monotonic() + timeout
+        deadline = SYSTEM.monotonic() + timeout
         for ev in self._connected:
-            if not ev.wait(max(0.0, deadline - time.monotonic())):
+            if not ev.wait(max(0.0, deadline - SYSTEM.monotonic())):
                 self.close()
                 raise TimeoutError(f"fleet not connected to {self.host}:{self.port}")
         self._tick = threading.Thread(target=self._tick_loop, args=(rate_per_hub,),
@@ -414,10 +413,10 @@ class Fleet:
 
     def wait_all_acked(self, timeout: float) -> bool:
         """Wait until every event of every hub is acknowledged; False on timeout."""
-        deadline = time.monotonic() + timeout
+        deadline = SYSTEM.monotonic() + timeout
         with self._acked_cond:
             while not self.all_acked():
-                left = deadline - time.monotonic()
+                left = deadline - SYSTEM.monotonic()
                 if left <= 0:
                     return False
                 self._acked_cond.wait(min(left, 0.5))

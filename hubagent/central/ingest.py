@@ -24,7 +24,6 @@ import logging
 import queue
 import secrets
 import threading
-import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from hubagent.central import books
 from hubagent.central.books import HubState, Incoming
 from hubagent.central.db import Database
 from hubagent.central.link import Broker, Reply, Requester, connect_async, make_client
+from hubagent.clock import SYSTEM
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class Ingest:
             else:
                 # After a reconnect (ejabberd refuses every subscription after an
                 # in-node restart until the node is restarted): ask again, and say so.
-                self._resubscribe_at = time.monotonic() + _RESUBSCRIBE_S
+                self._resubscribe_at = SYSTEM.monotonic() + _RESUBSCRIBE_S
         self._ready.set()
 
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
@@ -191,7 +191,7 @@ class Ingest:
                 batch = self._take()
                 if batch:
                     self._handle_safely(batch)
-                now = time.monotonic()
+                now = SYSTEM.monotonic()
                 if self._resubscribe_at is not None and now >= self._resubscribe_at:
                     self._resubscribe_at = None
                     self.client.subscribe([(t, 1) for t in self._subscriptions()])

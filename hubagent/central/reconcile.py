@@ -23,6 +23,7 @@ from typing import Any
 
 from hubagent.central.db import Database
 from hubagent.central.link import Requester
+from hubagent.clock import SYSTEM
 
 
 @dataclass
@@ -80,11 +81,11 @@ def compare(db: Database, requester: Requester, hub: str, wait_s: float = 15.0) 
     last_seq = int(snap["last_seq"])
     rows = db.read("SELECT db FROM hubs WHERE hub = ?", (hub,))
     dbid = str(rows[0][0]) if rows and rows[0][0] else None
-    deadline = time.monotonic() + wait_s
+    deadline = SYSTEM.monotonic() + wait_s
     while True:  # the ingest may still be storing events up to last_seq
         cur = db.read("SELECT upto FROM cursors WHERE hub = ? AND db = ?", (hub, dbid or ""))
         upto = int(cur[0][0]) if cur else 0
-        if upto >= last_seq or time.monotonic() > deadline:
+        if upto >= last_seq or SYSTEM.monotonic() > deadline:
             break
         time.sleep(0.2)
     central = {(s, b): (int(q), int(seq)) for s, b, q, seq in db.read(
@@ -123,5 +124,5 @@ def apply(db: Database, requester: Requester, report: Report, reason: str) -> No
         with db.tx() as tx:
             tx.execute("INSERT INTO corrections (id, hub, sku, bin, central, hub_on_hand, reason, "
                        "at, ok, reply) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                       (cid, report.hub, d.sku, d.bin, d.central, d.hub, reason, time.time(),
+                       (cid, report.hub, d.sku, d.bin, d.central, d.hub, reason, SYSTEM.time(),
                         1 if d.fixed else 0, json.dumps(reply)))

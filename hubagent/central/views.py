@@ -17,6 +17,7 @@ import paho.mqtt.client as mqtt
 
 from hubagent.central.db import Database
 from hubagent.central.link import Broker, Session
+from hubagent.clock import SYSTEM
 
 LOCKER_COLUMNS = ("bank", "compartment", "state", "item", "alarms", "seq")
 PARCEL_COLUMNS = ("parcel", "state", "bank", "compartment", "size", "expires_at", "seq")
@@ -30,7 +31,7 @@ class _Collector:
         self.lock = threading.Lock()
         self.messages: dict[str, Any] = {}
         self.telemetry: dict[str, Any] = {}
-        self.last = time.monotonic()
+        self.last = SYSTEM.monotonic()
 
     def __call__(self, msg: mqtt.MQTTMessage) -> None:
         try:
@@ -38,7 +39,7 @@ class _Collector:
         except ValueError:
             doc = None
         with self.lock:
-            self.last = time.monotonic()
+            self.last = SYSTEM.monotonic()
             if msg.topic.endswith("/telemetry"):
                 self.telemetry[msg.topic] = doc
             elif doc is not None:
@@ -53,9 +54,9 @@ def retained(broker: Broker, filters: list[str], wait_s: float,
     got = _Collector()
     with Session(broker, got, filters) as session:
         session.subscribed.wait(wait_s)
-        start = time.monotonic()
+        start = SYSTEM.monotonic()
         while True:
-            now = time.monotonic()
+            now = SYSTEM.monotonic()
             with got.lock:
                 quiet = now - max(got.last, start) >= _QUIET_S
             if (quiet and now - start >= linger_s) or now - start >= wait_s:
