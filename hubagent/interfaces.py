@@ -148,6 +148,10 @@ class Uplink(Protocol):
         """Whether the link to the broker is up."""
         ...
 
+    def sync_lag_s(self) -> float | None:
+        """Age of the oldest event central has not acknowledged (None when none waits)."""
+        ...
+
     def publish_stock(self, sku: str, payload: bytes) -> None:
         """Publish the retained stock summary of ``sku`` (dropped while disconnected)."""
         ...

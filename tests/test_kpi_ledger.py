@@ -188,6 +188,8 @@ def test_a_month_of_movements_gives_the_hand_worked_figures(hub: Hub) -> None:
     assert figures["parcels_stored"] == figures["parcels_picked_up"] == 3
     assert figures["pickup_dwell_p50_s"] == waits[1] and figures["pickup_dwell_p90_s"] == waits[2]
     assert figures["parcels_expired_uncollected"] == 0
+    assert figures["locker_occupancy"] == 0.0 and figures["compartments"] == 4  # every parcel was collected
+    assert figures["sync_lag_s"] is None  # no broker configured: nothing is waiting for central
     assert (figures["scans_accepted"], figures["scans_refused"]) == (accepted, refused) == (105, 2)
     assert figures["scans_refused_per_100"] == round(100 * refused / figures["scans_accepted"], 2)
 

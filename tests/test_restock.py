@@ -118,3 +118,4 @@ def test_claim_full_release_receipt_and_no_show(hub: Hub, central_factory: Calla
     # The KPIs count the outcomes.
     kpi = central.command("kpi.get", {})["result"]
     assert (kpi["restock_claims"], kpi["restock_arrived"], kpi["restock_no_shows"]) == (3, 1, 1)
+    assert kpi["sync_lag_s"] is None or kpi["sync_lag_s"] >= 0  # central acks as it goes

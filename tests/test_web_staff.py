@@ -181,6 +181,9 @@ def test_dashboard_lives_and_actions_are_commands(web_hub: WebHub, browser: Any)
 
     d.get(f"{hub.base}/staff/events?kind=locker.")
     assert "locker.opened" in d.find_element(By.ID, "events").text
+    # The audit trail names who opened A3, and why.
+    audit_text = d.find_element(By.ID, "audit").text
+    assert "cleaning" in audit_text and "web:S-7" in audit_text
     screenshot(d, "staff-events")
 
 

@@ -18,7 +18,7 @@ from hubagent.clock import Timer
 from hubagent.commands import CommandArgs, CommandContext, NoArgs
 from hubagent.errors import CommandError
 from hubagent.feature import Built, Feature, Interfaces, Section
-from hubagent.interfaces import ScanCounts
+from hubagent.interfaces import ScanCounts, Uplink
 from hubagent.kpi import compute, rollup
 from hubagent.kpi.days import clock_sane, local_day, zone
 from hubagent.kpi.settings import KpiSettings
@@ -46,13 +46,15 @@ class KpiGet(CommandArgs, frozen=True):
 class KpiService:
     """The hub's figures over its daily rollups."""
 
-    def __init__(self, app: "App", clock: "Clock", settings: KpiSettings, scans: ScanCounts | None) -> None:
+    def __init__(self, app: "App", clock: "Clock", settings: KpiSettings, scans: ScanCounts | None,
+                 uplink: Uplink | None = None) -> None:
         self.app = app
         self.clock = clock
         self.settings = settings
         self.tz: ZoneInfo = zone(app.config.hub.timezone)
         self.unsellable = frozenset(STOCK.of(app.config).unsellable_bins)
         self.scans = scans
+        self.uplink = uplink
         self._scans_seen = (0, 0)
         self._timer: Timer | None = None
 
@@ -109,6 +111,8 @@ class KpiService:
             figures["scans_refused"] += dr
             figures["scans_refused_per_100"] = compute.ratio(100 * figures["scans_refused"],
                                                               figures["scans_accepted"], 2)
+        # Now, not over the window: central's view of this hub lags by this much.
+        figures["sync_lag_s"] = self.uplink.sync_lag_s() if self.uplink is not None else None
         figures["timezone"] = self.app.config.hub.timezone
         return figures
 
@@ -192,7 +196,7 @@ class KpiService:
 
 def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     """The KPI service: rollups on every emit, its commands, its telemetry block."""
-    svc = KpiService(app, clock, KPI.of(app.config), uses.scan_counts)
+    svc = KpiService(app, clock, KPI.of(app.config), uses.scan_counts, uses.uplink)
     app.store.on_emit(svc.on_emit)
     app.commands.register("kpi.get", svc.get, KpiGet, read_only=True)
     app.commands.register("kpi.rebuild", svc.rebuild, NoArgs)

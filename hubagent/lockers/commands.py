@@ -20,6 +20,7 @@ from msgspec import Meta
 from hubagent.commands import CommandArgs, CommandContext
 from hubagent.errors import CommandError, InputError
 from hubagent.interfaces import LabelQueue
+from hubagent.lockers.audit_list import LockerAudit, locker_audit
 from hubagent.lockers import barcodes, codes, loading, repo
 from hubagent.lockers.service_state import LockerServiceArgs, ServiceCommands
 from hubagent.lockers import state as sm
@@ -110,6 +111,7 @@ class LockerCommands:
         c.register("locker.open", self.open, LockerOpen)
         c.register("locker.clear_fault", self.clear_fault, ClearFault)
         c.register("locker.service", ServiceCommands(self.svc).handle, LockerServiceArgs)
+        c.register("locker.audit", locker_audit, LockerAudit, read_only=True)
 
     # -- codes --------------------------------------------------------------------
     def _hash(self, tx: Any, purpose: str, code: str | None, code_hash: str | None) -> str | None:

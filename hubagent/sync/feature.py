@@ -369,6 +369,11 @@ class SyncService(LinkListener):
         if self.link is not None and self.link.connected:
             self.link.publish(self.topics.restock, payload, retain=True)
 
+    def sync_lag_s(self) -> float | None:
+        """Age of the oldest event central has not acknowledged (None when none waits)."""
+        st = outbox.stats(self.app.store)
+        return age_s(st.oldest_unacked_at, self.app.clock.now())
+
     def is_connected(self) -> bool:
         """Whether the link to the broker is up."""
         return self.link is not None and self.link.connected

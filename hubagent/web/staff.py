@@ -170,7 +170,12 @@ def routes(ctx: Ctx) -> list[Route]:
             args["kind"] = kind
         reply = ctx.view.command("events.list", args, source=source(request))
         rows = reply.get("result", {}).get("events", []) if reply.get("ok") else []
-        return ctx.render(request, "staff/events.html", kind=kind, rows=rows, reply=reply)
+        audit: list[dict[str, Any]] = []
+        if ctx.view.has_lockers():
+            trail = ctx.view.command("locker.audit", {"limit": 50}, source=source(request))
+            audit = trail["result"]["entries"] if trail.get("ok") else []
+        return ctx.render(request, "staff/events.html", kind=kind, rows=rows, audit=audit,
+                          reply=reply if not reply.get("ok") else None)
 
     return [
         Route("/staff/login", login_page, methods=["GET"]),
