@@ -55,6 +55,8 @@ CROSS_CHECKS: list[str] = [
     "hubagent.printing.settings:check_printing",
     # no GPIO pin used twice (lockers, feedback, power)
     "hubagent.lockers.checks:check_gpio_pins",
+    # a keypad's `feedback` names a configured feedback device
+    "hubagent.lockers.checks:check_keypad_feedback",
     # at most one power source
     "hubagent.power.checks:check_config",
 ]

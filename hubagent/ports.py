@@ -129,6 +129,7 @@ MAX_REPEAT = 15
 """Most repetitions of one signal (a lock-out's wait in minutes is at most 15)."""
 
 
+@runtime_checkable
 class Feedback(Device, Protocol):
     """A buzzer, LEDs and/or a small display beside a scanner or keypad.
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hubagent.lockers.settings import GpioLockerSettings, check_pin_conflicts
+from hubagent.lockers.settings import GpioLockerSettings, check_pin_conflicts, feedback_of
 
 if TYPE_CHECKING:
     from hubagent.config import Config
@@ -41,3 +41,13 @@ def check_gpio_pins(config: "Config") -> None:
             raise  # already "user: reason" (a spec that is not a GPIO pin)
         key = message.rsplit(" and ", 1)[-1]
         raise ValueError(f"{key}: {message}") from None
+
+
+def check_keypad_feedback(config: "Config") -> None:
+    """Raise ValueError("keypads.NAME.feedback: ...") when a keypad names no configured feedback device."""
+    known = {d.name for d in config.devices_of("feedback")}
+    for keypad in config.devices_of("keypads"):
+        name = feedback_of(keypad.settings)
+        if name is not None and name not in known:
+            have = ", ".join(sorted(known)) or "none configured"
+            raise ValueError(f"keypads.{keypad.name}.feedback: no [feedback.{name}] device ({have})")

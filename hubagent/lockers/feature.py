@@ -90,6 +90,7 @@ def status(svc: LockerService) -> dict[str, Any]:
                        "faulted": comps_faulted, "pulses_waiting": svc.pulses.pending(name)}
     desk = getattr(svc, "desk", None)
     return {"banks": banks, "lockouts": desk.lockouts() if desk is not None else {},
+            "keypads": desk.feedback.status() if desk is not None else {},
             "clock_sane": svc.wall_clock_sane(), "parked": svc.parked}
 
 

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from hubagent.errors import CommandError, InputError
 from hubagent.events import CodeEntered
 from hubagent.lockers import codes, repo
+from hubagent.lockers.feedback import KeypadFeedback
 from hubagent.lockers.state import Purpose, State
 from hubagent.ports import FeedbackPattern
 
@@ -68,12 +69,15 @@ class CodeDesk:
         self.app = svc.app
         self.store = svc.store
         self._failed_sources: set[str] = set()
+        self.feedback = KeypadFeedback(svc.app)
 
     # -- input sources ------------------------------------------------------------
     def on_code(self, ev: CodeEntered) -> None:
-        """A code typed on a keypad (core thread)."""
-        outcome = self.submit(ev.source, ev.code, KEYPAD_PURPOSES)
-        log.info("keypad %s: code %s", ev.source, outcome.value)  # the code itself is never logged
+        """A code typed on a keypad (core thread); its outcome is played on the keypad's feedback."""
+        attempt = self.attempt(ev.source, ev.code, KEYPAD_PURPOSES)
+        log.info("keypad %s: code %s (%s)", ev.source, attempt.outcome.value,
+                 attempt.reason)  # the code itself is never logged
+        self.feedback.play(ev.source, attempt)
 
     def scan_parcel(self, scan: Any, scanner: str) -> FeedbackPattern:
         """``HA:PCL:<id>``: load a reserved parcel, or staff retrieve a stored one."""
@@ -124,6 +128,12 @@ class CodeDesk:
             return Attempt(Outcome.LOCKED_OUT, "locked_out", retry_in_s=round(wait, 1))
         self.app.set_alert(f"locker-input:{source}", None)
         found, reason = self._find(raw, purposes)
+        if found is None and reason == "expired":
+            # Not counted towards a lock-out: only someone who once held the
+            # code can type it, and a customer retrying an expired code must
+            # not lock a shared keypad for everyone (docs/operations.md).
+            self._rejected(source, reason)
+            return Attempt(Outcome.REJECTED, reason)
         if found is None:
             self._failure(source, now, reason)
             left = self.svc.limiter.check(source, self.svc.clock())
@@ -182,7 +192,19 @@ class CodeDesk:
         if found is not None and self.svc.wall_clock_sane() \
                 and repo.is_past(found[1]["expires_at"], self.svc.wall()):
             return None, "expired"
+        if found is None and self._was_expired(code, purposes):
+            return None, "expired"
         return found, "wrong"
+
+    def _was_expired(self, code: str, purposes: tuple[str, ...]) -> bool:
+        """Whether ``code`` matches a code voided by expiry (compared like live ones, no early exit)."""
+        assert self.svc.secret is not None
+        hit = False
+        for purpose in purposes:
+            mac = codes.hash_code(self.svc.secret, code, purpose)
+            for row in repo.expired_codes(self.store.conn, purpose):
+                hit = hmac.compare_digest(mac, row["hash"]) or hit
+        return hit
 
     def _failure(self, source: str, now: float, reason: str) -> None:
         lockout = self.svc.limiter.failure(source, now)

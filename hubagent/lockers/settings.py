@@ -176,6 +176,8 @@ class HidKeypadSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     idle_reset_s: Annotated[float, msgspec.Meta(ge=1.0, le=600.0)] = 15.0
     # Seconds between attempts to reopen an unplugged keypad.
     retry_s: Annotated[float, msgspec.Meta(ge=0.1, le=600.0)] = 2.0
+    # Name of the [feedback.NAME] device that tells the person what their code did; none if absent.
+    feedback: str | None = None
 
 
 class SimKeypadSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -183,6 +185,15 @@ class SimKeypadSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
 
     # Longest code the simulator accepts, as on a real keypad.
     max_length: Annotated[int, msgspec.Meta(ge=4, le=64)] = 16
+    # Name of the [feedback.NAME] device that tells the person what their code did; none if absent.
+    feedback: str | None = None
+
+
+def feedback_of(settings: object) -> str | None:
+    """The feedback device a keypad's settings name, or None (also for any other settings)."""
+    if isinstance(settings, HidKeypadSettings | SimKeypadSettings):
+        return settings.feedback
+    return None
 
 
 Seconds = Annotated[float, msgspec.Meta(gt=0.0, le=31_536_000.0)]
