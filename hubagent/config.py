@@ -57,6 +57,8 @@ CROSS_CHECKS: list[str] = [
     "hubagent.lockers.checks:check_gpio_pins",
     # a keypad's `feedback` names a configured feedback device
     "hubagent.lockers.checks:check_keypad_feedback",
+    # central's token key loads (only when configured)
+    "hubagent.lockers.checks:check_token_key",
     # at most one power source
     "hubagent.power.checks:check_config",
 ]

@@ -55,3 +55,30 @@ def test_an_expired_code_is_reported_as_expired_and_never_locks_the_keypad(core:
 
     view = HubView(core.app)
     assert core.call(lambda: view.kiosk_code("kiosk", P1_CODE, "pickup")).outcome == "expired"
+
+
+def test_token_public_key_from_base64_or_a_pem_file_and_named_when_bad(tmp_path: Path) -> None:
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from hubagent.errors import ConfigError
+    from hubagent.lockers.tokens import TokenRefused, load_public_key, sign, verify
+
+    key = Ed25519PrivateKey.generate()
+    raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    pem = tmp_path / "central.pem"
+    pem.write_bytes(key.public_key().public_bytes(serialization.Encoding.PEM,
+                                                  serialization.PublicFormat.SubjectPublicKeyInfo))
+    token = sign(key, token_id="T-1", parcel="P1", hub="t1", expires=2_000_000_000)
+    for value in (base64.b64encode(raw).decode(), str(pem)):
+        assert verify(load_public_key(value), token).parcel == "P1"
+    with pytest.raises(TokenRefused) as refused:
+        verify(load_public_key(str(pem)), token.replace("HA:TOK:", "HA:TOK:x"))
+    assert refused.value.reason in ("bad_token", "bad_signature")
+    for bad, why in ((base64.b64encode(raw[:16]).decode(), "32 bytes"), (str(tmp_path / "none.pem"), "cannot read"),
+                     ("not base64!", "neither base64")):
+        doc = config_doc(tmp_path, token_public_key=bad)
+        with pytest.raises(ConfigError, match=rf"locker_policy\.token_public_key.*{why}"):
+            from_dict(doc)

@@ -26,7 +26,8 @@ def start_with_keypad_feedback(daemon_factory: Callable[..., Daemon], tmp_path: 
     cfg = locker_config(tmp_path / "hub.toml", state, broker, **policy)
     text = cfg.read_text().replace('[keypads.front]\ndriver = "sim"\n',
                                    '[keypads.front]\ndriver = "sim"\nfeedback = "door-panel"\n')
-    cfg.write_text(text + '\n[feedback.door-panel]\ndriver = "sim"\n')
+    # dedupe off: a token shown twice in a second is refused as used, not as a double read
+    cfg.write_text(text + '\n[feedback.door-panel]\ndriver = "sim"\n\n[scanning]\ndedupe_s = 0\n')
     return daemon_factory("run", "--config", str(cfg), state_dir=state), state
 
 
@@ -94,3 +95,71 @@ def test_keypad_naming_a_missing_feedback_device_is_refused(tmp_path: Path) -> N
         from_dict(doc)
     doc["feedback"] = {"nope": {"driver": "sim"}}
     assert from_dict(doc).devices_of("keypads")
+
+
+def test_signed_pickup_token_opens_once_offline_and_each_bad_token_is_refused(
+        central: Central, mqtt_broker: MosquittoBroker, daemon_factory: Callable[..., Daemon],
+        tmp_path: Path) -> None:
+    import base64
+    import time
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from hubagent.lockers.tokens import sign
+
+    central_key, forger = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+    public = base64.b64encode(central_key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)).decode()
+    hub, state = start_with_keypad_feedback(daemon_factory, tmp_path, mqtt_broker, token_public_key=public)
+    central.wait_for_state("online")
+    comp, _ = load(hub, central, "P-400", "M", expires_at=in_seconds(3600))
+    later = int(time.time()) + 3600
+    good = sign(central_key, token_id="T-1", parcel="P-400", hub="hub-1", expires=later)
+    mqtt_broker.stop()  # offline from here: the hub checks tokens with the key alone
+
+    def scan(code: str) -> None:
+        assert hub.sim("scanners", "scan", code=code)["ok"]
+
+    def rejected(n: int) -> list[tuple[str, str | None]]:
+        rows = wait_until(lambda: len(r := audit_rows(state, "code_rejected")) >= n and r, 10.0,
+                          f"{n} rejections", interval=0.05)
+        return [(d["reason"], d.get("token")) for d in rows]
+
+    scan(good)
+    wait_state(hub, comp, "picking", door="open")
+    assert hub.sim("lockers", "close", name="bank-a", compartment=comp)["ok"]
+    wait_state(hub, comp, "free", door="closed")
+    # Used once: refused after that. And every other bad token, each with its own reason.
+    scan(good)
+    scan(sign(central_key, token_id="T-2", parcel="P-400", hub="hub-1", expires=int(time.time()) - 60))
+    scan(sign(central_key, token_id="T-3", parcel="P-400", hub="hub-2", expires=later))
+    scan(sign(forger, token_id="T-4", parcel="P-400", hub="hub-1", expires=later))
+    scan(sign(central_key, token_id="T-5", parcel="P-999", hub="hub-1", expires=later))
+    assert rejected(5) == [("token_used", "T-1"), ("token_expired", "T-2"), ("other_hub", "T-3"),
+                           ("bad_signature", None), ("unknown_parcel", "T-5")]
+    # A token with its payload tampered with (another parcel) fails its signature too.
+    payload, sig = good[len("HA:TOK:"):].split(".")
+    doc = base64.urlsafe_b64decode(payload + "==").replace(b"P-400", b"P-401")
+    scan("HA:TOK:" + base64.urlsafe_b64encode(doc).rstrip(b"=").decode() + "." + sig)
+    assert rejected(6)[-1] == ("bad_signature", None)
+    assert [a["ref"] for a in audit_rows_raw(state, "token_accepted")] == ["P-400"]
+    assert compartment(hub, "A4")["state"] == "free"  # nothing else opened
+    # Back online, central hears of the pickup and of every refusal.
+    mqtt_broker.start()
+    picked = central.wait_for_events(1, timeout=30, kind="parcel.picked_up")[0]["data"]
+    assert picked["parcel"] == "P-400" and picked["source"] == "front"
+    central.wait_for(lambda: len(central.events("locker.code_rejected")) == 6, timeout=30, what="refusals")
+    assert hub.terminate() == 0
+
+
+def audit_rows_raw(state: Path, kind: str) -> list[dict[str, Any]]:
+    from test_lockers_e2e import audit
+
+    return audit(state, kind)
+
+
+def audit_rows(state: Path, kind: str) -> list[dict[str, Any]]:
+    import json
+
+    return [json.loads(r["detail"]) for r in audit_rows_raw(state, kind)]

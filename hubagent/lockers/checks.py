@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hubagent.lockers.settings import GpioLockerSettings, check_pin_conflicts, feedback_of
+from hubagent.lockers.settings import (GpioLockerSettings, LockerPolicySettings, check_pin_conflicts,
+                                       feedback_of)
 
 if TYPE_CHECKING:
     from hubagent.config import Config
@@ -41,6 +42,25 @@ def check_gpio_pins(config: "Config") -> None:
             raise  # already "user: reason" (a spec that is not a GPIO pin)
         key = message.rsplit(" and ", 1)[-1]
         raise ValueError(f"{key}: {message}") from None
+
+
+def check_token_key(config: "Config") -> None:
+    """Raise ValueError("locker_policy.token_public_key: ...") when the key cannot be loaded."""
+    if not config.devices_of("lockers"):
+        return
+    policy = config.section("locker_policy")
+    if not isinstance(policy, LockerPolicySettings) or not policy.token_public_key:
+        return
+    value = policy.token_public_key
+    from hubagent.lockers.tokens import load_public_key
+
+    try:
+        load_public_key(value)
+    except ImportError:
+        raise ValueError("locker_policy.token_public_key: needs the 'lockers' extra "
+                         "(pip install 'hubagent[lockers]')") from None
+    except ValueError as e:
+        raise ValueError(f"locker_policy.token_public_key: {e}") from None
 
 
 def check_keypad_feedback(config: "Config") -> None:

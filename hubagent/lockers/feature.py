@@ -16,13 +16,14 @@ from hubagent.lockers import repo
 from hubagent.lockers.commands import LockerCommands
 from hubagent.lockers.inputs import CodeDesk
 from hubagent.lockers.service import LockerService
+from hubagent.lockers.tokens import TokenDesk
 
 if TYPE_CHECKING:
     from hubagent.app import App
 
 log = logging.getLogger(__name__)
 
-CLAIMED_SCANS = ("parcel", "pickup", "return")
+CLAIMED_SCANS = ("parcel", "pickup", "return", "token")
 """Scan kinds the lockers handle (``staff`` sign-in belongs to the scanning feature)."""
 
 
@@ -33,11 +34,13 @@ def install(app: "App") -> None:
     svc = LockerService(app, app.config.section("locker_policy"))
     desk = CodeDesk(svc)
     svc.desk = desk  # type: ignore[attr-defined]
+    token_desk = TokenDesk(svc, desk, svc.policy.token_public_key)
     LockerCommands(svc).register(app)
     app.on(DoorChanged, svc.on_door)
     app.on(CodeEntered, desk.on_code)
     app.on(DeviceHealthChanged, svc.on_health)
-    handlers = {"parcel": desk.scan_parcel, "pickup": desk.scan_pickup, "return": desk.scan_return}
+    handlers = {"parcel": desk.scan_parcel, "pickup": desk.scan_pickup, "return": desk.scan_return,
+                "token": token_desk.scan_token}
     for kind in CLAIMED_SCANS:
         app.claim_scans(kind, handlers[kind])
 

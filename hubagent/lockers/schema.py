@@ -87,4 +87,17 @@ MIGRATIONS: list[tuple[str, str]] = [
         END;
         """,
     ),
+    (
+        "lockers-0002-pickup-tokens",
+        """
+        -- Signed pickup tokens used (hubagent.lockers.tokens): single use by id,
+        -- written in the transaction of the release they opened.
+        CREATE TABLE locker_tokens_spent (
+            id          TEXT PRIMARY KEY,
+            parcel      TEXT NOT NULL,
+            release_id  INTEGER,
+            spent_at    TEXT NOT NULL
+        );
+        """,
+    ),
 ]

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from hubagent.errors import CommandError, DeviceError, InputError
 from hubagent.events import DeviceHealthChanged, DoorChanged, Health
-from hubagent.lockers import codes, expiry, repo
+from hubagent.lockers import codes, expiry, repo, tokens
 from hubagent.lockers.lockout import AttemptLimiter
 from hubagent.lockers.pulses import PulseJob, PulseQueue
 from hubagent.lockers.settings import LockerPolicySettings
@@ -179,7 +179,7 @@ class LockerService:
     # -- releasing -----------------------------------------------------------
     def release(self, tx: Tx, bank: str, compartment: str, purpose: Purpose, *, source: str,
                 reason: str = "", command: str | None = None, code_id: int | None = None,
-                staff: str | None = None, expires_at: float | None = None) -> int:
+                staff: str | None = None, expires_at: float | None = None, token: str | None = None) -> int:
         """Move a compartment to its in-flight state and pulse its lock after commit.
 
         Returns the release id (its audit seq). Raises CommandError when the
@@ -198,7 +198,7 @@ class LockerService:
             raise CommandError("busy" if sm.is_releasing(current) else "wrong_state", str(e)) from None
         detail: dict[str, Any] = {"purpose": purpose.value, "reason": reason, "from": current.value,
                                   "input": source}
-        for k, v in (("command", command), ("code_id", code_id), ("staff", staff),
+        for k, v in (("command", command), ("code_id", code_id), ("staff", staff), ("token", token),
                      ("item", row["item_id"]), ("item_kind", row["item_kind"])):
             if v is not None:
                 detail[k] = v
@@ -273,6 +273,8 @@ class LockerService:
             fields.update(item_kind=None, item_id=None)
         if detail.get("code_id"):
             repo.unspend_code(tx, int(detail["code_id"]))
+        if detail.get("token"):
+            tokens.unspend(tx, str(detail["token"]))
         repo.update_compartment(tx, bank, comp, **fields)
         self._pulsed.discard(row["release_id"])
         repo.audit(tx, "release_undone", bank=bank, compartment=comp, ref=row["item_id"],

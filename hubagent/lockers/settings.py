@@ -240,6 +240,9 @@ class LockerPolicySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=T
     busy_wait_s: Annotated[float, msgspec.Meta(ge=0.5, le=60.0)] = 10.0
     # Which stored items staff may take out: "expired" (expired parcels and dropped returns) or "any".
     staff_retrieval: Literal["expired", "any"] = "expired"
+    # Central's Ed25519 public key for signed pickup tokens (HA:TOK:...): base64 of the 32 raw bytes,
+    # or the path of a PEM or base64 file; unset refuses every token ("tokens_off").
+    token_public_key: str | None = None
 
     def __post_init__(self) -> None:
         """The lock-out limits must fit together (see AttemptLimiter)."""

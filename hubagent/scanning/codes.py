@@ -43,6 +43,7 @@ QTY = "QTY"
 DONE = "DONE"
 CANCEL = "CANCEL"
 COND = "COND"
+TOKEN = "TOK"
 
 MODES = ("RECEIVE", "PICK", "COUNT", "MOVE", "RETURN", "LOOKUP")
 """Values of ``HA:MODE:<mode>`` command barcodes."""
@@ -62,6 +63,8 @@ _ID_PATTERNS: dict[str, re.Pattern[str]] = {
     PICKUP: re.compile(r"[A-Za-z0-9]{4,16}"),
     STAFF: re.compile(_ID),
     RETURN: re.compile(_ID),
+    # base64url(payload) "." base64url(Ed25519 signature): see docs/scan-codes.md
+    TOKEN: re.compile(r"[A-Za-z0-9_-]{8,600}\.[A-Za-z0-9_-]{86}"),
 }
 """Internal codes that carry an identifier, and what that identifier may look like."""
 
@@ -97,12 +100,13 @@ class ScanKind(enum.Enum):
     DONE = "done"          # HA:DONE
     CANCEL = "cancel"      # HA:CANCEL
     CONDITION = "condition"  # HA:COND:<condition>
+    TOKEN = "token"        # HA:TOK:<payload>.<signature>, a signed pickup token
 
 
 _KIND_BY_TAG = {
     BIN: ScanKind.BIN, PARCEL: ScanKind.PARCEL, PICKUP: ScanKind.PICKUP, STAFF: ScanKind.STAFF,
     RETURN: ScanKind.RETURN, MODE: ScanKind.MODE, QTY: ScanKind.QTY, DONE: ScanKind.DONE,
-    CANCEL: ScanKind.CANCEL, COND: ScanKind.CONDITION,
+    CANCEL: ScanKind.CANCEL, COND: ScanKind.CONDITION, TOKEN: ScanKind.TOKEN,
 }
 
 
