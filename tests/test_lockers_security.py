@@ -151,6 +151,8 @@ def test_expired_and_malformed_codes_are_rejected_and_counted(core: Core) -> Non
         type_code(core, "front", junk)
     reasons = [e["reason"] for e in core.events("locker.code_rejected")]
     assert reasons == ["expired", "malformed", "malformed", "malformed", "malformed"]
+    assert core.events("locker.lockout") == []  # an expired code does not count (docs/operations.md)
+    type_code(core, "front", "x")
     assert core.events("locker.lockout")[0]["failures"] == 5
     assert all(not pulses(lock_pin(core, c)) for c in LOCKS)
     assert "555111" not in json.dumps(core.call(core.app.status))
