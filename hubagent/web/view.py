@@ -84,9 +84,12 @@ class HubView:
         import io
 
         from hubagent.printing.render import render
+        from hubagent.printing.settings import PrintingSettings, font_path
         from hubagent.printing.templates import get_template, load_templates
 
-        template = get_template(load_templates(), "command_sheet")
+        settings = self._app.config.section("printing")
+        font = font_path(settings, self._app.config.state_dir) if isinstance(settings, PrintingSettings) else ""
+        template = get_template(load_templates(), "command_sheet").with_font(font)
         width = round(template.spec.width_mm / 25.4 * dpi)
         image = render(template.layout({"title": self.hub_id[:20]}, dpi, width))
         out = io.BytesIO()
