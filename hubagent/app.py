@@ -71,6 +71,7 @@ class App:
         self.scanning: Any = None
         self.printing: Any = None
         self.lockers: Any = None
+        self._snapshot: dict[str, StatusProvider] = {}
         self.power: Any = None
         # Scan kinds (hubagent.scanning.codes.ScanKind values) that another
         # feature handles, e.g. lockers claim "parcel", "pickup", "staff",
@@ -99,6 +100,14 @@ class App:
     def add_status(self, name: str, provider: StatusProvider) -> None:
         """Add a section to ``hubagent status``."""
         self._status[name] = provider
+
+    def add_snapshot(self, name: str, provider: StatusProvider) -> None:
+        """Add a section to the ``state.snapshot`` reply (central's resync)."""
+        self._snapshot[name] = provider
+
+    def snapshot_parts(self) -> dict[str, Any]:
+        """Every feature's ``state.snapshot`` section."""
+        return {name: provider() for name, provider in self._snapshot.items()}
 
     def on_start(self, hook: Hook) -> None:
         """Run ``hook`` after devices and store are up (in registration order)."""

@@ -163,3 +163,69 @@ def audit_rows(state: Path, kind: str) -> list[dict[str, Any]]:
     import json
 
     return [json.loads(r["detail"]) for r in audit_rows_raw(state, kind)]
+
+
+def test_lost_database_leaves_lockers_unknown_until_central_restores_them(
+        central_factory: Callable[..., Central], mqtt_broker: MosquittoBroker,
+        daemon_factory: Callable[..., Daemon], tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    central = central_factory(auto_ack=True)
+    hub, state = start_with_keypad_feedback(daemon_factory, tmp_path, mqtt_broker)
+    central.wait_for_state("online")
+    comp, stored = load(hub, central, "P-500", "M", expires_at=in_seconds(3600))
+    code = stored["data"]["pickup_code"]
+    snap = central.command("state.snapshot", {})["result"]["lockers"]["compartments"]
+    held = [c for c in snap if c["compartment"] == comp][0]
+    assert held["state"] == "occupied" and held["parcel"]["id"] == "P-500"
+    assert code not in json.dumps(snap) and "hash" not in json.dumps(snap)  # never codes or hashes
+    assert hub.terminate() == 0
+    # The SD card damages the database: the next start quarantines it (exit 3), the one after starts afresh.
+    for side in state.glob("hubagent.db*"):
+        side.unlink()
+    (state / "hubagent.db").write_bytes(b"PK\x03\x04 not sqlite any more" * 64)
+    cfg = tmp_path / "hub.toml"
+    assert subprocess.run([sys.executable, "-m", "hubagent", "run", "--config", str(cfg)],
+                          capture_output=True, timeout=60).returncode == 3
+    central.close()
+    central = central_factory(auto_ack=True)  # central sees a new db id: its seq numbers start again
+    hub = daemon_factory("run", "--config", str(cfg), state_dir=state)
+    # Every compartment is unknown (the sim bank has no occupancy sensors to say "empty").
+    wait_until(lambda: all(c["state"] == "unknown" for c in
+                           hub.status()["lockers"]["banks"]["bank-a"]["compartments"].values()), 10.0,
+               "all compartments unknown")
+    assert "lockers:unknown" in hub.status()["alerts"]
+    unknown = central.wait_for(lambda: len(central.events("locker.unknown")) == 6 and
+                               central.events("locker.unknown"), timeout=30, what="locker.unknown x6")
+    assert sorted(e["data"]["compartment"] for e in unknown) == ["A1", "A2", "A3", "A4", "A5", "A6"]
+    # Nothing is assigned to them and the customer's code opens nothing.
+    r = central.command("parcel.assign", {"parcel": "P-501", "size": "S"})
+    assert r["error"]["code"] == "no_compartment", r
+    assert hub.sim("keypads", "code", code=code)["ok"]
+    wait_until(lambda: played(hub), 10.0, "feedback")
+    assert played(hub)[-1]["pattern"] == "wrong"
+    assert compartment(hub, comp)["state"] == "unknown" and not compartment(hub, comp)["energised"]
+    # Staff look into A1 and find it empty; central restores the rest from its record.
+    r = central.command("locker.clear_unknown", {"bank": "bank-a", "compartment": "A1", "staff": "S-7",
+                                                 "note": "looked inside: empty"})
+    assert r["ok"] and r["result"]["state"] == "free", r
+    items: list[dict[str, Any]] = [{"bank": "bank-a", "compartment": c, "contents": "empty"}
+                                   for c in ("A1", "A2", "A4", "A5", "A6")]
+    items.append({"bank": "bank-a", "compartment": comp, "contents": "parcel", "parcel": "P-500", "size": "M",
+                  "expires_at": in_seconds(3600), "pickup": {"code": code}})
+    r = central.command("lockers.restore", {"compartments": items})
+    assert r["ok"], r
+    assert r["result"]["kept"] == [{"bank": "bank-a", "compartment": "A1", "state": "free"}]
+    assert {x["compartment"]: x["state"] for x in r["result"]["restored"]} == {
+        "A2": "free", "A4": "free", "A5": "free", "A6": "free", comp: "occupied"}
+    assert "lockers:unknown" not in hub.status()["alerts"]
+    # The customer's code works again, once.
+    assert hub.sim("keypads", "code", code=code)["ok"]
+    wait_state(hub, comp, "picking", door="open")
+    assert hub.sim("lockers", "close", name="bank-a", compartment=comp)["ok"]
+    wait_state(hub, comp, "free", door="closed")
+    picked = central.wait_for_events(1, timeout=30, kind="parcel.picked_up")[0]["data"]
+    assert picked["parcel"] == "P-500"
+    assert hub.terminate() == 0

@@ -15,6 +15,7 @@ from hubagent.events import CodeEntered, DeviceHealthChanged, DoorChanged, RawSc
 from hubagent.lockers import repo
 from hubagent.lockers.commands import LockerCommands
 from hubagent.lockers.inputs import CodeDesk
+from hubagent.lockers.restore import RestoreCommands, snapshot
 from hubagent.lockers.service import LockerService
 from hubagent.lockers.tokens import TokenDesk
 
@@ -35,7 +36,9 @@ def install(app: "App") -> None:
     desk = CodeDesk(svc)
     svc.desk = desk  # type: ignore[attr-defined]
     token_desk = TokenDesk(svc, desk, svc.policy.token_public_key)
-    LockerCommands(svc).register(app)
+    commands = LockerCommands(svc)
+    commands.register(app)
+    RestoreCommands(svc, commands).register(app)
     app.on(DoorChanged, svc.on_door)
     app.on(CodeEntered, desk.on_code)
     app.on(DeviceHealthChanged, svc.on_health)
@@ -54,6 +57,7 @@ def install(app: "App") -> None:
     app.on_start(start)
     app.on_stop(svc.stop)
     app.add_status("lockers", lambda: status(svc))
+    app.add_snapshot("lockers", lambda: snapshot(svc.store.conn, svc.banks))
     app.lockers = svc
 
 

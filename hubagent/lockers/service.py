@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from hubagent.errors import CommandError, DeviceError, InputError
 from hubagent.events import DeviceHealthChanged, DoorChanged, Health
-from hubagent.lockers import codes, expiry, repo, tokens
+from hubagent.lockers import codes, expiry, repo, restore, tokens
 from hubagent.lockers.lockout import AttemptLimiter
 from hubagent.lockers.pulses import PulseJob, PulseQueue
 from hubagent.lockers.settings import LockerPolicySettings
@@ -74,11 +74,13 @@ class LockerService:
         layout: dict[str, dict[str, str]] = {bank: {c: info.size for c, info in comps.items()}
                   for bank, comps in self.layouts.items()}
         with self.store.write() as tx:
-            repo.sync_compartments(tx, layout)
+            restore.sync_compartments(self, tx, layout)
+        restore.remember_database(self.store)
         self._started = True
         for bank in self.banks:
             self.reconcile(bank)
         self._restore_alerts()
+        restore.refresh_alert(self.app, self.store.conn, self.banks)
         self.later(0.0, self._expiry_tick)
 
     def stop(self) -> None:
@@ -162,6 +164,13 @@ class LockerService:
         """The door position, or None when the bank cannot be read."""
         try:
             return bool(self.banks[bank].door_open(compartment))
+        except (DeviceError, InputError, AssertionError, KeyError):
+            return None
+
+    def occupied(self, bank: str, compartment: str) -> bool | None:
+        """The occupancy sensor's reading, or None without a sensor or when the bank cannot be read."""
+        try:
+            return self.banks[bank].occupied(compartment)
         except (DeviceError, InputError, AssertionError, KeyError):
             return None
 
