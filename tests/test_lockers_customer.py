@@ -9,6 +9,7 @@ from typing import Iterator
 import pytest
 
 from hubagent.app import build_app
+from hubagent.clock import ManualClock
 from hubagent.config import from_dict
 from hubagent.events import CodeEntered
 
@@ -19,20 +20,26 @@ NOW = datetime.now(timezone.utc)
 
 
 @pytest.fixture
-def core(tmp_path: Path) -> Iterator[Core]:
+def clock() -> ManualClock:
+    return ManualClock(wall=NOW)
+
+
+@pytest.fixture
+def core(tmp_path: Path, clock: ManualClock) -> Iterator[Core]:
     doc = config_doc(tmp_path, max_failures=3)
     doc["feedback"] = {"panel": {"driver": "sim"}}
     doc["keypads"]["front"]["feedback"] = "panel"
-    c = Core(build_app(from_dict(doc), simulated=True))
+    c = Core(build_app(from_dict(doc), simulated=True, clock=clock))
+    c.app.lockers.wall = clock.now  # expiry reads the hub's manual clock
     yield c
     c.close()
 
 
-def test_an_expired_code_is_reported_as_expired_and_never_locks_the_keypad(core: Core) -> None:
+def test_an_expired_code_is_reported_as_expired_and_never_locks_the_keypad(core: Core, clock: ManualClock) -> None:
     deadline = (NOW + timedelta(hours=1)).isoformat()
     comp = load(core, "P1", pickup={"code": P1_CODE}, expires_at=deadline)
     svc = core.app.lockers
-    svc.wall = lambda: NOW + timedelta(hours=2)  # the pickup deadline passed
+    core.call(clock.advance, 2 * 3600.0)  # the pickup deadline passed
     assert core.call(svc.expire_due) == 1
     assert core.compartment(comp)["state"] == "expired"
     # Typed five times (max_failures is 3): "expired" each time, never a lock-out.

@@ -10,12 +10,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from hubagent.errors import InputError
+from hubagent.errors import CommandError, InputError
 from hubagent.events import CodeEntered, DeviceHealthChanged, DoorChanged, RawScan
 from hubagent.lockers import repo
 from hubagent.lockers.commands import LockerCommands
 from hubagent.lockers.inputs import CodeDesk
 from hubagent.lockers.restore import RestoreCommands, snapshot
+from hubagent.lockers.retime import ClockCommands, ClockConfirm
 from hubagent.lockers.service import LockerService
 from hubagent.lockers.tokens import TokenDesk
 
@@ -39,6 +40,7 @@ def install(app: "App") -> None:
     commands = LockerCommands(svc)
     commands.register(app)
     RestoreCommands(svc, commands).register(app)
+    app.commands.register("clock.confirm", lambda ctx, args: _clock(svc).confirm(ctx, args), ClockConfirm)
     app.on(DoorChanged, svc.on_door)
     app.on(CodeEntered, desk.on_code)
     app.on(DeviceHealthChanged, svc.on_health)
@@ -59,6 +61,13 @@ def install(app: "App") -> None:
     app.add_status("lockers", lambda: status(svc))
     app.add_snapshot("lockers", lambda: snapshot(svc.store.conn, svc.banks))
     app.lockers = svc
+
+
+def _clock(svc: LockerService) -> ClockCommands:
+    """``clock.confirm``'s handler (the trust exists once the service started)."""
+    if svc.retimer is None:
+        raise CommandError("unavailable", "the lockers have not started yet")
+    return ClockCommands(svc, svc.retimer)
 
 
 def _route_scan(app: "App", ev: RawScan) -> None:
@@ -98,7 +107,8 @@ def status(svc: LockerService) -> dict[str, Any]:
     desk = getattr(svc, "desk", None)
     return {"banks": banks, "lockouts": desk.lockouts() if desk is not None else {},
             "keypads": desk.feedback.status() if desk is not None else {},
-            "clock_sane": svc.wall_clock_sane(), "parked": svc.parked}
+            "clock_sane": svc.wall_clock_sane(), "parked": svc.parked,
+            "clock": svc.trust.status() if svc.trust is not None else None}
 
 
 def _energised(bank: Any, comp: str) -> bool | None:

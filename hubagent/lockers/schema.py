@@ -100,4 +100,13 @@ MIGRATIONS: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        "lockers-0003-hub-deadlines",
+        """
+        -- 1 when the hub computed expires_at itself (no deadline from central),
+        -- so a deadline computed on a wrong clock can be computed again.
+        ALTER TABLE locker_parcels ADD COLUMN deadline_by_hub INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE locker_returns ADD COLUMN deadline_by_hub INTEGER NOT NULL DEFAULT 0;
+        """,
+    ),
 ]

@@ -22,7 +22,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from hubagent.errors import CommandError, DeviceError, InputError
 from hubagent.events import DeviceHealthChanged, DoorChanged, Health
-from hubagent.lockers import codes, expiry, repo, restore, tokens
+from hubagent.lockers import codes, expiry, repo, restore, retime, tokens
+from hubagent.lockers.trust import ClockTrust, kernel_ntp_synced
 from hubagent.lockers.lockout import AttemptLimiter
 from hubagent.lockers.pulses import PulseJob, PulseQueue
 from hubagent.lockers.settings import LockerPolicySettings
@@ -64,6 +65,10 @@ class LockerService:
         self._pulsed: set[int] = set()  # release ids whose lock this process energised
         self._unreconciled: set[str] = set()  # banks whose doors could not be read at start
         self._started = False
+        self.trust: ClockTrust | None = None
+        self.ntp_synced: Callable[[], bool | None] = kernel_ntp_synced
+        """Whether the kernel says NTP set the clock (tests inject their own)."""
+        self.retimer: retime.Retimer | None = None
 
     # -- life cycle ----------------------------------------------------------
     def start(self) -> None:
@@ -76,6 +81,8 @@ class LockerService:
         with self.store.write() as tx:
             restore.sync_compartments(self, tx, layout)
         restore.remember_database(self.store)
+        self.trust = retime.build_trust(self)
+        self.retimer = retime.Retimer(self, self.trust)
         self._started = True
         for bank in self.banks:
             self.reconcile(bank)
@@ -175,8 +182,10 @@ class LockerService:
             return None
 
     def wall_clock_sane(self) -> bool:
-        """Whether the wall clock can be trusted for expiry (see ``min_sane_year``)."""
-        return self.wall().year >= self.policy.min_sane_year
+        """Whether the wall clock can be trusted for expiry (:mod:`hubagent.lockers.trust`)."""
+        if self.trust is None:  # before start: only the year can be judged
+            return self.wall().year >= self.policy.min_sane_year
+        return self.trust.trusted()
 
     def release_detail(self, db: Any, release_id: int | None) -> dict[str, Any]:
         """The audit detail of a release (purpose, source, code id, staff, command)."""
@@ -390,6 +399,7 @@ class LockerService:
         expires_at = parcel.get("expires_at")
         if not expires_at and self.wall_clock_sane():
             expires_at = repo.format_time(self.wall() + timedelta(seconds=self.policy.pickup_expiry_s))
+            tx.execute("UPDATE locker_parcels SET deadline_by_hub=1 WHERE id=?", (parcel_id,))
         data: dict[str, Any] = {"parcel": parcel_id, "expires_at": expires_at, **base}
         if parcel.get("generate"):
             # Generated now, not at assign: the plaintext exists only in this
@@ -506,6 +516,8 @@ class LockerService:
     # -- expiry -------------------------------------------------------------
     def _expiry_tick(self) -> None:
         try:
+            if self.retimer is not None:
+                self.retimer.tick()
             self.expire_due()
         finally:
             if self._started:

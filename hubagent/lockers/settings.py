@@ -224,6 +224,10 @@ class LockerPolicySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=T
     expiry_check_s: Annotated[float, msgspec.Meta(ge=0.2, le=3600.0)] = 30.0
     # Expiry runs only while the wall clock reads this year or later (a Pi without RTC boots in 1970).
     min_sane_year: Annotated[int, msgspec.Meta(ge=2020, le=2100)] = 2024
+    # A start whose wall clock is this far past the last trusted time is suspect until NTP or central confirm it.
+    clock_max_offline_s: Annotated[float, msgspec.Meta(ge=3600.0, le=31_536_000.0)] = 30 * 86400.0
+    # A wall-clock jump larger than this (against the monotonic clock) is suspect; also central's allowed offset.
+    clock_jump_tolerance_s: Annotated[float, msgspec.Meta(ge=1.0, le=86400.0)] = 300.0
     # Wrong codes allowed per input device (keypad, scanner) before it is locked out.
     max_failures: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
     # First lock-out; each further one doubles, up to max_lockout_s.
