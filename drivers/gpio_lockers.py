@@ -26,15 +26,13 @@ from typing import Any, Callable
 
 from hubagent.devicekit import emit_safely
 from hubagent.errors import BankBusy, DeviceError, DeviceUnavailable, InputError
-from hubagent.events import Custom, DeviceHealthChanged, DeviceStatus, DoorChanged, Event, EventSink, Health
+from hubagent.events import DeviceHealthChanged, DeviceStatus, DoorChanged, Event, EventSink, Health
 from hubagent.lockers.settings import CompartmentSettings, GpioLockerSettings, normalise_pin
 from hubagent.ports import CompartmentInfo, DeviceEnv
 
 log = logging.getLogger(__name__)
 
 ROLE = "lockers"
-DOOR_OPEN_TOO_LONG = "door_open_too_long"
-"""``Custom.kind`` of the alarm raised when a door stays open past ``door_open_limit_s``."""
 
 _FACTORIES = {
     "lgpio": ("gpiozero.pins.lgpio", "LGPIOFactory"),
@@ -91,19 +89,15 @@ class _Pulse:
 
 
 class _DoorMonitor:
-    """One thread that settles door edges and times open doors."""
+    """One thread that settles door edges (a door open too long is the core's timer)."""
 
-    def __init__(self, bank: str, doors: dict[str, _Compartment], limit_s: float,
-                 emit: Callable[[Event], None]) -> None:
+    def __init__(self, bank: str, doors: dict[str, _Compartment], emit: Callable[[Event], None]) -> None:
         self._bank = bank
         self._doors = doors
-        self._limit_s = limit_s
         self._emit = emit
         self._cond = threading.Condition()
         self._settle: dict[str, float] = {}
         self._open = {name: c.door_open() for name, c in doors.items()}
-        now = time.monotonic()
-        self._alarm_at = {name: now + limit_s for name, is_open in self._open.items() if is_open}
         self._stopped = False
         self._thread = threading.Thread(target=self._run, name=f"doors-{bank}", daemon=True)
 
@@ -139,26 +133,19 @@ class _DoorMonitor:
                 due = self._wait_for_due()
                 if due is None:
                     return
-            settled, alarms = due
-            for name in settled:
+            for name in due:
                 self._settled(name)
-            for name, open_s in alarms:
-                self._emit(Custom(DOOR_OPEN_TOO_LONG, {"bank": self._bank, "compartment": name,
-                                                       "open_s": round(open_s, 1)}))
 
-    def _wait_for_due(self) -> tuple[list[str], list[tuple[str, float]]] | None:
+    def _wait_for_due(self) -> list[str] | None:
         # Called with the condition held; blocks until something is due or stop.
         while not self._stopped:
             now = time.monotonic()
-            deadlines = [*self._settle.values(), *self._alarm_at.values()]
+            deadlines = list(self._settle.values())
             if deadlines and min(deadlines) <= now:
                 settled = [n for n, t in self._settle.items() if t <= now]
                 for name in settled:
                     del self._settle[name]
-                alarms = [(n, now - t + self._limit_s) for n, t in self._alarm_at.items() if t <= now]
-                for name, _ in alarms:
-                    del self._alarm_at[name]
-                return settled, alarms
+                return settled
             self._cond.wait(min(deadlines) - now if deadlines else None)
         return None
 
@@ -172,10 +159,6 @@ class _DoorMonitor:
             if self._open[name] == is_open or self._stopped:
                 return
             self._open[name] = is_open
-            if is_open:
-                self._alarm_at[name] = time.monotonic() + self._limit_s
-            else:
-                self._alarm_at.pop(name, None)
         self._emit(DoorChanged(self._bank, name, is_open))
 
 
@@ -378,7 +361,7 @@ class GpioLockerBank:
                 closing = False
                 self._comps = comps
                 self._pins_opened()
-                self._monitor = _DoorMonitor(self.name, comps, self.settings.door_open_limit_s, self._emit)
+                self._monitor = _DoorMonitor(self.name, comps, self._emit)
                 for name, comp in comps.items():
                     comp.door.when_activated = comp.door.when_deactivated = self._edge_callback(name)
                 self._monitor.start()

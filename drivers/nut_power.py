@@ -11,6 +11,7 @@ read it emits one ``reachable=False`` reading per outage, reports
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
@@ -50,17 +51,19 @@ def reading_from_vars(source: str, variables: Mapping[str, str]) -> PowerReading
     status = variables.get("ups.status", "")
     # Status words are upper-case tokens (OL OB LB CHRG ...); drop anything else.
     flags = frozenset(w for w in status.split() if w.isascii() and w.isalnum() and len(w) <= 16)
-    figures = {attr: _number(variables.get(var)) for attr, var in _FIGURES.items()}
+    def figure(attr: str) -> float | None:
+        return _number(variables.get(_FIGURES[attr]))
+
     detail = "" if flags else f"no usable ups.status ({status[:40]!r})"
-    return PowerReading(source=source, reachable=True, flags=flags, detail=detail, **figures)
+    return PowerReading(source=source, reachable=True, flags=flags, detail=detail, charge=figure("charge"),
+                        runtime=figure("runtime"), input_voltage=figure("input_voltage"), load=figure("load"))
 
 
 def _same(a: PowerReading | None, b: PowerReading) -> bool:
     """Whether two readings say the same thing (ignoring when they were taken)."""
     if a is None:
         return False
-    keys = ("reachable", "flags", "charge", "runtime", "input_voltage", "load", "detail")
-    return all(getattr(a, k) == getattr(b, k) for k in keys)
+    return dataclasses.replace(a, at=b.at) == b
 
 
 class NutPowerSource(HealthReporter):

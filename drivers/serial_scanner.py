@@ -13,6 +13,7 @@ from __future__ import annotations
 import enum
 import logging
 import threading
+from typing import Protocol, cast
 
 import serial
 
@@ -33,6 +34,27 @@ READ_TIMEOUT_S = 0.2
 """How long one blocking read waits; bounds how long close() takes."""
 
 READ_SIZE = 4096
+
+
+class _Port(Protocol):
+    """What the reader uses of a pyserial port."""
+
+    @property
+    def in_waiting(self) -> int:
+        """Bytes waiting in the input buffer."""
+        ...
+
+    def read(self, size: int = 1) -> bytes:
+        """Up to ``size`` bytes (fewer on timeout)."""
+        ...
+
+    def cancel_read(self) -> None:
+        """Wake a blocked read (POSIX ports)."""
+        ...
+
+    def close(self) -> None:
+        """Release the port."""
+        ...
 
 
 class ReaderState(enum.Enum):
@@ -61,7 +83,7 @@ class SerialScanner(ThreadedDevice):
                               settings.terminator.encode(), settings.max_length)
         self._ready = threading.Event()  # set while the port is open and being read
         self._state = ReaderState.NEW
-        self._port: serial.SerialBase | None = None
+        self._port: _Port | None = None
 
     # --- Device protocol -------------------------------------------------
 
@@ -110,12 +132,15 @@ class SerialScanner(ThreadedDevice):
         self._close_port()
         self._state = ReaderState.CLOSED
 
-    def _open(self, failures: int) -> serial.SerialBase | None:
+    def _open(self, failures: int) -> _Port | None:
         """Open the port, or report why not and return None."""
         self._state = ReaderState.OPENING
         try:
-            port = serial.serial_for_url(self.settings.url, baudrate=self.settings.baud,
-                                         timeout=READ_TIMEOUT_S)
+            # serial_for_url is typed as returning SerialBase; every URL
+            # handler's class (posix, loop://, socket://, rfc2217://) has
+            # in_waiting, and a missing cancel_read is caught in close().
+            port = cast(_Port, serial.serial_for_url(self.settings.url, baudrate=self.settings.baud,
+                                                      timeout=READ_TIMEOUT_S))
         except (serial.SerialException, OSError, ValueError) as e:
             self._state = ReaderState.WAITING
             self._set_status(Health.OFFLINE, f"cannot open {self.settings.url}: {e}")
@@ -130,7 +155,7 @@ class SerialScanner(ThreadedDevice):
         log.info("%s: reading %s", self.name, self.settings.url)
         return port
 
-    def _read_until_failure(self, port: serial.SerialBase) -> None:
+    def _read_until_failure(self, port: _Port) -> None:
         """Blocking reads with timeout; return when the port fails or on close."""
         while not self._stop.is_set():
             try:

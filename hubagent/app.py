@@ -17,23 +17,29 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Awaitable, Callable, Mapping
+from typing import IO, Any, Awaitable, Callable, Mapping, TypeVar
 
 from hubagent import __version__, registry
-from hubagent.clock import Clock, LoopClock
+from hubagent.clock import LoopClock, ManualClock
 from hubagent.commands import Commands, InboxWindow
 from hubagent.config import Config
 from hubagent.errors import DiskFull, HubError, InputError
 from hubagent.events import DeviceHealthChanged, DeviceStatus, Event, Health
+from hubagent.feature import Interfaces
+from hubagent.features import all_migrations
+from hubagent.interfaces import ScanHandler
 from hubagent.ports import Device, DeviceEnv, SimControl
 from hubagent.store.space import Space
 from hubagent.store.store import Store
 
 log = logging.getLogger(__name__)
 
-StatusProvider = Callable[[], Any]
+StatusProvider = Callable[[], object]
+"""Returns one JSON-able section of ``hubagent status``."""
 EventHandler = Callable[[Any], None]
 Hook = Callable[[], Awaitable[None] | None]
+E = TypeVar("E", bound=Event)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -49,39 +55,34 @@ class DeviceEntry:
 class App:
     """A running hub: devices, store, commands, features and their lifecycle."""
 
-    def __init__(self, config: Config, *, simulated: bool = False,
-                 clock: Clock | None = None) -> None:
+    def __init__(self, config: Config, *, simulated: bool = False, clock: LoopClock | ManualClock | None = None) -> None:
+        """An app for ``config``; builds nothing yet (see :func:`build_app`)."""
         self.config = config
-        # The one clock and scheduler of the core (a ManualClock in tests).
-        self.clock: Clock = clock or LoopClock()
         self.simulated = simulated
         self.hub_id = config.hub.id
         self.version = __version__
-        self.store = Store(config.state_dir / config.store.file,
+        # The one clock and scheduler of the core (a ManualClock in tests).
+        self.clock: LoopClock | ManualClock = clock if clock is not None else LoopClock()
+        self.store = Store(config.state_dir / config.store.file, all_migrations(config.features),
                            reserve_bytes=config.store.reserve_kb * 1024)
         max_payload = config.mqtt.max_payload if config.mqtt else 256 * 1024
-        self.commands = Commands(self.store, max_payload, window=inbox_window(config))
+        self.commands = Commands(self.store, max_payload, clock=self.clock, window=inbox_window(config))
         self.devices: dict[tuple[str, str], DeviceEntry] = {}
         self.alerts: dict[str, str] = {}
+        # The services the features built, one per type (see service()).
+        self._services: dict[type, object] = {}
+        self.interfaces = Interfaces()
+        """What the built features offer each other (set by build_app)."""
         # When each alert was raised (wall clock), for "since 14:02".
         self.alert_since: dict[str, str] = {}
-        # Feature services, set by their install functions (None when unused).
-        self.sync: Any = None
-        self.stock: Any = None
-        self.scanning: Any = None
-        self.printing: Any = None
-        self.lockers: Any = None
-        self._snapshot: dict[str, StatusProvider] = {}
-        self.power: Any = None
         # Scan kinds (hubagent.scanning.codes.ScanKind values) that another
-        # feature handles, e.g. lockers claim "parcel", "pickup", "staff",
-        # "return". A handler is called on the core thread as
-        # handler(scan, scanner_name) and returns a FeedbackPattern.
-        self.scan_handlers: dict[str, Callable[[Any, str], Any]] = {}
+        # feature handles, e.g. lockers claim "parcel", "pickup", "return".
+        self.scan_handlers: dict[str, ScanHandler] = {}
         self.started_at = time.time()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._handlers: dict[type, list[EventHandler]] = defaultdict(list)
         self._status: dict[str, StatusProvider] = {}
+        self._snapshot: dict[str, StatusProvider] = {}
         self._start_hooks: list[Hook] = []
         self._stop_hooks: list[Hook] = []
         self._alert_listeners: list[Callable[[], None]] = []
@@ -93,7 +94,7 @@ class App:
         self.waiting: Callable[[str], None] = lambda text: None
 
     # -- wiring used by features -----------------------------------------
-    def on(self, event_type: type, handler: EventHandler) -> None:
+    def on(self, event_type: type[E], handler: Callable[[E], None]) -> None:
         """Call ``handler(event)`` on the core thread for each event of a type."""
         self._handlers[event_type].append(handler)
 
@@ -134,11 +135,22 @@ class App:
             for fn in self._alert_listeners:
                 fn()
 
-    def claim_scans(self, kind: str, handler: Callable[[Any, str], Any]) -> None:
+    def claim_scans(self, kind: str, handler: ScanHandler) -> None:
         """Route scans of ``kind`` to ``handler`` instead of the stock workflows."""
         if kind in self.scan_handlers:
             raise ValueError(f"scans of kind {kind!r} are already claimed")
         self.scan_handlers[kind] = handler
+
+    def add_service(self, service: object) -> None:
+        """Keep a feature's service, found again by its type with :meth:`service`."""
+        if type(service) in self._services:
+            raise ValueError(f"a {type(service).__name__} is already built")
+        self._services[type(service)] = service
+
+    def service(self, kind: type[T]) -> T | None:
+        """The built service of type ``kind`` (None when its feature is not configured)."""
+        found = self._services.get(kind)
+        return found if isinstance(found, kind) else None
 
     def devices_of(self, role: str) -> list[DeviceEntry]:
         """Built devices of one role."""
@@ -221,9 +233,7 @@ class App:
     async def start(self) -> None:
         """Open the store, start devices, then run feature start hooks."""
         self.loop = asyncio.get_running_loop()
-        attach = getattr(self.clock, "attach", None)
-        if attach is not None:
-            attach(self.loop)
+        self.clock.attach(self.loop)
         self.config.state_dir.mkdir(parents=True, exist_ok=True)
         self._lock = _lock_state_dir(self.config.state_dir)
         await self._open_store()
@@ -264,6 +274,7 @@ class App:
         if self._lock is not None:
             self._lock.close()
             self._lock = None
+        self.clock.detach()
         log.info("hub %s stopped", self.hub_id)
 
     # -- queries -----------------------------------------------------------
@@ -336,11 +347,19 @@ def _lock_state_dir(state_dir: Path) -> IO[bytes]:
     return f
 
 
-def build_app(config: Config, *, simulated: bool = False, clock: Clock | None = None) -> App:
-    """Build the app and every feature from config (opens nothing)."""
-    from hubagent import features
+def build_app(config: Config, *, simulated: bool = False, clock: LoopClock | ManualClock | None = None) -> App:
+    """Build the app and every feature from config (opens nothing).
 
+    Each feature of ``config.features`` (:data:`hubagent.features.FEATURES`
+    unless the config says otherwise) is built in order and
+    gets, by keyword, the app, the clock and the interfaces offered by the
+    features built before it.
+    """
     app = App(config, simulated=simulated, clock=clock)
     app.build_devices()
-    features.install_all(app)
+    for feature in config.features:
+        built = feature.build(app=app, clock=app.clock, uses=app.interfaces)
+        if built.service is not None:
+            app.add_service(built.service)
+        app.interfaces = app.interfaces.merged(built.offers)
     return app

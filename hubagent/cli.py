@@ -121,7 +121,7 @@ def _call(args: argparse.Namespace, req: dict[str, Any]) -> dict[str, Any]:
     if not reply.get("ok"):
         err = reply.get("error", {})
         raise HubError(f"{err.get('code')}: {err.get('message')}")
-    return reply["result"]  # type: ignore[no-any-return]
+    return reply["result"]
 
 
 def _cmd_status(args: argparse.Namespace) -> int:

@@ -60,7 +60,7 @@ class CommandArgs(msgspec.Struct, forbid_unknown_fields=True, frozen=True, kw_on
     """Base of every command's arguments: unknown fields are errors, values immutable."""
 
 
-class NoArgs(CommandArgs):
+class NoArgs(CommandArgs, frozen=True):
     """Arguments of a command that takes none."""
 
 
@@ -317,9 +317,3 @@ def prune_inbox(tx: Tx, cutoff: str, keep_min: int, limit: int = PRUNE_BATCH) ->
     )
     return cur.rowcount
 
-
-def finite(value: float, what: str) -> float:
-    """Reject NaN and infinities in numeric arguments."""
-    if not math.isfinite(value):
-        raise CommandError("bad_args", f"{what} must be a finite number")
-    return value

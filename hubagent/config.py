@@ -7,7 +7,6 @@ line on stderr and exit status 2.
 
 from __future__ import annotations
 
-import importlib
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -18,6 +17,8 @@ import msgspec
 
 from hubagent import registry
 from hubagent.errors import ConfigError
+from hubagent.feature import Feature
+from hubagent.features import FEATURES
 from hubagent.settings import (
     ApiSettings,
     HubSettings,
@@ -27,15 +28,6 @@ from hubagent.settings import (
 )
 from hubagent.web.settings import WebSettings
 
-# Sections owned by features: name -> "module:Struct". Imported lazily so
-# the loader stays light; each module imports no hardware library.
-FEATURE_SECTIONS: dict[str, str] = {
-    "printing": "hubagent.printing.settings:PrintingSettings",
-    "scanning": "hubagent.scanning.settings:ScanningSettings",
-    "locker_policy": "hubagent.lockers.settings:LockerPolicySettings",
-    "power_policy": "hubagent.power.settings:PowerPolicySettings",
-}
-
 _CORE_SECTIONS: dict[str, type] = {
     "api": ApiSettings,
     "mqtt": MqttSettings,
@@ -43,26 +35,6 @@ _CORE_SECTIONS: dict[str, type] = {
     "store": StoreSettings,
     "sim": SimSettings,
 }
-
-# Checks across sections, run after everything is typed: "module:function",
-# imported lazily; each takes the Config and raises ValueError("key: reason").
-CROSS_CHECKS: list[str] = [
-    # a scanner's `feedback` names a configured feedback device
-    "hubagent.scanning.feature:check_feedback_devices",
-    # a zxing camera decoder has its extra installed
-    "hubagent.scanning.feature:check_camera_decoders",
-    # [printing] names configured printers
-    "hubagent.printing.settings:check_printing",
-    # no GPIO pin used twice (lockers, feedback, power)
-    "hubagent.lockers.checks:check_gpio_pins",
-    # a keypad's `feedback` names a configured feedback device
-    "hubagent.lockers.checks:check_keypad_feedback",
-    # central's token key loads (only when configured)
-    "hubagent.lockers.checks:check_token_key",
-    # at most one power source
-    "hubagent.power.checks:check_config",
-]
-
 
 @dataclass(frozen=True)
 class DeviceConfig:
@@ -85,8 +57,10 @@ class Config:
     web: WebSettings | None = None
     store: StoreSettings = StoreSettings()
     sim: SimSettings = SimSettings()
-    sections: Mapping[str, Any] = field(default_factory=dict)
+    sections: Mapping[str, object] = field(default_factory=dict)
     devices: tuple[DeviceConfig, ...] = ()
+    features: tuple[Feature, ...] = FEATURES
+    """What the hub is made of, in build order (:data:`hubagent.features.FEATURES`)."""
 
     @property
     def state_dir(self) -> Path:
@@ -97,10 +71,6 @@ class Config:
     def socket_path(self) -> Path:
         """Where the local API listens."""
         return Path(self.api.socket) if self.api.socket else self.state_dir / "api.sock"
-
-    def section(self, name: str) -> Any:
-        """A feature section's settings (its defaults when absent from the file)."""
-        return self.sections[name]
 
     def devices_of(self, role: str) -> list[DeviceConfig]:
         """The configured devices of one role, in file order."""
@@ -185,14 +155,9 @@ def _devices(path: str, doc: dict[str, Any]) -> tuple[DeviceConfig, ...]:
     return tuple(out)
 
 
-def _feature_type(ref: str) -> Any:
-    """The attribute a ``module:attribute`` reference names (imported on demand)."""
-    module, _, attr = ref.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def from_dict(doc: dict[str, Any], path: str = "<config>") -> Config:
-    """Validate an already parsed TOML document."""
+def from_dict(doc: dict[str, Any], path: str = "<config>",
+              with_features: tuple[Feature, ...] = FEATURES) -> Config:
+    """Validate an already parsed TOML document for a hub made of ``with_features``."""
     doc = dict(doc)
     devices = _devices(path, doc)
     if "hub" not in doc:
@@ -202,15 +167,16 @@ def from_dict(doc: dict[str, Any], path: str = "<config>") -> Config:
     for name, typ in _CORE_SECTIONS.items():
         if name in doc:
             core[name] = _convert(doc.pop(name), typ, path, name)
-    sections: dict[str, Any] = {}
-    for name, ref in FEATURE_SECTIONS.items():
-        sections[name] = _convert(doc.pop(name, {}), _feature_type(ref), path, name)
+    sections: dict[str, object] = {}
+    for feature in with_features:
+        for section in feature.sections:
+            sections[section.name] = _convert(doc.pop(section.name, {}), section.type, path, section.name)
     if doc:
         raise ConfigError(path, sorted(doc)[0], "unknown key")
-    cfg = Config(path=path, hub=hub, sections=sections, devices=devices, **core)
-    for ref in CROSS_CHECKS:
+    cfg = Config(path=path, hub=hub, sections=sections, devices=devices, features=with_features, **core)
+    for check in (c for feature in with_features for c in feature.checks):
         try:
-            _feature_type(ref)(cfg)
+            check(cfg)
         except ValueError as e:
             msg = str(e)
             key, _, reason = msg.partition(": ")
@@ -222,12 +188,3 @@ def load(path: str | Path) -> Config:
     """Read and validate ``path``; raises ConfigError naming file and key."""
     p = str(path)
     return from_dict(_read(p), p)
-
-
-def load_text(text: str, path: str = "<embedded>") -> Config:
-    """Validate TOML text (the embedded simulator config)."""
-    try:
-        doc = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(path, "", f"not valid TOML: {e}") from None
-    return from_dict(doc, path)

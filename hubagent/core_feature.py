@@ -1,18 +1,21 @@
-"""Commands every hub answers whatever its hardware: ``ping``, ``events.list``."""
+"""What every hub has whatever its hardware: the outbox/inbox schema, ``ping`` and ``events.list``."""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
 from hubagent.commands import CommandContext, NoArgs
+from hubagent.feature import Built, Feature, Interfaces
 from hubagent.recent_events import EventsList, events_list
+from hubagent.store.migrations import CORE
 from hubagent.store.store import utc_now
 
 if TYPE_CHECKING:
     from hubagent.app import App
+    from hubagent.clock import Clock
 
 
-def install(app: "App") -> None:
+def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     """Register the core commands."""
 
     def ping(ctx: CommandContext, args: NoArgs) -> dict[str, Any]:
@@ -21,3 +24,7 @@ def install(app: "App") -> None:
 
     app.commands.register("ping", ping, read_only=True)
     app.commands.register("events.list", events_list, EventsList, read_only=True)
+    return Built()
+
+
+FEATURE = Feature("core", build, migrations=tuple(CORE))

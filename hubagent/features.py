@@ -1,34 +1,41 @@
-"""The features a hub is made of, installed in order by :func:`build_app`.
+"""The features a hub is made of: the one list the composition root reads.
 
-Each entry is ``"module:function"``; the function takes the
-:class:`~hubagent.app.App` and registers its commands, event handlers,
-status sections and start/stop hooks. A feature whose devices are not
-configured installs nothing heavy.
+:func:`hubagent.app.build_app` builds them in this order (a feature may use
+the interfaces offered by those above it), :mod:`hubagent.config` validates
+their sections and runs their checks, and the store applies their
+migrations in this order. Adding a feature is its own package plus one line
+here.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING
+from hubagent import core_feature, telemetry
+from hubagent.feature import Feature, Migration
+from hubagent.kpi.feature import FEATURE as KPI
+from hubagent.lockers.feature import FEATURE as LOCKERS
+from hubagent.restock.feature import FEATURE as RESTOCK
+from hubagent.power.feature import FEATURE as POWER
+from hubagent.printing.feature import FEATURE as PRINTING
+from hubagent.scanning.feature import FEATURE as SCANNING
+from hubagent.stock.feature import FEATURE as STOCK
+from hubagent.sync.feature import FEATURE as SYNC
+from hubagent.web.feature import FEATURE as WEB
 
-if TYPE_CHECKING:
-    from hubagent.app import App
+FEATURES: tuple[Feature, ...] = (
+    core_feature.FEATURE,
+    SYNC,
+    STOCK,
+    PRINTING,
+    SCANNING,
+    LOCKERS,
+    POWER,
+    KPI,
+    RESTOCK,
+    telemetry.FEATURE,
+    WEB,
+)
 
-FEATURES: list[str] = [
-    "hubagent.core_feature:install",
-    "hubagent.sync.feature:install",
-    "hubagent.stock.feature:install",
-    "hubagent.printing.feature:install",
-    "hubagent.scanning.feature:install",
-    "hubagent.lockers.feature:install",
-    "hubagent.power.feature:install",
-    "hubagent.telemetry:install",
-    "hubagent.web.feature:install",
-]
 
-
-def install_all(app: "App") -> None:
-    """Install every feature into ``app``."""
-    for ref in FEATURES:
-        module, _, attr = ref.partition(":")
-        getattr(importlib.import_module(module), attr)(app)
+def all_migrations(features: tuple[Feature, ...] = FEATURES) -> list[Migration]:
+    """Every feature's migrations, in feature order (the core's come first)."""
+    return [m for f in features for m in f.migrations]

@@ -145,8 +145,9 @@ def credential_path(name: str, env: Mapping[str, str]) -> tuple[Path | None, str
 def _check_code_secret(cfg: Config, env: Mapping[str, str]) -> None:
     # Imported here: only hubs with locker banks need it.
     from hubagent.lockers import codes
+    from hubagent.lockers.settings import LOCKER_POLICY
 
-    policy = cfg.section("locker_policy")
+    policy = LOCKER_POLICY.of(cfg)
     try:
         codes.load_secret(policy.secret_name, env_var=policy.secret_env or None,
                           state_dir=cfg.state_dir, create=False, environ=env)

@@ -17,7 +17,7 @@ from hubagent.commands import CommandArgs, CommandContext
 KindPrefix = Annotated[str, Meta(pattern=r"^[a-z_.]{1,64}$")]
 
 
-class EventsList(CommandArgs):
+class EventsList(CommandArgs, frozen=True):
     """``events.list`` arguments: newest first, optionally only kinds starting with ``kind``."""
 
     kind: KindPrefix | None = None

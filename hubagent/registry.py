@@ -9,84 +9,186 @@ never loads OpenCV; and nothing ever falls back to the simulator.
 
 from __future__ import annotations
 
-import importlib
 import importlib.util
 import sys
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
+import msgspec
+
+from hubagent.lockers.settings import GpioLockerSettings, HidKeypadSettings, SimKeypadSettings
 from hubagent.ports import Device, DeviceEnv
+from hubagent.power.settings import GpioPowerSettings, NutPowerSettings, SimPowerSettings
+from hubagent.printing.settings import EscposPrinterSettings, SimPrinterSettings, ZplPrinterSettings
+from hubagent.scanning.settings import (
+    CameraScannerSettings,
+    GpioFeedbackSettings,
+    HidScannerSettings,
+    SerialScannerSettings,
+    SimFeedbackSettings,
+    SimScannerSettings,
+)
 
 ROLES = ("scanners", "feedback", "printers", "lockers", "keypads", "power")
 """Config sections that hold named devices, one table per device."""
+
+
+DeviceFactory = Callable[[str, Any, DeviceEnv], Device]
+"""A driver class: ``cls(name, settings, env)`` builds the device (opens nothing)."""
 
 
 @dataclass(frozen=True)
 class DriverSpec:
     """Where a driver lives and what it needs.
 
-    ``target`` and ``settings`` are ``module:attribute`` paths. The settings
-    module must be importable without any hardware library (it is imported
-    while the configuration is checked); the target module may import them.
+    ``load`` imports the driver module and returns its class; it runs only
+    when a configured device is built, never while the configuration is
+    checked. ``settings`` is the msgspec Struct the device's table must
+    match; settings modules import no hardware library.
     """
 
     role: str
     name: str
-    target: str
-    settings: str
+    load: Callable[[], DeviceFactory]
+    settings: type[msgspec.Struct]
     extra: str | None = None
     modules: tuple[str, ...] = ()
     summary: str = ""
 
 
+# The driver table stays lazy by necessity: importing a driver module imports
+# its hardware library (gpiozero, pyserial, evdev, OpenCV...), which a hub
+# without that device may not have installed and must not pay for at
+# start-up. Each loader is a plain function with a static import, so a
+# reader and the type checker can still follow it to the class.
+def _scanners_serial() -> DeviceFactory:
+    from hubagent.drivers.serial_scanner import SerialScanner
+
+    return SerialScanner
+
+
+def _scanners_hid() -> DeviceFactory:
+    from hubagent.drivers.hid_scanner import HidScanner
+
+    return HidScanner
+
+
+def _scanners_camera() -> DeviceFactory:
+    from hubagent.drivers.camera_scanner import CameraScanner
+
+    return CameraScanner
+
+
+def _scanners_sim() -> DeviceFactory:
+    from hubagent.sim.scanner import SimScanner
+
+    return SimScanner
+
+
+def _feedback_gpio() -> DeviceFactory:
+    from hubagent.drivers.gpio_feedback import GpioFeedback
+
+    return GpioFeedback
+
+
+def _feedback_sim() -> DeviceFactory:
+    from hubagent.sim.feedback import SimFeedback
+
+    return SimFeedback
+
+
+def _printers_escpos() -> DeviceFactory:
+    from hubagent.drivers.escpos_printer import EscposPrinter
+
+    return EscposPrinter
+
+
+def _printers_zpl() -> DeviceFactory:
+    from hubagent.drivers.zpl_printer import ZplPrinter
+
+    return ZplPrinter
+
+
+def _printers_sim() -> DeviceFactory:
+    from hubagent.sim.printer import SimPrinter
+
+    return SimPrinter
+
+
+def _lockers_gpio() -> DeviceFactory:
+    from hubagent.drivers.gpio_lockers import GpioLockerBank
+
+    return GpioLockerBank
+
+
+def _lockers_sim() -> DeviceFactory:
+    from hubagent.sim.lockers import SimLockerBank
+
+    return SimLockerBank
+
+
+def _keypads_hid() -> DeviceFactory:
+    from hubagent.drivers.hid_keypad import HidKeypad
+
+    return HidKeypad
+
+
+def _keypads_sim() -> DeviceFactory:
+    from hubagent.sim.keypad import SimKeypad
+
+    return SimKeypad
+
+
+def _power_nut() -> DeviceFactory:
+    from hubagent.drivers.nut_power import NutPowerSource
+
+    return NutPowerSource
+
+
+def _power_gpio() -> DeviceFactory:
+    from hubagent.drivers.gpio_power import GpioPowerSource
+
+    return GpioPowerSource
+
+
+def _power_sim() -> DeviceFactory:
+    from hubagent.sim.power import SimPowerSource
+
+    return SimPowerSource
+
+
 _SPECS: tuple[DriverSpec, ...] = (
-    DriverSpec("scanners", "serial", "hubagent.drivers.serial_scanner:SerialScanner",
-               "hubagent.scanning.settings:SerialScannerSettings", "serial", ("serial",),
+    DriverSpec("scanners", "serial", _scanners_serial, SerialScannerSettings, "serial", ("serial",),
                "USB CDC-ACM or RS-232 scanner through pyserial"),
-    DriverSpec("scanners", "hid", "hubagent.drivers.hid_scanner:HidScanner",
-               "hubagent.scanning.settings:HidScannerSettings", "hid", ("evdev",),
+    DriverSpec("scanners", "hid", _scanners_hid, HidScannerSettings, "hid", ("evdev",),
                "USB keyboard-wedge scanner through the Linux input layer"),
-    DriverSpec("scanners", "camera", "hubagent.drivers.camera_scanner:CameraScanner",
-               "hubagent.scanning.settings:CameraScannerSettings", "camera", ("cv2", "pyzbar"),
+    DriverSpec("scanners", "camera", _scanners_camera, CameraScannerSettings, "camera", ("cv2", "pyzbar"),
                "camera through OpenCV with zbar (or zxing-cpp) decoding"),
-    DriverSpec("scanners", "sim", "hubagent.sim.scanner:SimScanner",
-               "hubagent.scanning.settings:SimScannerSettings", "serial", ("serial",),
+    DriverSpec("scanners", "sim", _scanners_sim, SimScannerSettings, "serial", ("serial",),
                "simulated serial scanner on a pseudo-terminal"),
-    DriverSpec("feedback", "gpio", "hubagent.drivers.gpio_feedback:GpioFeedback",
-               "hubagent.scanning.settings:GpioFeedbackSettings", "gpio", ("gpiozero",),
+    DriverSpec("feedback", "gpio", _feedback_gpio, GpioFeedbackSettings, "gpio", ("gpiozero",),
                "buzzer and LEDs on GPIO pins"),
-    DriverSpec("feedback", "sim", "hubagent.sim.feedback:SimFeedback",
-               "hubagent.scanning.settings:SimFeedbackSettings", None, (),
+    DriverSpec("feedback", "sim", _feedback_sim, SimFeedbackSettings, None, (),
                "records feedback patterns for status and tests"),
-    DriverSpec("printers", "escpos", "hubagent.drivers.escpos_printer:EscposPrinter",
-               "hubagent.printing.settings:EscposPrinterSettings", "print", ("escpos", "PIL"),
+    DriverSpec("printers", "escpos", _printers_escpos, EscposPrinterSettings, "print", ("escpos", "PIL"),
                "ESC/POS printer over USB, serial, network, file or CUPS"),
-    DriverSpec("printers", "zpl", "hubagent.drivers.zpl_printer:ZplPrinter",
-               "hubagent.printing.settings:ZplPrinterSettings", "print", ("PIL",),
+    DriverSpec("printers", "zpl", _printers_zpl, ZplPrinterSettings, "print", ("PIL",),
                "ZPL label printer over TCP 9100 or a device file"),
-    DriverSpec("printers", "sim", "hubagent.sim.printer:SimPrinter",
-               "hubagent.printing.settings:SimPrinterSettings", "print", ("escpos", "PIL"),
+    DriverSpec("printers", "sim", _printers_sim, SimPrinterSettings, "print", ("escpos", "PIL"),
                "captures printer bytes and writes PNG previews"),
-    DriverSpec("lockers", "gpio", "hubagent.drivers.gpio_lockers:GpioLockerBank",
-               "hubagent.lockers.settings:GpioLockerSettings", "gpio", ("gpiozero",),
+    DriverSpec("lockers", "gpio", _lockers_gpio, GpioLockerSettings, "gpio", ("gpiozero",),
                "lock relays and door reed switches on GPIO pins"),
-    DriverSpec("lockers", "sim", "hubagent.sim.lockers:SimLockerBank",
-               "hubagent.lockers.settings:GpioLockerSettings", "gpio", ("gpiozero",),
+    DriverSpec("lockers", "sim", _lockers_sim, GpioLockerSettings, "gpio", ("gpiozero",),
                "the GPIO driver on gpiozero MockFactory pins with door physics"),
-    DriverSpec("keypads", "hid", "hubagent.drivers.hid_keypad:HidKeypad",
-               "hubagent.lockers.settings:HidKeypadSettings", "hid", ("evdev",),
+    DriverSpec("keypads", "hid", _keypads_hid, HidKeypadSettings, "hid", ("evdev",),
                "USB keypad or touchscreen keyboard through the Linux input layer"),
-    DriverSpec("keypads", "sim", "hubagent.sim.keypad:SimKeypad",
-               "hubagent.lockers.settings:SimKeypadSettings", None, (),
+    DriverSpec("keypads", "sim", _keypads_sim, SimKeypadSettings, None, (),
                "codes typed with `hubagent sim code`"),
-    DriverSpec("power", "nut", "hubagent.drivers.nut_power:NutPowerSource",
-               "hubagent.power.settings:NutPowerSettings", None, (),
+    DriverSpec("power", "nut", _power_nut, NutPowerSettings, None, (),
                "a UPS through a NUT upsd server"),
-    DriverSpec("power", "gpio", "hubagent.drivers.gpio_power:GpioPowerSource",
-               "hubagent.power.settings:GpioPowerSettings", "gpio", ("gpiozero",),
+    DriverSpec("power", "gpio", _power_gpio, GpioPowerSettings, "gpio", ("gpiozero",),
                "power-fail and low-battery pins of a UPS HAT"),
-    DriverSpec("power", "sim", "hubagent.sim.power:SimPowerSource",
-               "hubagent.power.settings:SimPowerSettings", None, (),
+    DriverSpec("power", "sim", _power_sim, SimPowerSettings, None, (),
                "scripted UPS driven by `hubagent sim power`"),
 )
 
@@ -120,17 +222,11 @@ def missing_modules(spec: DriverSpec) -> list[str]:
     return [m for m in spec.modules if not installed(m)]
 
 
-def _resolve(path: str) -> Any:
-    module, _, attr = path.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
-def settings_type(spec: DriverSpec) -> type:
+def settings_type(spec: DriverSpec) -> type[msgspec.Struct]:
     """The msgspec Struct that validates this driver's settings."""
-    return _resolve(spec.settings)  # type: ignore[no-any-return]
+    return spec.settings
 
 
-def build(spec: DriverSpec, name: str, settings: Any, env: DeviceEnv) -> Device:
+def build(spec: DriverSpec, name: str, settings: object, env: DeviceEnv) -> Device:
     """Import the driver and construct the device (opens nothing)."""
-    cls = _resolve(spec.target)
-    return cls(name, settings, env)  # type: ignore[no-any-return]
+    return spec.load()(name, settings, env)

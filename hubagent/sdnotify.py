@@ -29,11 +29,6 @@ class Notifier:
             int(usec) / 1_000_000 / 2 if usec.isdigit() and mine else None
         )
 
-    @property
-    def enabled(self) -> bool:
-        """Whether systemd asked for notifications."""
-        return bool(self._address)
-
     def notify(self, state: str) -> None:
         """Send one state string such as ``READY=1``; never raises."""
         if not self._address:

@@ -22,7 +22,7 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=
     """Base for config tables: unknown keys rejected, values immutable."""
 
 
-class HubSettings(_Section):
+class HubSettings(_Section, frozen=True):
     """``[hub]``: who this hub is and where it keeps its state."""
 
     # Unique id of this hub within the consortium; appears in every MQTT topic.
@@ -31,16 +31,18 @@ class HubSettings(_Section):
     state_dir: str = "/var/lib/hubagent"
     # Log level: debug, info, warning or error.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+    # The hub's time zone (IANA name): a KPI "day" and restock slots are local.
+    timezone: Annotated[str, Meta(min_length=1, max_length=64)] = "UTC"
 
 
-class ApiSettings(_Section):
+class ApiSettings(_Section, frozen=True):
     """``[api]``: the local status/control API (a Unix socket)."""
 
     # Socket path; empty means "<state_dir>/api.sock".
     socket: str = ""
 
 
-class TlsSettings(_Section):
+class TlsSettings(_Section, frozen=True):
     """``[mqtt.tls]``: TLS to the broker."""
 
     # CA certificate file that signed the broker's certificate.
@@ -52,7 +54,7 @@ class TlsSettings(_Section):
     insecure: bool = False
 
 
-class MqttSettings(_Section):
+class MqttSettings(_Section, frozen=True):
     """``[mqtt]``: the link to central ops. Absent = offline mode."""
 
     # Broker host name or address.
@@ -98,7 +100,7 @@ class MqttSettings(_Section):
     max_payload: Annotated[int, Meta(ge=1024, le=16 * 1024 * 1024)] = 256 * 1024
 
 
-class StoreSettings(_Section):
+class StoreSettings(_Section, frozen=True):
     """``[store]``: the local SQLite database."""
 
     # File name inside the state directory.
@@ -117,7 +119,7 @@ class StoreSettings(_Section):
     space_check_s: Annotated[float, Meta(gt=0, le=3600)] = 15.0
 
 
-class SimSettings(_Section):
+class SimSettings(_Section, frozen=True):
     """``[sim]``: behaviour of the simulator backend."""
 
     # Record the power-off command instead of running it: always under --sim;

@@ -107,7 +107,8 @@ def _lockers(lk: dict[str, Any], now: datetime) -> str:
         opened = sum(1 for c in comps.values() if c.get("door") == "open")
         faulted = b.get("faulted") or []
         text = f"{bank}: {len(comps)} compartments, " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-        text += f"; {opened} open"
+        energised = sum(1 for c in comps.values() if c.get("energised"))
+        text += f"; {opened} open; {energised} lock{'s' if energised != 1 else ''} energised"
         if faulted:
             text += f"; faulted {', '.join(faulted)}"
         out.append(text)

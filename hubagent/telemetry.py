@@ -12,8 +12,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hubagent.feature import Built, Feature, Interfaces
+from hubagent.interfaces import ScanCounts
+
 if TYPE_CHECKING:
     from hubagent.app import App
+    from hubagent.clock import Clock
 
 # The SoC sensor on a Raspberry Pi (and most Linux boards); absent in VMs.
 THERMAL_ZONE = Path("/sys/class/thermal/thermal_zone0/temp")
@@ -38,6 +42,8 @@ def rss_mb() -> float | None:
 
 def system(state_dir: Path) -> dict[str, Any]:
     """Disk, CPU temperature, load and memory of the hub."""
+    free: int | None
+    total: int | None
     try:
         disk = shutil.disk_usage(state_dir)
         free, total = round(disk.free / 2**20), round(disk.total / 2**20)
@@ -58,21 +64,24 @@ def age_s(rfc3339: str | None) -> float | None:
     return round(max(0.0, (datetime.now(timezone.utc) - then).total_seconds()), 1)
 
 
-def counts(app: "App") -> dict[str, Any]:
+def counts(app: "App", scans: ScanCounts | None = None) -> dict[str, Any]:
     """Movements by type (ledger) and scans since start (per scanner totals)."""
     rows = app.store.query("SELECT type, COUNT(*) AS n FROM movements GROUP BY type")
     out: dict[str, Any] = {"movements": {r["type"]: r["n"] for r in rows}}
     out["returns"] = out["movements"].get("return", 0)
-    scanning = app.scanning
-    if scanning is not None:
-        out["scans_accepted"] = sum(scanning.accepted.values())
-        out["scans_rejected"] = sum(scanning.rejected.values())
+    if scans is not None:
+        out["scans_accepted"], out["scans_rejected"] = scans.totals()
     return out
 
 
-def install(app: "App") -> None:
+def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     """Add system figures and counts to telemetry and status."""
-    figures = lambda: {"system": system(app.config.state_dir), "counts": counts(app)}  # noqa: E731
-    if app.sync is not None:
-        app.sync.add_telemetry(figures)
+    scans = uses.scan_counts
+    if uses.uplink is not None:
+        uses.uplink.add_telemetry(lambda: {"system": system(app.config.state_dir),
+                                           "counts": counts(app, scans)})
     app.add_status("system", lambda: system(app.config.state_dir))
+    return Built()
+
+
+FEATURE = Feature("telemetry", build)

@@ -346,6 +346,11 @@ class Central:
             self._on_stock(tail, msg.payload)
         elif rest == "telemetry":
             self._on_telemetry(msg.payload)
+        elif rest == "restock":
+            doc = self._decode("restock", msg.payload) if msg.payload else None
+            with self._cond:
+                self._restock = doc
+                self._cond.notify_all()
         elif rest == "reply":
             self._on_reply(msg, by_correlation=False)
         elif head in ("cmd", "ack"):
@@ -534,6 +539,11 @@ class Central:
         """Every on-hand summary, by SKU."""
         with self._cond:
             return dict(self._stock)
+
+    def restock(self) -> dict[str, Any] | None:
+        """The hub's retained restock windows, as last received."""
+        with self._cond:
+            return getattr(self, "_restock", None)
 
     def telemetry(self) -> list[dict[str, Any]]:
         """Telemetry samples in arrival order."""

@@ -179,7 +179,7 @@ def test_bad_settings_are_refused(bad: dict) -> None:
 
 
 def test_bench_camera_compares_paths_on_the_same_frames(tmp_path: Path) -> None:
-    from hubagent.scanning.bench import bench_camera
+    from hubagent.bench.camera import bench_camera
 
     video = write_video(tmp_path / "bench.avi", [(on_canvas(qr("HA:BIN:B-1")), 2), (BLANK, 1)])
     result = bench_camera(video, min_seconds=0.01)
@@ -197,7 +197,7 @@ def test_core_scanning_modules_import_no_hardware_library() -> None:
     import sys
 
     code = ("import sys, hubagent.scanning.settings, hubagent.scanning.codes, "
-            "hubagent.scanning.framing, hubagent.scanning.bench; "
+            "hubagent.scanning.framing; "
             "bad = {'cv2', 'pyzbar', 'zxingcpp', 'serial', 'evdev', 'gpiozero', 'PIL'} & set(sys.modules); "
             "print(sorted(bad)); sys.exit(1 if bad else 0)")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

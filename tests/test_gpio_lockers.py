@@ -14,9 +14,9 @@ from gpiozero import DigitalOutputDevice
 from gpiozero.pins.mock import MockFactory, MockPin
 
 from hubagent import registry
-from hubagent.drivers.gpio_lockers import DOOR_OPEN_TOO_LONG, GpioLockerBank
+from hubagent.drivers.gpio_lockers import GpioLockerBank
 from hubagent.errors import BankBusy, DeviceError, DeviceUnavailable, InputError
-from hubagent.events import Custom, DeviceHealthChanged, DoorChanged, Event, Health
+from hubagent.events import DeviceHealthChanged, DoorChanged, Event, Health
 from hubagent.lockers.settings import GpioLockerSettings, check_pin_conflicts
 from hubagent.ports import DeviceEnv, LockerBank, SimControl
 from hubagent.sim.lockers import SimLockerBank
@@ -243,25 +243,6 @@ def test_chatter_that_settles_back_reports_nothing(factory: MockFactory,
     bounce(door, 5)  # a knock on a shut door
     events.none(DoorChanged)
     assert b.door_open("A2") is False
-
-
-def test_door_open_too_long_raises_an_alarm_once(factory: MockFactory) -> None:
-    b = GpioLockerBank("left", settings(door_open_limit_s=1.0), ENV, pin_factory=factory)
-    events = Events()
-    b.start(events)
-    try:
-        factory.pin("GPIO23").drive_low()
-        factory.pin("GPIO27").drive_low()
-        events.next(DoorChanged)
-        events.next(DoorChanged)
-        factory.pin("GPIO23").drive_high()
-        assert events.next(DoorChanged).is_open
-        alarm = events.next(Custom)
-        assert alarm.kind == DOOR_OPEN_TOO_LONG and alarm.data["compartment"] == "A2"
-        assert alarm.data["open_s"] >= 1.0
-        events.none(Custom)
-    finally:
-        b.close()
 
 
 def test_a_failing_sink_does_not_stop_door_reports(factory: MockFactory) -> None:

@@ -16,10 +16,11 @@ import pytest
 
 from hubagent.clock import ManualClock
 from hubagent.commands import PRUNE_BATCH, PRUNE_EVERY, CommandArgs, CommandContext, Commands, InboxWindow
+from hubagent.features import all_migrations
 from hubagent.store.store import Store
 
 
-class Note(CommandArgs):
+class Note(CommandArgs, frozen=True):
     """Arguments of the test's own write command."""
 
     text: str
@@ -34,7 +35,7 @@ def note(ctx: CommandContext, args: Note) -> dict[str, Any]:
 @pytest.fixture
 def store() -> Iterator[Store]:
     with tempfile.TemporaryDirectory(prefix="inbox-", dir="/dev/shm") as d:
-        s = Store(Path(d) / "hub.db")
+        s = Store(Path(d) / "hub.db", all_migrations())
         s.open()
         yield s
         s.close()

@@ -12,6 +12,7 @@ from typing import Iterator
 
 import pytest
 
+from hubagent.features import all_migrations
 from hubagent.kpi import compute, rollup
 from hubagent.kpi.days import local_day, window, zone
 from hubagent.store.migrations import apply
@@ -24,7 +25,7 @@ UNSELLABLE = frozenset({"QUARANTINE"})
 @pytest.fixture
 def store() -> Iterator[Store]:
     with tempfile.TemporaryDirectory() as d:
-        s = Store(Path(d) / "kpi.db")
+        s = Store(Path(d) / "kpi.db", all_migrations())
         s.open()
         apply(s.conn, rollup.MIGRATIONS)
         yield s

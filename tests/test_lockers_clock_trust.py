@@ -19,7 +19,7 @@ from hubagent.config import from_dict
 from hubagent.events import CodeEntered
 from hubagent.lockers.trust import ClockTrust, Trust, TrustLimits
 
-from test_lockers_flows import Core, config_doc, wait
+from test_lockers_flows import Core, config_doc, lockers_of, wait
 from test_lockers_security import P1_CODE, P2_CODE, load
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
@@ -30,8 +30,8 @@ def hub(state: Path, wall: datetime) -> tuple[Core, ManualClock]:
     """A hub on a manual clock reading ``wall``, whose kernel never reports NTP sync."""
     clock = ManualClock(wall=wall)
     app = build_app(from_dict(config_doc(state)), simulated=True, clock=clock)
-    app.lockers.wall = clock.now
-    app.lockers.ntp_synced = lambda: False
+    lockers_of(app).wall = clock.now
+    lockers_of(app).ntp_synced = lambda: False
     return Core(app), clock
 
 
@@ -61,7 +61,7 @@ def test_a_start_years_ahead_decides_nothing_and_the_correction_leaves_everythin
     # The next boot reads 2036: ten years past the last time the hub trusted.
     core, clock = hub(tmp_path, NOW + timedelta(days=3650))
     try:
-        svc = core.app.lockers
+        svc = lockers_of(core.app)
         assert core.call(svc.trust.check) is Trust.AHEAD
         assert "clock" in core.call(core.app.status)["alerts"]
         assert core.call(svc.expire_due) == 0  # nothing expires on a clock ahead
@@ -94,13 +94,13 @@ def test_a_start_years_ahead_decides_nothing_and_the_correction_leaves_everythin
 def test_expiry_on_a_trusted_but_wrong_clock_is_undone_by_centrals_time(tmp_path: Path) -> None:
     core, clock = hub(tmp_path, NOW)
     try:
-        core.call(core.app.lockers.retimer.tick)  # the floor: the hub trusted NOW
+        core.call(lockers_of(core.app).retimer.tick)  # the floor: the hub trusted NOW
     finally:
         core.close()
     # Ten days ahead: within clock_max_offline_s, so it looks plausible and is trusted.
     core, clock = hub(tmp_path, NOW + timedelta(days=10))
     try:
-        svc = core.app.lockers
+        svc = lockers_of(core.app)
         assert core.call(svc.trust.check) is Trust.TRUSTED
         r = core.command("parcel.assign", id="a1", parcel="P1", size="S", pickup={"code": P1_CODE},
                          expires_at=iso(NOW + timedelta(days=12)))

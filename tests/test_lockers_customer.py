@@ -13,7 +13,7 @@ from hubagent.clock import ManualClock
 from hubagent.config import from_dict
 from hubagent.events import CodeEntered
 
-from test_lockers_flows import Core, config_doc
+from test_lockers_flows import Core, config_doc, lockers_of
 from test_lockers_security import P1_CODE, load
 
 NOW = datetime.now(timezone.utc)
@@ -30,7 +30,7 @@ def core(tmp_path: Path, clock: ManualClock) -> Iterator[Core]:
     doc["feedback"] = {"panel": {"driver": "sim"}}
     doc["keypads"]["front"]["feedback"] = "panel"
     c = Core(build_app(from_dict(doc), simulated=True, clock=clock))
-    c.app.lockers.wall = clock.now  # expiry reads the hub's manual clock
+    lockers_of(c.app).wall = clock.now  # expiry reads the hub's manual clock
     yield c
     c.close()
 
@@ -38,7 +38,7 @@ def core(tmp_path: Path, clock: ManualClock) -> Iterator[Core]:
 def test_an_expired_code_is_reported_as_expired_and_never_locks_the_keypad(core: Core, clock: ManualClock) -> None:
     deadline = (NOW + timedelta(hours=1)).isoformat()
     comp = load(core, "P1", pickup={"code": P1_CODE}, expires_at=deadline)
-    svc = core.app.lockers
+    svc = lockers_of(core.app)
     core.call(clock.advance, 2 * 3600.0)  # the pickup deadline passed
     assert core.call(svc.expire_due) == 1
     assert core.compartment(comp)["state"] == "expired"
@@ -60,7 +60,7 @@ def test_an_expired_code_is_reported_as_expired_and_never_locks_the_keypad(core:
     # The kiosk says "expired" too (same desk, same rule).
     from hubagent.web.view import HubView
 
-    view = HubView(core.app)
+    view = HubView(core.app, desk=lockers_of(core.app).desk)
     assert core.call(lambda: view.kiosk_code("kiosk", P1_CODE, "pickup")).outcome == "expired"
 
 

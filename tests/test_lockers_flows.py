@@ -18,6 +18,7 @@ from hubagent.app import App, build_app
 from hubagent.config import from_dict
 from hubagent.errors import ConfigError
 from hubagent.lockers import state as sm
+from hubagent.lockers.service import LockerService
 from hubagent.lockers.state import Purpose, State
 from hubagent.ports import FeedbackPattern
 from hubagent.scanning.codes import interpret
@@ -26,6 +27,13 @@ from hubproc import wait_until
 LOCKS = {"A1": 5, "A2": 6, "A3": 13, "A4": 19, "A5": 26, "A6": 16}
 DOORS = {"A1": 17, "A2": 27, "A3": 22, "A4": 23, "A5": 24, "A6": 25}
 SIZES = {"A1": "S", "A2": "S", "A3": "M", "A4": "M", "A5": "L", "A6": "L"}
+
+
+def lockers_of(app: App) -> LockerService:
+    """The app's LockerService (the test's config has one)."""
+    svc = app.service(LockerService)
+    assert svc is not None
+    return svc
 
 
 def config_doc(state: Path, **policy: Any) -> dict[str, Any]:
@@ -210,7 +218,7 @@ def test_allocation_picks_the_smallest_fit_and_refuses_when_full(core: Core) -> 
 
 
 def test_expiry_waits_for_a_sane_wall_clock(core: Core) -> None:
-    svc = core.app.lockers
+    svc = lockers_of(core.app)
     assert core.command("parcel.assign", id="a1", parcel="P1", size="M",
                         expires_at="2026-01-01T00:00:00Z")["error"]["code"] == "bad_args"  # already past
     assert core.command("parcel.assign", id="a2", parcel="P2", size="M", expires_at="2099-01-01T00:00:00Z")["ok"]
@@ -262,7 +270,7 @@ def test_pin_conflicts_across_sections_are_config_errors(tmp_path: Path) -> None
 
 
 def test_parked_locks_refuse_releases_until_resumed(core: Core) -> None:
-    svc = core.app.lockers
+    svc = lockers_of(core.app)
     core.call(svc.park)  # what the power feature does before a low-battery power-off
     refused = core.command("locker.open", id="p1", bank="bank-a", compartment="A1", reason="x")
     assert refused["error"]["code"] == "parked"
@@ -319,7 +327,7 @@ def test_return_code_scanned_opens_an_empty_compartment_of_its_size(core: Core) 
 
 
 def test_parcel_stored_while_the_clock_was_wrong_gets_its_deadline_later(core: Core) -> None:
-    svc = core.app.lockers
+    svc = lockers_of(core.app)
     svc.wall = lambda: datetime(1970, 1, 1, tzinfo=timezone.utc)
     assert core.command("parcel.assign", id="a1", parcel="P1", size="S")["ok"]
     assert core.call(core.app.scan_handlers["parcel"], interpret(b"HA:PCL:P1"), "front") is FeedbackPattern.OK

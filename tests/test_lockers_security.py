@@ -11,16 +11,24 @@ from typing import Any, Iterator
 
 import pytest
 
-from hubagent.app import build_app
+from hubagent.app import App, build_app
 from hubagent.config import from_dict
 from hubagent.events import CodeEntered
 from hubagent.lockers import codes
+from hubagent.lockers.service import LockerService
 from hubagent.ports import FeedbackPattern
 from hubagent.scanning.codes import interpret
 
 from test_lockers_flows import LOCKS, Core, config_doc, pulses, wait, lock_pin
 
 P1_CODE, P2_CODE = "482913", "771204"
+
+
+def lockers_of(app: App) -> LockerService:
+    """The app's LockerService (the test's config has one)."""
+    svc = app.service(LockerService)
+    assert svc is not None
+    return svc
 
 
 @pytest.fixture
@@ -52,7 +60,7 @@ def test_ten_thousand_wrong_codes_open_nothing(core: Core) -> None:
     c2 = load(core, "P2", pickup={"code": P2_CODE})
     wait(lambda: not any(core.compartment(c)["energised"] for c in (c1, c2)))
     before = {c: len(pulses(lock_pin(core, c))) for c in LOCKS}
-    svc = core.app.lockers
+    svc = lockers_of(core.app)
     now = [1000.0]
     svc.clock = lambda: now[0]  # the limiter's clock: lock-outs pass without waiting for them
     rng = random.Random(1234)
@@ -111,7 +119,7 @@ def test_codes_are_stored_only_as_keyed_hashes(core: Core, tmp_path: Path, caplo
     load(core, "P1", pickup={"code": pickup})
     assert core.command("return.expect", id="r1", **{"return": "R1"}, size="M", code=ret)["ok"]
     assert core.command("staff.set", id="s1", staff="S1", code=staff)["ok"]
-    secret = core.app.lockers.secret
+    secret = lockers_of(core.app).secret
     rows = core.call(lambda: core.app.store.query("SELECT hash, purpose FROM locker_codes ORDER BY id"))
     assert [(r["purpose"], r["hash"]) for r in rows] == [
         ("pickup", codes.hash_code(secret, pickup, "pickup")),
@@ -141,7 +149,7 @@ def test_central_may_send_the_keyed_hash_instead_of_the_code(core: Core, tmp_pat
 
 
 def test_expired_and_malformed_codes_are_rejected_and_counted(core: Core) -> None:
-    svc = core.app.lockers
+    svc = lockers_of(core.app)
     soon = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
     assert core.command("return.expect", id="r1", **{"return": "R1"}, size="S", code="555111",
                         expires_at=soon)["ok"]

@@ -17,10 +17,18 @@ import pytest
 from hubagent.app import App, build_app
 from hubagent.config import from_dict
 from hubagent.errors import ConfigError
+from hubagent.power.service import PowerService
 from hubagent.power.steps import CoreCaller
 from hubproc import wait_until
 
 TIMEOUT = 15.0
+
+
+def power_of(app: App) -> PowerService:
+    """The app's PowerService (the test's config has one)."""
+    svc = app.service(PowerService)
+    assert svc is not None
+    return svc
 
 
 def wait_for(pred: Callable[[], Any], timeout: float = TIMEOUT, what: str = "condition") -> Any:
@@ -249,7 +257,7 @@ def test_real_command_runs_once_and_a_failing_one_is_reported(tmp_path: Path, st
     gpio = {"driver": "gpio", "power_fail_pin": 4, "low_battery_pin": 18, "debounce_s": 0}
     cmd = ["/bin/sh", "-c", f"echo poweroff >> '{log_file}'"]
     hub = start(config(tmp_path, power=gpio, policy={"shutdown_command": cmd}))
-    assert hub.app.power.records_only is False
+    assert power_of(hub.app).records_only is False
     hub.wait_state("mains")
     mock_pins.pin(4).drive_high()
     hub.wait_state("on_battery")
@@ -297,4 +305,4 @@ def test_bad_power_config_names_the_key(tmp_path: Path, doc: dict[str, Any], key
 
 def test_no_power_source_installs_nothing(tmp_path: Path) -> None:
     app = build_app(from_dict({"hub": {"id": "x", "state_dir": str(tmp_path)}}))
-    assert app.power is None
+    assert app.service(PowerService) is None

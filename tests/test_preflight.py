@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -177,8 +178,8 @@ def test_missing_ca_touches_no_pin(tmp_path: Path, mock_pins: object) -> None:
     from hubagent.app import build_app
 
     site.write()
-    good = config.load_text(site.config.read_text() + '\n[feedback.front]\ndriver = "gpio"\n'
-                            'buzzer_pin = 12\n')
+    good = config.from_dict(tomllib.loads(site.config.read_text() + '\n[feedback.front]\ndriver = "gpio"\n'
+                                          'buzzer_pin = 12\n'))
     app = build_app(good)
     device = app.device("feedback", "front")
     device.start(lambda event: None)

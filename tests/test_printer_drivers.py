@@ -15,7 +15,7 @@ from PIL import ImageChops
 from hubagent.errors import DeviceUnavailable, InputError
 from hubagent.events import DeviceStatus, Health
 from hubagent.ports import DeviceEnv, Printer, PrinterState
-from hubagent.printing.bench import SAMPLE_FIELDS
+from hubagent.bench.labels import SAMPLE_FIELDS
 from hubagent.printing.render import render
 from hubagent.printing.settings import EscposPrinterSettings, ZplPrinterSettings
 from hubagent.printing.templates import load_templates

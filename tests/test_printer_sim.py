@@ -15,7 +15,7 @@ from pyzbar import pyzbar
 from hubagent.errors import DeviceError, DeviceUnavailable, InputError
 from hubagent.events import DeviceHealthChanged, Health
 from hubagent.ports import DeviceEnv, Printer, PrinterState, SimControl
-from hubagent.printing.bench import SAMPLE_FIELDS
+from hubagent.bench.labels import SAMPLE_FIELDS
 from hubagent.printing.settings import SimPrinterSettings
 from hubagent.printing.templates import COMMAND_CODES, load_templates
 from labelcheck import check_glyphs, text_boxes

@@ -12,7 +12,7 @@ from PIL import Image
 
 from central import Central
 from fixtures_mqtt import MosquittoBroker
-from hubagent.printing.bench import SAMPLE_FIELDS
+from hubagent.bench.labels import SAMPLE_FIELDS
 from hubagent.printing.templates import load_templates
 from labelcheck import check_glyphs, text_boxes
 from hubproc import Daemon, mqtt_table, wait_until, write_hub_config

@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from hubagent import cli, config
 from hubagent.errors import ConfigError, InputError
 from hubagent.printing import fonts, money
-from hubagent.printing.bench import SAMPLE_FIELDS
+from hubagent.printing.settings import PRINTING
+from hubagent.bench.labels import SAMPLE_FIELDS
 from hubagent.printing.layout import check_scannable
 from hubagent.printing.model import Barcode, Text
 from hubagent.printing.templates import COMMAND_CODES, load_templates
@@ -217,4 +218,4 @@ def test_a_good_font_path_is_accepted(tmp_path: Path) -> None:
     path.write_text(HUB.format(state=tmp_path) + f'[printing]\nfont = "{fonts.default_font_path()}"\n'
                     'currency = "PLN"\n')
     cfg = config.load(path)
-    assert cfg.section("printing").currency == "PLN"
+    assert PRINTING.of(cfg).currency == "PLN"

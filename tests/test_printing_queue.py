@@ -16,10 +16,19 @@ from PIL import Image
 from hubagent.app import App, build_app
 from hubagent.config import from_dict
 from hubagent.errors import CommandError, ConfigError
+from hubagent.features import all_migrations
 from hubagent.printing import queue
-from hubagent.printing.bench import SAMPLE_FIELDS
+from hubagent.bench.labels import SAMPLE_FIELDS
+from hubagent.printing.service import PrintService
 from hubagent.printing.settings import PrintingSettings
 from hubagent.store.store import Store
+
+
+def printing_of(app: App) -> PrintService:
+    """The app's PrintService (the test's config has one)."""
+    svc = app.service(PrintService)
+    assert svc is not None
+    return svc
 
 
 def config(state: Path, **printing: Any) -> Any:
@@ -80,7 +89,7 @@ def bin_fields(i: int) -> dict[str, str]:
 
 def test_a_job_left_sending_becomes_interrupted_and_prints_only_by_reprint(tmp_path: Path) -> None:
     # A crash during a send: the row says "sending", nobody knows whether it printed.
-    store = Store(tmp_path / "hubagent.db")
+    store = Store(tmp_path / "hubagent.db", all_migrations())
     store.open()
     with store.write() as tx:
         queue.insert(tx, job_id="crashed", printer="label", template="bin", fields=bin_fields(1), copies=1,
@@ -112,16 +121,16 @@ def test_paused_refuses_new_jobs_but_waiting_jobs_still_print(tmp_path: Path) ->
     async def body(app: App) -> None:
         app.sim_command("printers", "label", "offline", {})
         assert cmd(app, "print", id="before", template="bin", fields=bin_fields(1))["ok"]
-        app.printing.pause_new("battery low")
+        printing_of(app).pause_new("battery low")
         r = cmd(app, "print", id="during", template="bin", fields=bin_fields(2))
         assert r["ok"] is False and r["error"]["code"] == "paused" and "battery low" in r["error"]["message"]
         with app.store.write() as tx, pytest.raises(CommandError) as err:
-            app.printing.enqueue(tx, "bin", bin_fields(3))
+            printing_of(app).enqueue(tx, "bin", bin_fields(3))
         assert err.value.code == "paused"
         assert app.status()["printing"]["paused"] is True
         app.sim_command("printers", "label", "online", {})
         await until(lambda: [e["job"] for e in events(app, "print.done")] == ["before"])
-        app.printing.resume_new()
+        printing_of(app).resume_new()
         assert cmd(app, "print", id="after", template="bin", fields=bin_fields(4))["ok"]
         await until(lambda: [e["job"] for e in events(app, "print.done")] == ["before", "after"])
         assert app.status()["printing"]["paused"] is False
@@ -132,7 +141,7 @@ def test_paused_refuses_new_jobs_but_waiting_jobs_still_print(tmp_path: Path) ->
 
 def test_enqueue_api_is_part_of_the_callers_transaction_and_ids_print_once(tmp_path: Path) -> None:
     async def body(app: App) -> None:
-        svc = app.printing
+        svc = printing_of(app)
         with pytest.raises(RuntimeError):  # the caller's work fails after queuing: no job, no label
             with app.store.write() as tx:
                 svc.enqueue(tx, "bin", bin_fields(1), job_id="rolled-back")
@@ -211,7 +220,7 @@ def test_a_hub_without_printers_answers_no_printer(tmp_path: Path) -> None:
     app = build_app(from_dict({"hub": {"id": "t1", "state_dir": str(tmp_path)}}))
     app.store.open()
     try:
-        assert app.printing is None
+        assert app.service(PrintService) is None
         r = cmd(app, "print", id="x", template="bin", fields=bin_fields(1))
         assert r["ok"] is False and r["error"]["code"] == "no_printer"
     finally:
@@ -294,7 +303,7 @@ def shelf_texts(app: App, job: str) -> list[str]:
 
     stored = queue.get(app.store.conn, job)
     assert stored is not None
-    label = app.printing.templates["shelf"].layout(stored.fields, 203, 812)
+    label = printing_of(app).templates["shelf"].layout(stored.fields, 203, 812)
     return [" ".join(el.lines) for el in label.elements if isinstance(el, Text)]
 
 

@@ -13,7 +13,7 @@ from pyzbar import pyzbar
 
 from hubagent.errors import InputError
 from hubagent.printing import model, symbols, zpl
-from hubagent.printing.bench import bench_render
+from hubagent.bench.labels import bench_render
 from hubagent.printing.render import render
 
 ZXING_FORMAT = {

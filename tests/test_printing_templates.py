@@ -13,7 +13,7 @@ from PIL import Image
 
 from hubagent.errors import ConfigError, InputError
 from hubagent.printing import fit
-from hubagent.printing.bench import SAMPLE_FIELDS
+from hubagent.bench.labels import SAMPLE_FIELDS
 from hubagent.printing.model import Barcode, Text
 from hubagent.printing.render import render
 from hubagent.printing.templates import COMMAND_CODES, get_template, load_templates

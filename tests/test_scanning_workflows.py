@@ -20,6 +20,7 @@ from hubagent.config import from_dict
 from hubagent.errors import ConfigError
 from hubagent.events import RawScan, ScanRejectedAtDevice
 from hubagent.ports import FeedbackPattern
+from hubagent.scanning.service import ScanService
 from hubagent.scanning.service import excerpt
 from hubagent.stock import ledger
 
@@ -29,6 +30,13 @@ CATALOG = [
     {"sku": "MUG-2", "name": "Mug", "gtins": ["5901234123457"], "price": "7.90", "bin": "B-02"},
     {"sku": "PEN-3", "name": "Pen", "gtins": []},
 ]
+
+
+def scanning_of(app: App) -> ScanService:
+    """The app's ScanService (the test's config has one)."""
+    svc = app.service(ScanService)
+    assert svc is not None
+    return svc
 
 
 def config(state: Path, **scanning: Any) -> dict[str, Any]:
@@ -44,7 +52,7 @@ class Hub:
     def __init__(self, state: Path, **scanning: Any) -> None:
         self.app: App = build_app(from_dict(config(state, **scanning)))
         self.app.store.open()
-        self.app.scanning.load()
+        scanning_of(self.app).load()
         self.t = 1000.0
 
     def close(self) -> None:
@@ -64,7 +72,7 @@ class Hub:
         if scanner == "front":
             history = self.app.device("feedback", "front").history()  # type: ignore[attr-defined]
             return history[-1][1].value if history else ""
-        return self.app.scanning.last_feedback[scanner]["pattern"]
+        return scanning_of(self.app).last_feedback[scanner]["pattern"]
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         rows = self.app.store.query("SELECT kind, data FROM outbox ORDER BY seq")
@@ -225,7 +233,7 @@ def test_returns_resellable_to_bin_damaged_to_quarantine(hub: Hub) -> None:
 
 def test_lookup_changes_nothing(hub: Hub) -> None:
     before = hub.app.store.last_seq()
-    assert hub.app.scanning.mode_of("front") == "lookup"  # the default mode
+    assert scanning_of(hub.app).mode_of("front") == "lookup"  # the default mode
     assert hub.scan(TEA_GTIN) == "ok"
     assert hub.scan("HA:BIN:A-01") == "ok"
     assert hub.scan("MUG-2") == "ok"
@@ -297,8 +305,8 @@ def test_mode_staff_and_open_pick_survive_a_restart_but_the_bin_does_not(tmp_pat
         front = h2.app.status()["scanning"]["scanners"]["front"]
         assert (front["mode"], front["staff"], front["bin"]) == ("pick", "bob", None)
         assert front["pick"]["id"] == "PK-9" and front["pick"]["lines"][0]["picked"] == 1
-        assert h2.app.scanning.mode_of("back") == "count"
-        assert h2.app.scanning.staff_for("front") == "bob"
+        assert scanning_of(h2.app).mode_of("back") == "count"
+        assert scanning_of(h2.app).staff_for("front") == "bob"
         h2.scan("HA:QTY:2")
         assert h2.scan("MUG-2") == "ok"  # default bin now, pick completes
         assert h2.events("pick.done")[0]["status"] == "complete"
@@ -313,10 +321,10 @@ def test_idle_selection_is_forgotten_and_cancel_then_signs_out(hub: Hub) -> None
     assert hub.scan(TEA_GTIN, gap=301.0) == "attention"  # session_timeout_s 300 passed
     hub.scan("HA:BIN:A-01")
     assert hub.scan("HA:CANCEL") == "ok"
-    assert hub.app.scanning.staff_for("front") == "cy"  # first cancel drops the bin
+    assert scanning_of(hub.app).staff_for("front") == "cy"  # first cancel drops the bin
     assert hub.scan(TEA_GTIN) == "attention"
     assert hub.scan("HA:CANCEL") == "ok"
-    assert hub.app.scanning.staff_for("front") is None  # nothing in hand: signs out
+    assert scanning_of(hub.app).staff_for("front") is None  # nothing in hand: signs out
 
 
 def test_claimed_kinds_are_routed_to_their_feature(hub: Hub) -> None:
@@ -334,7 +342,7 @@ def test_claimed_kinds_are_routed_to_their_feature(hub: Hub) -> None:
     assert hub.scan("HA:STAFF:dee") == "attention"
     assert len(feedback.history()) == 2  # one beep per scan, the claimant's
     assert seen == [("P-123", "front"), ("dee", "front")]
-    assert hub.app.scanning.staff_for("front") == "dee"  # sign-in is still recorded
+    assert scanning_of(hub.app).staff_for("front") == "dee"  # sign-in is still recorded
     assert hub.events("scan.rejected") == []
 
 
@@ -357,7 +365,7 @@ def test_commands_validate_and_scanner_mode_switches(hub: Hub) -> None:
     r = hub.cmd("delivery.expect", id="d2", delivery="D", lines=[{"sku": "TEA-1", "qty": 1}])
     assert r["error"]["code"] == "exists"
     assert hub.cmd("scanner.mode", id="m1", scanner="back", mode="move")["ok"]
-    assert hub.app.scanning.mode_of("back") == "move"
+    assert scanning_of(hub.app).mode_of("back") == "move"
 
 
 def test_scanner_feedback_must_name_a_configured_device(tmp_path: Path) -> None:
@@ -390,13 +398,13 @@ def test_a_scanner_spewing_noise_records_a_bounded_number_of_rejections(tmp_path
         assert patterns == ["error"] * 150  # every read still gets its beep
         recorded = len(h.events("scan.rejected"))
         assert 120 <= recorded <= 125  # the burst, plus what refilled meanwhile
-        front = h.app.scanning.status()["scanners"]["front"]
+        front = scanning_of(h.app).status()["scanners"]["front"]
         assert front["rejected"] == 150 and front["rejected_unrecorded"] == 150 - recorded
         time.sleep(0.6)  # a token comes back
         assert h.scan(b"\x07noise again") == "error"
         last = h.events("scan.rejected")[-1]
         assert last["unrecorded"] == 150 - recorded  # central learns what it missed
-        assert h.app.scanning.status()["scanners"]["front"]["rejected_unrecorded"] == 0
+        assert scanning_of(h.app).status()["scanners"]["front"]["rejected_unrecorded"] == 0
         assert h.movements() == 0
     finally:
         h.close()

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from hubagent.errors import DatabaseCorrupt
+from hubagent.features import all_migrations
 from hubagent.store.store import Store
 
 
 def open_store(path: Path) -> Store:
-    s = Store(path)
+    s = Store(path, all_migrations())
     s.open()
     return s
 
@@ -21,9 +22,9 @@ def test_pragmas_and_migrations(tmp_path: Path) -> None:
     s = open_store(tmp_path / "h.db")
     assert s.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert s.conn.execute("PRAGMA synchronous").fetchone()[0] == 2
-    assert {"outbox", "inbox", "meta", "migrations"} <= set(s.db.table_names())
+    assert {"outbox", "inbox", "meta", "migrations"} <= {r["name"] for r in s.query("SELECT name FROM sqlite_master WHERE type='table'")}
     s.close()
-    again = Store(tmp_path / "h.db")
+    again = Store(tmp_path / "h.db", all_migrations())
     assert again.open() == []  # nothing applied twice
     again.close()
 
@@ -118,3 +119,38 @@ def test_integrity_check_ok_after_use(tmp_path: Path) -> None:
     conn = sqlite3.connect(tmp_path / "h.db")
     assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     conn.close()
+
+
+def test_a_rolled_back_savepoint_takes_its_events_and_actions_with_it(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "hub.db")
+    published: list[list[str]] = []
+    ran: list[str] = []
+    store.on_commit(lambda events: published.append([e.kind for e in events]))
+    with store.write() as tx:
+        tx.emit("kept", {})
+        with pytest.raises(ValueError):
+            with tx.savepoint("part"):
+                tx.emit("dropped", {})
+                tx.after_commit(lambda: ran.append("dropped"))
+                raise ValueError("this part fails")
+        tx.after_commit(lambda: ran.append("kept"))
+        tx.emit("kept-too", {})
+    assert published == [["kept", "kept-too"]] and ran == ["kept"]
+    # seq stays gap-free: the dropped event's seq was rolled back and reused.
+    rows = store.query("SELECT seq, kind FROM outbox ORDER BY seq")
+    assert [(r["seq"], r["kind"]) for r in rows] == [(1, "kept"), (2, "kept-too")]
+    store.close()
+
+
+def test_emit_hooks_run_inside_the_transaction(tmp_path: Path) -> None:
+    store = open_store(tmp_path / "hub.db")
+    store.on_emit(lambda tx, ev: tx.execute("INSERT INTO meta(key, value) VALUES (?, ?)",
+                                            (f"seen-{ev.seq}", ev.kind)))
+    with pytest.raises(RuntimeError):
+        with store.write() as tx:
+            tx.emit("rolled back", {})
+            raise RuntimeError("abort")
+    with store.write() as tx:
+        tx.emit("committed", {})
+    assert store.meta("seen-1") == "committed"
+    store.close()

@@ -447,9 +447,10 @@ class FakeFeed:
 @pytest.fixture
 def outbox_store(tmp_path: Path) -> Iterator[Any]:
     """A real store whose outbox holds 3,000 events (seq 1..3000)."""
+    from hubagent.features import all_migrations
     from hubagent.store.store import Store
 
-    store = Store(tmp_path / "hub.db")
+    store = Store(tmp_path / "hub.db", all_migrations())
     store.open()
     try:
         with store.write() as tx:

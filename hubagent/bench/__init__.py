@@ -1,51 +1,46 @@
 """``hubagent bench``: measurements a user can take on their own hub.
 
 Each benchmark is a function ``(quick: bool) -> list[Row]`` registered in
-:data:`BENCHES` by ``"module:function"``; it imports what it needs itself,
-so benchmarking the printer does not load OpenCV. Targets are reported next
-to the measurement, never asserted: a Pi 3 and a laptop differ.
+:data:`BENCHES`; it imports heavy libraries inside the function, so
+benchmarking the printer does not load OpenCV. Benchmarks build the hub
+through :func:`hubagent.app.build_app` and the driver registry, like the
+daemon; only the two decode/encode micro-benchmarks (:mod:`.camera`,
+:mod:`.labels`) call a driver's own code path directly. Nothing in the
+daemon imports this package. Targets are reported next to the measurement,
+never asserted: a Pi 3 and a laptop differ.
 """
 
 from __future__ import annotations
 
-import importlib
 import platform
 import time
-from typing import Any, TypedDict
+from typing import Any, Callable
 
 from hubagent import __version__
+from hubagent.bench import lockers, printing, scanning, startup, sync
+from hubagent.bench.rows import Row, percentile
+
+__all__ = ["BENCHES", "Row", "percentile", "render", "run_all"]
 
 
-class Row(TypedDict, total=False):
-    """One measured figure."""
-
-    name: str
-    value: float
-    unit: str
-    target: str
-    met: bool | None
-    note: str
-
-
-BENCHES: dict[str, str] = {
-    "startup": "hubagent.bench.startup:bench",
-    "sync": "hubagent.bench.sync:bench",
-    "scanning": "hubagent.bench.scanning:bench",
-    "printing": "hubagent.bench.printing:bench",
-    "lockers": "hubagent.bench.lockers:bench",
+BENCHES: dict[str, Callable[[bool], list[Row]]] = {
+    "startup": startup.bench,
+    "sync": sync.bench,
+    "scanning": scanning.bench,
+    "printing": printing.bench,
+    "lockers": lockers.bench,
 }
 
 
 def run_all(only: list[str] | None = None, quick: bool = False) -> dict[str, Any]:
     """Run the selected benchmarks; failures are reported, not raised."""
     results: dict[str, Any] = {}
-    for name, ref in BENCHES.items():
+    for name, bench in BENCHES.items():
         if only and name not in only:
             continue
-        module, _, attr = ref.partition(":")
         started = time.monotonic()
         try:
-            rows = getattr(importlib.import_module(module), attr)(quick)
+            rows = bench(quick)
             results[name] = {"rows": rows, "seconds": round(time.monotonic() - started, 2)}
         except Exception as e:  # a missing broker must not hide the other figures
             results[name] = {"error": f"{type(e).__name__}: {e}"}
@@ -69,12 +64,3 @@ def render(report: dict[str, Any]) -> str:
             if row.get("note"):
                 lines.append(f"{'':<10}   {row['note']}")
     return "\n".join(lines)
-
-
-def percentile(samples: list[float], pct: float) -> float:
-    """The ``pct`` percentile (nearest rank) of ``samples``."""
-    ordered = sorted(samples)
-    if not ordered:
-        return float("nan")
-    k = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
-    return ordered[k]

@@ -19,10 +19,11 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
-from hubagent.bench import Row, percentile
 from hubagent.bench.broker import broker
+from hubagent.bench.rows import Row, percentile
+from hubagent.ports import LockerBank
 
 _HUB = "bench-hub"
 _COMPS = {"A1": (5, 17), "A2": (6, 27), "A3": (13, 22), "A4": (19, 23)}
@@ -82,7 +83,8 @@ def _state(core: _Core, comp: str) -> str:
 
 
 def _one_open(core: _Core, client: Any, comp: str) -> float:
-    bank = core.app.device("lockers", "bank-a")
+    # The registry built this device for the role "lockers": a LockerBank.
+    bank = cast(LockerBank, core.app.device("lockers", "bank-a"))
     payload = json.dumps({"id": uuid.uuid4().hex, "bank": "bank-a", "compartment": comp,
                           "reason": "bench"}).encode()
     started = time.perf_counter()
@@ -108,8 +110,9 @@ def bench(quick: bool) -> list[Row]:
         with broker(tmp) as port:
             try:
                 core = _Core(tmp / "state", port)
-                _wait(lambda: core.app.sync.link is not None and core.app.sync.link.connected, 20.0,
-                      "the hub to connect")
+                uplink = core.app.interfaces.uplink
+                assert uplink is not None
+                _wait(uplink.is_connected, 20.0, "the hub to connect")
                 client.connect("127.0.0.1", port)
                 client.loop_start()
                 samples = [_one_open(core, client, list(_COMPS)[i % len(_COMPS)]) for i in range(opens)]

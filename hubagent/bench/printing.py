@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from hubagent.bench import Row
+from hubagent.bench.rows import Row
 
 TARGET_MS = 50.0  # for a 4x6 label at 203 dpi on a developer machine
 
 
 def bench(quick: bool) -> list[Row]:
     """p50 and p99 milliseconds of layout + render + encode, per built-in template and language."""
-    from hubagent.printing.bench import bench_render
+    from hubagent.bench.labels import bench_render
 
     runs = 5 if quick else 30
     rows: list[Row] = []

@@ -10,7 +10,7 @@ transaction (a receive movement, fsynced) has committed.
 
 Camera decode rate compares the camera scanner's decode path with a bare
 pyzbar loop on the same generated 640x480 frames
-(:func:`hubagent.scanning.bench.bench_camera`). OpenCV is imported only here.
+(:func:`hubagent.bench.camera.bench_camera`). OpenCV is imported only here.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
-from hubagent.bench import Row, percentile
+from hubagent.bench.rows import Row, percentile
 
 T = TypeVar("T")
 
@@ -128,7 +128,7 @@ def _video(path: Path) -> Path:
     frame[y:y + symbol.shape[0], x:x + symbol.shape[1]] = symbol
     coded = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
     blank = np.full((480, 640, 3), 255, dtype=np.uint8)
-    writer = cv2.VideoWriter(os.fspath(path), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (640, 480))
+    writer = cv2.VideoWriter(os.fspath(path), cv2.VideoWriter.fourcc(*"MJPG"), 10.0, (640, 480))
     if not writer.isOpened():
         raise RuntimeError("OpenCV cannot write an MJPG video here")
     for i in range(30):
@@ -139,7 +139,7 @@ def _video(path: Path) -> Path:
 
 def camera_rows(quick: bool) -> list[Row]:
     """Decode fps of the camera path vs raw pyzbar on the same frames."""
-    from hubagent.scanning.bench import bench_camera
+    from hubagent.bench.camera import bench_camera
 
     with tempfile.TemporaryDirectory(prefix="hubagent-bench-") as tmp:
         result = bench_camera(_video(Path(tmp) / "bench.avi"), min_seconds=0.5 if quick else 2.0)

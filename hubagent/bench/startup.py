@@ -5,12 +5,11 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-from hubagent.bench import Row, percentile
+from hubagent.bench.rows import Row, percentile, python
 
 
 def _one_start(state: Path) -> float:
@@ -20,8 +19,8 @@ def _one_start(state: Path) -> float:
         sock.settimeout(30)
         env = {**os.environ, "NOTIFY_SOCKET": str(notify_path)}
         started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "hubagent", "run", "--sim", "--state-dir",
-                                 str(state / "s")], env=env, stdout=subprocess.DEVNULL,
+        proc = subprocess.Popen(python("-m", "hubagent", "run", "--sim", "--state-dir",
+                                 str(state / "s")), env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
         try:
             while b"READY=1" not in sock.recv(4096):

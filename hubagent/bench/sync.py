@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hubagent.bench import Row, percentile
+from hubagent.bench.rows import Row, percentile, python
 from hubagent.bench.broker import broker, stop_process
 from hubagent.sync.mqtt import HANDOFF_FACTOR
 
@@ -235,7 +235,7 @@ def _raw_rate(port: int, n: int) -> float:
     try:
         code = ("import sys; from hubagent.bench.sync import raw_publisher; "
                 "print(raw_publisher(int(sys.argv[1]), int(sys.argv[2])))")
-        subprocess.run([sys.executable, "-c", code, str(port), str(n)], check=True,
+        subprocess.run(python("-c", code, str(port), str(n)), check=True,
                        capture_output=True, timeout=600)
         consumer.wait_for(n, 120)
         assert consumer.first_at is not None and consumer.last_at is not None
@@ -266,7 +266,7 @@ def drain(port: int, state: Path, n: int) -> tuple[float, float]:
                    f'max_unacked = {MAX_UNACKED}\n')
     consumer = Consumer(port, f"hubs/{HUB}")
     env = {k: v for k, v in os.environ.items() if k not in ("NOTIFY_SOCKET", "WATCHDOG_USEC")}
-    proc = subprocess.Popen([sys.executable, "-m", "hubagent", "run", "--config", str(cfg)],
+    proc = subprocess.Popen(python("-m", "hubagent", "run", "--config", str(cfg)),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     peak, base = 0, 0
     stop = threading.Event()

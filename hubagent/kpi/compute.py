@@ -121,7 +121,22 @@ def hub_kpis(tx: Tx, today: str, window_days: int) -> dict[str, Any]:
         "parcels_expired_uncollected": int(sums[2]), "return_drop_offs": int(sums[3]),
         "scans_accepted": int(sums[4]), "scans_refused": int(sums[5]),
         "scans_refused_per_100": _ratio(100 * int(sums[5]), int(sums[4]), 2),
+        **_restock(tx, span[0], span[-1]),
     }
+
+
+def _restock(tx: Tx, first_day: str, last_day: str) -> dict[str, Any]:
+    """Restock claims whose slot is on a day of the window (slot names are local), by outcome."""
+    if tx.execute("SELECT 1 FROM sqlite_master WHERE name='restock_claims'").fetchone() is None:
+        return {}
+    out = {"restock_claims": 0, "restock_arrived": 0, "restock_no_shows": 0, "restock_released": 0}
+    key = {"arrived": "restock_arrived", "no_show": "restock_no_shows", "released": "restock_released"}
+    for state, n in tx.execute("SELECT state, COUNT(*) FROM restock_claims "
+                               "WHERE substr(slot, 1, 10) BETWEEN ? AND ? GROUP BY state", (first_day, last_day)):
+        out["restock_claims"] += int(n)
+        if state in key:
+            out[key[state]] += int(n)
+    return out
 
 
 def _occupancy(tx: Tx) -> dict[str, Any]:

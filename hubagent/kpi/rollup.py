@@ -191,3 +191,32 @@ def detail(value: Any) -> dict[str, Any]:
     except ValueError:
         return {}
     return parsed if isinstance(parsed, dict) else {}
+
+
+def rebuild_lockers(tx: Tx, tz: ZoneInfo) -> int:
+    """Fold the locker audit trail again: stores, pickups (with dwell), expiries, drop-offs."""
+    purposes: dict[int, str] = {}
+    n = 0
+    for seq, at, kind, ref, raw in tx.execute(
+            "SELECT seq, at, kind, ref, detail FROM locker_audit "
+            "WHERE kind IN ('release', 'release_completed', 'expired') ORDER BY seq").fetchall():
+        info = detail(raw)
+        if kind == "release":
+            purposes[int(seq)] = str(info.get("purpose", ""))
+            continue
+        if kind == "expired":
+            if info.get("item_kind") == "parcel" and ref:
+                parcel_left(tx, ref, at, tz, picked_up=False)
+                n += 1
+            continue
+        purpose = purposes.get(int(info.get("release") or 0), "")
+        if purpose == "load" and ref:
+            parcel_stored(tx, ref, at, tz)
+        elif purpose == "pickup" and ref:
+            parcel_left(tx, ref, at, tz, picked_up=True)
+        elif purpose == "return":
+            count_hub(tx, local_day(at, tz), "returns_dropped")
+        else:
+            continue
+        n += 1
+    return n

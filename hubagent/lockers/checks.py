@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from hubagent.lockers.settings import (GpioLockerSettings, LockerPolicySettings, check_pin_conflicts,
-                                       feedback_of)
+import msgspec
+
+from hubagent.lockers.settings import LOCKER_POLICY, GpioLockerSettings, check_pin_conflicts, feedback_of
 
 if TYPE_CHECKING:
     from hubagent.config import Config
@@ -30,9 +31,10 @@ def check_gpio_pins(config: "Config") -> None:
     others: dict[str, Any] = {}
     for role, fields in _PIN_FIELDS.items():
         for device in config.devices_of(role):
+            values = msgspec.structs.asdict(device.settings)
             for field in fields:
-                if hasattr(device.settings, field):
-                    others[f"{role}.{device.name}.{field}"] = getattr(device.settings, field)
+                if field in values:
+                    others[f"{role}.{device.name}.{field}"] = values[field]
     try:
         check_pin_conflicts(banks, others)
     except ValueError as e:
@@ -48,10 +50,9 @@ def check_token_key(config: "Config") -> None:
     """Raise ValueError("locker_policy.token_public_key: ...") when the key cannot be loaded."""
     if not config.devices_of("lockers"):
         return
-    policy = config.section("locker_policy")
-    if not isinstance(policy, LockerPolicySettings) or not policy.token_public_key:
+    value = LOCKER_POLICY.of(config).token_public_key
+    if not value:
         return
-    value = policy.token_public_key
     from hubagent.lockers.tokens import load_public_key
 
     try:

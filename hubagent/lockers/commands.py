@@ -35,14 +35,14 @@ Reason = Annotated[str, Meta(min_length=1, max_length=200)]
 _HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
-class CodeSpec(CommandArgs):
+class CodeSpec(CommandArgs, frozen=True):
     """A code given by central: the digits, or their keyed hash."""
 
     code: str | None = None
     code_hash: str | None = None
 
 
-class ParcelAssign(CommandArgs):
+class ParcelAssign(CommandArgs, frozen=True):
     """``parcel.assign``: reserve a compartment for a parcel."""
 
     parcel: Id
@@ -52,13 +52,13 @@ class ParcelAssign(CommandArgs):
     bank: Name | None = None
 
 
-class ParcelCancel(CommandArgs):
+class ParcelCancel(CommandArgs, frozen=True):
     """``parcel.cancel``: an assigned parcel will not come, or a stored one is recalled."""
 
     parcel: Id
 
 
-class ReturnExpect(CommandArgs):
+class ReturnExpect(CommandArgs, frozen=True):
     """``return.expect``: a customer will drop a return off with a code."""
 
     # "return" is a Python keyword, hence the rename.
@@ -69,7 +69,7 @@ class ReturnExpect(CommandArgs):
     expires_at: str | None = None
 
 
-class StaffSet(CommandArgs):
+class StaffSet(CommandArgs, frozen=True):
     """``staff.set``: give a staff member a keypad code (or revoke it with neither code nor hash)."""
 
     staff: Id
@@ -78,7 +78,7 @@ class StaffSet(CommandArgs):
     expires_at: str | None = None
 
 
-class LockerOpen(CommandArgs):
+class LockerOpen(CommandArgs, frozen=True):
     """``locker.open``: central opens one compartment, with a reason for the audit trail."""
 
     bank: Name
@@ -86,7 +86,7 @@ class LockerOpen(CommandArgs):
     reason: Reason
 
 
-class ClearFault(CommandArgs):
+class ClearFault(CommandArgs, frozen=True):
     """``locker.clear_fault``: someone checked a faulted compartment."""
 
     bank: Name

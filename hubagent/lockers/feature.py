@@ -1,8 +1,8 @@
 """Wires the locker feature into the app: events, scans, commands, status.
 
-Installed only when at least one locker bank is configured. Sets
-``app.lockers`` to the :class:`~hubagent.lockers.service.LockerService`
-(its ``desk`` attribute checks codes and scans).
+Built only when at least one locker bank is configured: a
+:class:`~hubagent.lockers.service.LockerService` (its ``desk`` checks codes
+and scans), offered to the power feature as lock parking.
 """
 
 from __future__ import annotations
@@ -14,14 +14,19 @@ from hubagent.errors import CommandError, InputError
 from hubagent.events import CodeEntered, DeviceHealthChanged, DoorChanged, RawScan
 from hubagent.lockers import repo
 from hubagent.lockers.commands import LockerCommands
-from hubagent.lockers.inputs import CodeDesk
+from hubagent.feature import Built, Feature, Interfaces
+from hubagent.lockers.checks import check_gpio_pins, check_keypad_feedback, check_token_key
 from hubagent.lockers.restore import RestoreCommands, snapshot
 from hubagent.lockers.retime import ClockCommands, ClockConfirm
+from hubagent.lockers.schema import MIGRATIONS
 from hubagent.lockers.service import LockerService
+from hubagent.lockers.settings import LOCKER_POLICY
 from hubagent.lockers.tokens import TokenDesk
+from hubagent.scanning.codes import interpret
 
 if TYPE_CHECKING:
     from hubagent.app import App
+    from hubagent.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +34,12 @@ CLAIMED_SCANS = ("parcel", "pickup", "return", "token")
 """Scan kinds the lockers handle (``staff`` sign-in belongs to the scanning feature)."""
 
 
-def install(app: "App") -> None:
-    """Add the locker service when the config has locker banks."""
+def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
+    """The locker service when the config has locker banks; offers lock parking."""
     if not app.devices_of("lockers"):
-        return
-    svc = LockerService(app, app.config.section("locker_policy"))
-    desk = CodeDesk(svc)
-    svc.desk = desk  # type: ignore[attr-defined]
+        return Built()
+    svc = LockerService(app, LOCKER_POLICY.of(app.config), staff=uses.staff)
+    desk = svc.desk
     token_desk = TokenDesk(svc, desk, svc.policy.token_public_key)
     commands = LockerCommands(svc)
     commands.register(app)
@@ -48,19 +52,15 @@ def install(app: "App") -> None:
                 "token": token_desk.scan_token}
     for kind in CLAIMED_SCANS:
         app.claim_scans(kind, handlers[kind])
-
-    def start() -> None:
-        svc.start()
-        if app.scanning is None:
-            # No scanning feature: interpret scans of the claimed kinds here,
-            # so a locker-only hub still loads parcels and reads QR codes.
-            app.on(RawScan, lambda ev: _route_scan(app, ev))
-
-    app.on_start(start)
+    if uses.staff is None:
+        # No scanning feature: interpret scans of the claimed kinds here,
+        # so a locker-only hub still loads parcels and reads QR codes.
+        app.on(RawScan, lambda ev: _route_scan(app, ev))
+    app.on_start(svc.start)
     app.on_stop(svc.stop)
     app.add_status("lockers", lambda: status(svc))
     app.add_snapshot("lockers", lambda: snapshot(svc.store.conn, svc.banks))
-    app.lockers = svc
+    return Built(svc, Interfaces(lock_parking=svc, locker_desk=desk))
 
 
 def _clock(svc: LockerService) -> ClockCommands:
@@ -71,8 +71,6 @@ def _clock(svc: LockerService) -> ClockCommands:
 
 
 def _route_scan(app: "App", ev: RawScan) -> None:
-    from hubagent.scanning.codes import interpret
-
     try:
         scan = interpret(ev.data, ev.symbology)
     except InputError:
@@ -104,9 +102,7 @@ def status(svc: LockerService) -> dict[str, Any]:
         comps_faulted = sorted(c for c, v in comps.items() if v["fault"])
         banks[name] = {"health": bank.status().health.value, "compartments": comps,
                        "faulted": comps_faulted, "pulses_waiting": svc.pulses.pending(name)}
-    desk = getattr(svc, "desk", None)
-    return {"banks": banks, "lockouts": desk.lockouts() if desk is not None else {},
-            "keypads": desk.feedback.status() if desk is not None else {},
+    return {"banks": banks, "lockouts": svc.desk.lockouts(), "keypads": svc.desk.feedback.status(),
             "clock_sane": svc.wall_clock_sane(), "parked": svc.parked,
             "clock": svc.trust.status() if svc.trust is not None else None}
 
@@ -116,3 +112,13 @@ def _energised(bank: Any, comp: str) -> bool | None:
         return bool(bank.energised(comp))
     except Exception:
         return None
+
+
+FEATURE = Feature(
+    "lockers", build,
+    sections=(LOCKER_POLICY,),
+    migrations=tuple(MIGRATIONS),
+    # no GPIO pin used twice (lockers, feedback, power); a keypad's feedback device exists;
+    # central's token key loads (only when configured)
+    checks=(check_gpio_pins, check_keypad_feedback, check_token_key),
+)

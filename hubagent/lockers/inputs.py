@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from hubagent.errors import CommandError, InputError
 from hubagent.events import CodeEntered
+from hubagent.interfaces import StaffDirectory
 from hubagent.lockers import codes, repo
 from hubagent.lockers.feedback import KeypadFeedback
 from hubagent.lockers.state import Purpose, State
@@ -63,9 +64,10 @@ class Attempt:
 class CodeDesk:
     """Checks codes and scans and asks the service for the matching release."""
 
-    def __init__(self, svc: "LockerService") -> None:
-        """Use ``svc`` for releases, its limiter, secret and clock."""
+    def __init__(self, svc: "LockerService", staff: StaffDirectory | None = None) -> None:
+        """Use ``svc`` for releases, its limiter, secret and clock; ``staff`` for who is signed in."""
         self.svc = svc
+        self.staff = staff
         self.app = svc.app
         self.store = svc.store
         self._failed_sources: set[str] = set()
@@ -110,9 +112,7 @@ class CodeDesk:
         return _feedback(self.submit(scanner, scan.value, ("return",)))
 
     def _staff_on(self, scanner: str) -> str | None:
-        scanning = self.app.scanning
-        staff_for = getattr(scanning, "staff_for", None) if scanning is not None else None
-        return staff_for(scanner) if staff_for is not None else None
+        return self.staff.staff_for(scanner) if self.staff is not None else None
 
     # -- checking -------------------------------------------------------------------
     def submit(self, source: str, raw: str, purposes: tuple[str, ...]) -> Outcome:
@@ -154,6 +154,10 @@ class CodeDesk:
                            why=e.code)
                 tx.emit("locker.code_no_action", {"source": source, "purpose": purpose, "reason": e.code})
             return Attempt(Outcome.NOTHING, e.code)
+
+    def lockout_left(self, source: str) -> float:
+        """Seconds ``source`` stays locked out (0 when it may try)."""
+        return float(self.svc.limiter.check(source, self.svc.clock()))
 
     def identify_staff(self, source: str, raw: str) -> str | None:
         """The staff member a typed staff code belongs to (a sign-in), opening nothing.
@@ -213,10 +217,10 @@ class CodeDesk:
             repo.audit(tx, "code_rejected", source=source, reason=reason)
             tx.emit("locker.code_rejected", {"source": source, "reason": reason})
             if lockout is not None:
-                data = {"level": lockout.level, "duration_s": lockout.duration_s,
-                        "failures": lockout.failures}
-                repo.audit(tx, "lockout", source=source, **data)
-                tx.emit("locker.lockout", {"source": source, **data})
+                repo.audit(tx, "lockout", source=source, level=lockout.level, duration_s=lockout.duration_s,
+                           failures=lockout.failures)
+                tx.emit("locker.lockout", {"source": source, "level": lockout.level,
+                                           "duration_s": lockout.duration_s, "failures": lockout.failures})
         if lockout is not None:
             log.warning("input %s locked out for %.0f s after %d wrong codes", source,
                         lockout.duration_s, lockout.failures)

@@ -10,30 +10,16 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import datetime, timezone
-from typing import Any, Iterable, Protocol
+from typing import Any, Iterable, Mapping
 
 from hubagent.errors import CommandError
-from hubagent.store.store import Tx, dumps, utc_now
+from hubagent.store.store import Reader, Tx, dumps, rows, utc_now
 
 SIZES = ("S", "M", "L")
 """Compartment sizes, smallest first; a parcel fits its size or any larger one."""
 
 _COMPARTMENT_FIELDS = frozenset({"state", "prior", "item_kind", "item_id", "release_id", "release_ref",
                                  "released_at", "door_moved", "fault", "size"})
-
-
-class Reader(Protocol):
-    """Anything that runs SQL: a Tx or a sqlite3 connection."""
-
-    def execute(self, sql: str, params: Any = ...) -> sqlite3.Cursor:
-        """Run one statement."""
-
-
-def rows(db: Reader, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-    """The rows of a query as dicts."""
-    cur = db.execute(sql, params)
-    cols = [c[0] for c in cur.description or ()]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
 def one(db: Reader, sql: str, params: Any = ()) -> dict[str, Any] | None:
@@ -86,7 +72,7 @@ def audit(tx: Tx, kind: str, *, bank: str | None = None, compartment: str | None
 
 # -- compartments --------------------------------------------------------------
 
-def sync_compartments(tx: Tx, banks: dict[str, dict[str, str]]) -> None:
+def sync_compartments(tx: Tx, banks: Mapping[str, Mapping[str, str]]) -> None:
     """Make sure every configured compartment has a row with its configured size."""
     now = utc_now()
     for bank, comps in banks.items():

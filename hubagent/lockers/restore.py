@@ -143,7 +143,7 @@ def snapshot(db: Any, banks: Any) -> dict[str, Any]:
 
 # -- lockers.restore ---------------------------------------------------------------
 
-class RestoredItem(CommandArgs):
+class RestoredItem(CommandArgs, frozen=True):
     """One compartment as central recorded it."""
 
     bank: Name
@@ -159,13 +159,13 @@ class RestoredItem(CommandArgs):
     pickup: CodeSpec | None = None
 
 
-class LockersRestore(CommandArgs):
+class LockersRestore(CommandArgs, frozen=True):
     """``lockers.restore``: central replays its record of unknown compartments."""
 
     compartments: Annotated[list[RestoredItem], Meta(min_length=1, max_length=1000)]
 
 
-class ClearUnknown(CommandArgs):
+class ClearUnknown(CommandArgs, frozen=True):
     """``locker.clear_unknown``: someone looked inside and found the compartment empty."""
 
     bank: Name

@@ -151,7 +151,7 @@ def recompute_hub_deadlines(svc: "LockerService", tx: Tx, now: datetime) -> int:
     return count
 
 
-class ClockConfirm(CommandArgs):
+class ClockConfirm(CommandArgs, frozen=True):
     """``clock.confirm``: central's current time, so the hub can trust (or distrust) its clock."""
 
     now: str

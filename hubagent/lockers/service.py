@@ -22,7 +22,9 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from hubagent.errors import CommandError, DeviceError, InputError
 from hubagent.events import DeviceHealthChanged, DoorChanged, Health
+from hubagent.interfaces import StaffDirectory
 from hubagent.lockers import codes, expiry, repo, restore, retime, tokens
+from hubagent.lockers.inputs import CodeDesk
 from hubagent.lockers.trust import ClockTrust, kernel_ntp_synced
 from hubagent.lockers.lockout import AttemptLimiter
 from hubagent.lockers.pulses import PulseJob, PulseQueue
@@ -43,8 +45,8 @@ Key = tuple[str, str]
 class LockerService:
     """Locker banks, their compartments and the flows that move parcels through them."""
 
-    def __init__(self, app: "App", policy: LockerPolicySettings) -> None:
-        """Collect the configured banks; opens nothing."""
+    def __init__(self, app: "App", policy: LockerPolicySettings, *, staff: StaffDirectory | None = None) -> None:
+        """Collect the configured banks; opens nothing. ``staff`` says who is signed in on a scanner."""
         self.app = app
         self.store = app.store
         self.policy = policy
@@ -69,6 +71,8 @@ class LockerService:
         self.ntp_synced: Callable[[], bool | None] = kernel_ntp_synced
         """Whether the kernel says NTP set the clock (tests inject their own)."""
         self.retimer: retime.Retimer | None = None
+        self.desk = CodeDesk(self, staff)
+        """Checks typed codes and scans, and asks this service for releases."""
 
     # -- life cycle ----------------------------------------------------------
     def start(self) -> None:
@@ -460,7 +464,7 @@ class LockerService:
             tx.emit("locker.alarm_cleared", {"kind": row["fault"], "bank": bank, "compartment": comp,
                                              "command": by})
         tx.after_commit(lambda: self._refresh_alert(bank, comp))
-        return row["fault"]  # type: ignore[no-any-return]
+        return row["fault"]
 
     def on_health(self, ev: DeviceHealthChanged) -> None:
         """A bank faulted (cannot de-energise a lock, pins lost) or recovered."""

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from hubagent.feature import Section
+
 PinSpec = int | str
 """A gpiozero pin spec: BCM number (17) or a name ("GPIO17", "BCM17", "BOARD11", "J8:11")."""
 
@@ -254,3 +256,7 @@ class LockerPolicySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=T
             raise ValueError("base_lockout_s must not exceed max_lockout_s")
         if self.forget_after_s < self.max_lockout_s:
             raise ValueError("forget_after_s must be at least max_lockout_s")
+
+
+LOCKER_POLICY = Section("locker_policy", LockerPolicySettings)
+"""The ``[locker_policy]`` section."""

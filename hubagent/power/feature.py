@@ -1,28 +1,36 @@
 """The power feature: UPS awareness wired into the daemon.
 
-``install(app)`` sets ``app.power`` to a :class:`~hubagent.power.service.PowerService`
-when at least one power source is configured; without one the feature
-installs nothing. :func:`check_config` (from :mod:`hubagent.power.checks`)
-is the power cross-section check of the config loader.
+Built when at least one power source is configured: a
+:class:`~hubagent.power.service.PowerService`, which pauses printing, parks
+the locks and flushes the outbox through the interfaces other features offer.
+:func:`~hubagent.power.checks.check_config` is its cross-section config check.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from hubagent.feature import Built, Feature, Interfaces
 from hubagent.power.checks import check_config
 from hubagent.power.service import PowerService
+from hubagent.power.settings import POWER_POLICY
 
 if TYPE_CHECKING:
     from hubagent.app import App
+    from hubagent.clock import Clock
 
-__all__ = ["check_config", "install"]
 
-
-def install(app: "App") -> None:
-    """Add the power service when a power source is configured."""
+def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
+    """The power service when a power source is configured."""
     if not app.config.devices_of("power"):
-        return
-    svc = PowerService(app, app.config.section("power_policy"))
+        return Built()
+    svc = PowerService(app, POWER_POLICY.of(app.config), uses=uses)
     svc.install()
-    app.power = svc
+    return Built(svc)
+
+
+FEATURE = Feature(
+    "power", build,
+    sections=(POWER_POLICY,),
+    checks=(check_config,),  # at most one power source
+)

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from hubagent.events import PowerReading
+from hubagent.feature import Interfaces
 from hubagent.ports import RateLimited
 from hubagent.power.policy import (
     BeginShutdown,
@@ -73,8 +74,10 @@ def _reading_figures(r: PowerReading | None) -> dict[str, Any]:
 class PowerService:
     """Carries out the power policy's decisions for one app (core thread)."""
 
-    def __init__(self, app: "App", settings: PowerPolicySettings) -> None:
+    def __init__(self, app: "App", settings: PowerPolicySettings, *, uses: Interfaces) -> None:
+        """Policy for ``app``; ``uses`` are the other features it pauses, parks and flushes."""
         self.app = app
+        self.uses = uses
         self.settings = settings
         self.policy = PowerPolicy(settings)
         self.records_only = records_only(app)
@@ -95,8 +98,8 @@ class PowerService:
         self.app.on_start(self.start)
         self.app.on_stop(self.stop)
         self.app.add_status("power", self.status)
-        if self.app.sync is not None:
-            self.app.sync.add_telemetry(self.telemetry)
+        if self.uses.uplink is not None:
+            self.uses.uplink.add_telemetry(self.telemetry)
 
     # -- lifecycle -------------------------------------------------------------
     def start(self) -> None:
@@ -184,7 +187,7 @@ class PowerService:
                     "command (%s); resuming work", self._shutdown["phase"])
         self._shutdown = {**self._shutdown, "phase": "resumed"}
         self.policy.rearm()
-        resume_work(self.app)
+        resume_work(self.uses)
         with self.app.store.write() as tx:  # the shutdown is over: nothing to report at the next start
             tx.execute("DELETE FROM meta WHERE key=?", (MARKER_KEY,))
 
@@ -229,7 +232,7 @@ class PowerService:
         cancelled = threading.Event()
         s = self.settings
         seq = ShutdownSequence(
-            build_steps(self.app, CoreCaller(self.app), cancelled),
+            build_steps(self.app, self.uses, CoreCaller(self.app), cancelled),
             s.shutdown_command,
             grace_s=s.shutdown_grace_s,
             command_timeout_s=s.command_timeout_s,

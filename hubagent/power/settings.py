@@ -10,6 +10,8 @@ from typing import Annotated
 
 import msgspec
 
+from hubagent.feature import Section
+
 Percent = Annotated[float, msgspec.Meta(ge=0, le=100)]
 Pin = int | str
 """A gpiozero pin name: BCM number (17) or a name ("GPIO17", "BOARD11")."""
@@ -100,3 +102,7 @@ class PowerPolicySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
         """The command must name a program."""
         if not self.shutdown_command[0].strip():
             raise ValueError("shutdown_command must start with a program name")
+
+
+POWER_POLICY = Section("power_policy", PowerPolicySettings)
+"""The ``[power_policy]`` section."""

@@ -16,6 +16,8 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
+from hubagent.feature import Interfaces
+from hubagent.interfaces import Uplink
 from hubagent.power.shutdown import ShutdownSteps
 
 if TYPE_CHECKING:
@@ -68,14 +70,13 @@ class CoreCaller:
             raise CoreUnavailable(f"the core thread did not answer within {self._timeout_s:g} s") from None
 
 
-def stop_print_jobs(app: "App") -> None:
+def stop_print_jobs(uses: Interfaces) -> None:
     """Refuse new print jobs (core thread); the current job may finish."""
-    printing = app.printing
-    if printing is not None and hasattr(printing, "pause_new"):
-        printing.pause_new("low battery")
+    if uses.print_pause is not None:
+        uses.print_pause.pause_new("low battery")
 
 
-def park_locks(app: "App") -> None:
+def park_locks(app: "App", uses: Interfaces) -> None:
     """De-energise every lock (core thread); RuntimeError names what failed.
 
     The lockers feature (when present) parks first, so it also refuses new
@@ -83,10 +84,9 @@ def park_locks(app: "App") -> None:
     safe even without that feature or if it failed.
     """
     failed: list[str] = []
-    lockers = app.lockers
-    if lockers is not None and hasattr(lockers, "park"):
+    if uses.lock_parking is not None:
         try:
-            lockers.park()
+            uses.lock_parking.park()
         except Exception:
             log.exception("lockers feature could not park")
             failed.append("(lockers feature)")
@@ -100,31 +100,27 @@ def park_locks(app: "App") -> None:
         raise RuntimeError(f"could not park: {', '.join(failed)}")
 
 
-def resume_work(app: "App") -> None:
+def resume_work(uses: Interfaces) -> None:
     """Take print jobs and lock pulses again after a cancelled shutdown (core thread)."""
-    printing = app.printing
-    if printing is not None and hasattr(printing, "resume_new"):
+    if uses.print_pause is not None:
         try:
-            printing.resume_new()
+            uses.print_pause.resume_new()
         except Exception:
             log.exception("printing could not resume")
-    lockers = app.lockers
-    if lockers is not None and hasattr(lockers, "resume"):
-        lockers.resume()
+    if uses.lock_parking is not None:
+        uses.lock_parking.resume()
 
 
-def flush_outbox(app: "App", call: CoreCaller, seconds: float, cancelled: threading.Event) -> int:
+def flush_outbox(uplink: Uplink, call: CoreCaller, seconds: float, cancelled: threading.Event) -> int:
     """Wait up to ``seconds`` for every committed event to be published.
 
     Returns what is still pending (0 when flushed). Without a broker
     configured there is nothing to flush. Polls (every 0.1 s) because the
     sync service has no completion signal; the wait ends early on cancel.
     """
-    if app.sync is None:
-        return 0
     deadline = time.monotonic() + seconds
     while True:
-        pending = int(call(app.sync.pending_publish))
+        pending = call(uplink.pending_publish)
         if pending <= 0:
             log.info("outbox flushed")
             return 0
@@ -136,25 +132,20 @@ def flush_outbox(app: "App", call: CoreCaller, seconds: float, cancelled: thread
             return pending
 
 
-def publish_offline(app: "App") -> None:
-    """Publish the retained ``offline`` state (core thread), if there is a broker."""
-    if app.sync is not None:
-        app.sync.publish_offline()
+def build_steps(app: "App", uses: Interfaces, call: CoreCaller, cancelled: threading.Event) -> ShutdownSteps:
+    """The steps of :class:`ShutdownSequence` for this app, each run through ``call``.
 
-
-def build_steps(app: "App", call: CoreCaller, cancelled: threading.Event) -> ShutdownSteps:
-    """The steps of :class:`ShutdownSequence` for this app, each run through ``call``."""
-
-    def on_core(fn: Callable[["App"], Any]) -> Callable[[], Any]:
-        return lambda: call(lambda: fn(app))
-
+    ``uses`` are the interfaces of the other features: the print pause, the
+    lock parking and the uplink (each skipped when not offered).
+    """
+    uplink = uses.uplink
     return ShutdownSteps(
-        stop_print_jobs=on_core(stop_print_jobs),
-        park_locks=on_core(park_locks),
-        flush_outbox=(lambda left: flush_outbox(app, call, left, cancelled)) if app.sync is not None else None,
+        stop_print_jobs=lambda: call(lambda: stop_print_jobs(uses)),
+        park_locks=lambda: call(lambda: park_locks(app, uses)),
+        flush_outbox=(lambda left: flush_outbox(uplink, call, left, cancelled)) if uplink is not None else None,
         checkpoint_wal=lambda: call(app.store.checkpoint),
-        publish_offline=on_core(publish_offline) if app.sync is not None else None,
-        resume=on_core(resume_work),
+        publish_offline=(lambda: call(uplink.publish_offline)) if uplink is not None else None,
+        resume=lambda: call(lambda: resume_work(uses)),
     )
 
 

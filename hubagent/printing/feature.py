@@ -1,9 +1,9 @@
 """The label-printing feature: commands ``print``, ``print.reprint``, ``print.cancel``.
 
-Installs :class:`~hubagent.printing.service.PrintService` as ``app.printing``
-when at least one printer is configured. Without printers ``app.printing``
-stays None (other features skip their labels) and the commands answer
-``no_printer``.
+Builds :class:`~hubagent.printing.service.PrintService` when at least one
+printer is configured, and offers it as the label queue and the print pause
+of other features. Without printers nothing is offered (other features skip
+their labels) and the commands answer ``no_printer``.
 """
 
 from __future__ import annotations
@@ -15,20 +15,22 @@ from typing import TYPE_CHECKING, Annotated, Any
 from msgspec import Meta
 
 from hubagent.commands import CommandArgs, CommandContext
-from hubagent.errors import CommandError, ConfigError
+from hubagent.errors import CommandError
+from hubagent.feature import Built, Feature, Interfaces
 from hubagent.printing import queue
 from hubagent.printing.service import PrintService
-from hubagent.printing.settings import PrintingSettings, check_printing
+from hubagent.printing.settings import PRINTING, PrintingSettings, check_printing
 from hubagent.printing.templates import load_templates
 
 if TYPE_CHECKING:
     from hubagent.app import App
+    from hubagent.clock import Clock
 
 _Name = Annotated[str, Meta(min_length=1, max_length=64)]
 _JobId = Annotated[str, Meta(min_length=1, max_length=200)]
 
 
-class PrintArgs(CommandArgs):
+class PrintArgs(CommandArgs, frozen=True):
     """``print`` arguments; the command id is the job id."""
 
     template: _Name
@@ -37,7 +39,7 @@ class PrintArgs(CommandArgs):
     copies: Annotated[int, Meta(ge=1, le=1000)] = 1
 
 
-class ReprintArgs(CommandArgs):
+class ReprintArgs(CommandArgs, frozen=True):
     """``print.reprint`` arguments."""
 
     job: _JobId
@@ -45,13 +47,13 @@ class ReprintArgs(CommandArgs):
     copies: Annotated[int, Meta(ge=1, le=1000)] | None = None
 
 
-class JobsArgs(CommandArgs):
+class JobsArgs(CommandArgs, frozen=True):
     """``print.jobs`` arguments."""
 
     limit: Annotated[int, Meta(ge=1, le=200)] = 20
 
 
-class CancelArgs(CommandArgs):
+class CancelArgs(CommandArgs, frozen=True):
     """``print.cancel`` arguments."""
 
     job: _JobId
@@ -127,14 +129,9 @@ def _templates_dir(app: "App", settings: PrintingSettings) -> Path | None:
     return path if path.is_absolute() else app.config.state_dir / path
 
 
-def install(app: "App") -> None:
-    """Add the printing feature (``app.printing`` is None without printers)."""
-    settings: PrintingSettings = app.config.section("printing")
-    try:
-        check_printing(app.config)
-    except ValueError as e:
-        key, _, reason = str(e).partition(": ")
-        raise ConfigError(app.config.path, key, reason) from None
+def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
+    """The print queue when printers are configured; the commands either way."""
+    settings = PRINTING.of(app.config)
     service = None
     if app.devices_of("printers"):
         service = PrintService(app, settings, load_templates(_templates_dir(app, settings)))
@@ -142,4 +139,14 @@ def install(app: "App") -> None:
         app.on_stop(service.stop)
         app.add_status("printing", service.status)
     PrintCommands(service).install(app)
-    app.printing = service
+    if service is None:
+        return Built()
+    return Built(service, Interfaces(labels=service, print_pause=service))
+
+
+FEATURE = Feature(
+    "printing", build,
+    sections=(PRINTING,),
+    migrations=tuple(queue.MIGRATIONS),
+    checks=(check_printing,),  # [printing] names configured printers
+)

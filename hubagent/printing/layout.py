@@ -10,11 +10,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
+from typing import TYPE_CHECKING
 
 from hubagent.errors import InputError
 from hubagent.printing import fit, model, money, symbols
-from hubagent.textcheck import text_problem
-from hubagent.printing.templates import (
+from hubagent.printing.spec import (
     FIELD_REF,
     BoxSpec,
     ElementSpec,
@@ -22,9 +22,12 @@ from hubagent.printing.templates import (
     ImageSpec,
     LineSpec,
     QrSpec,
-    Template,
     TextSpec,
 )
+from hubagent.textcheck import text_problem
+
+if TYPE_CHECKING:
+    from hubagent.printing.templates import Template
 
 _MAX_LIST_ITEM = 200
 _MIN_BAR_MM = 4.0  # shorter bars are hard to aim a hand scanner at

@@ -56,7 +56,7 @@ class Lane:
 
 
 class PrintService:
-    """The durable print queue of a hub (``app.printing``)."""
+    """The durable print queue of a hub."""
 
     def __init__(self, app: "App", settings: PrintingSettings, templates: Mapping[str, Template]) -> None:
         """Prepare one lane per configured printer; starts nothing."""

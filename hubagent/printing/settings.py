@@ -7,9 +7,14 @@ hardware or imaging library.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
+
+from hubagent.feature import Section
+
+if TYPE_CHECKING:
+    from hubagent.config import Config
 
 _Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 _Dpi = Annotated[int, msgspec.Meta(ge=100, le=600)]
@@ -160,7 +165,7 @@ def font_path(settings: PrintingSettings, state_dir: Path) -> str:
     return str(path if path.is_absolute() else state_dir / path)
 
 
-def check_printing(config: Any) -> None:
+def check_printing(config: "Config") -> None:
     """``[printing]`` may name only configured printers, a font file that exists and a known currency.
 
     A ``hubagent.config`` cross-check; raises ValueError("printing.<key>: reason").
@@ -169,7 +174,7 @@ def check_printing(config: Any) -> None:
     from hubagent.printing.money import MINOR_UNITS
 
     names = [d.name for d in config.devices_of("printers")]
-    settings: PrintingSettings = config.section("printing")
+    settings = PRINTING.of(config)
     known = ", ".join(names) or "none"
     if settings.default_printer and settings.default_printer not in names:
         raise ValueError(f"printing.default_printer: no printer named {settings.default_printer!r} "
@@ -183,3 +188,7 @@ def check_printing(config: Any) -> None:
     problem = check_font_file(Path(font)) if font else None
     if problem:
         raise ValueError(f"printing.font: {font}: {problem}")
+
+
+PRINTING = Section("printing", PrintingSettings)
+"""The ``[printing]`` section."""

@@ -24,14 +24,14 @@ Qty = Annotated[int, Meta(ge=1, le=ledger.MAX_QTY)]
 Lines = Meta(min_length=1, max_length=1000)
 
 
-class DeliveryLine(CommandArgs):
+class DeliveryLine(CommandArgs, frozen=True):
     """One expected line of a delivery."""
 
     sku: Code
     qty: Qty
 
 
-class DeliveryExpect(CommandArgs):
+class DeliveryExpect(CommandArgs, frozen=True):
     """``delivery.expect`` arguments."""
 
     delivery: Code
@@ -39,7 +39,7 @@ class DeliveryExpect(CommandArgs):
     bin: BinCode | None = None
 
 
-class PickLine(CommandArgs):
+class PickLine(CommandArgs, frozen=True):
     """One line of a pick list."""
 
     sku: Code
@@ -47,7 +47,7 @@ class PickLine(CommandArgs):
     bin: BinCode | None = None
 
 
-class PickRequest(CommandArgs):
+class PickRequest(CommandArgs, frozen=True):
     """``pick.request`` arguments."""
 
     pick: Code
@@ -55,7 +55,7 @@ class PickRequest(CommandArgs):
     scanner: str | None = None
 
 
-class ScannerMode(CommandArgs):
+class ScannerMode(CommandArgs, frozen=True):
     """``scanner.mode`` arguments."""
 
     scanner: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hubagent.store.store import Store, Tx, utc_now
+from hubagent.store.store import Store, Tx, rows, utc_now
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -62,13 +62,6 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
 ]
-
-
-def rows(tx: Tx, sql: str, params: Any = ()) -> list[dict[str, Any]]:
-    """Rows of a query inside a transaction, as dicts."""
-    cur = tx.execute(sql, params)
-    cols = [c[0] for c in cur.description or ()]
-    return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
 # --- stations ----------------------------------------------------------------

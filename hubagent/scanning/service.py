@@ -22,15 +22,16 @@ import collections
 import copy
 import logging
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 
 from hubagent.errors import HubError, InputError
 from hubagent.events import RawScan, ScanRejectedAtDevice
+from hubagent.interfaces import LabelQueue
 from hubagent.ports import FeedbackPattern
 from hubagent.scanning import schema
 from hubagent.scanning.codes import Scan, ScanKind, interpret
 from hubagent.scanning.session import Mode, Refused, Session
-from hubagent.scanning.settings import ScanningSettings
+from hubagent.scanning.settings import ScannerSettings, ScanningSettings
 from hubagent.scanning.workflows import StepContext, step
 
 if TYPE_CHECKING:
@@ -55,12 +56,23 @@ def excerpt(data: bytes, limit: int = EXCERPT_CHARS) -> str:
     return "".join(out)
 
 
+@runtime_checkable
+class RecordsFeedback(Protocol):
+    """A feedback device that keeps the patterns it gave (the simulator does)."""
+
+    def history(self) -> Sequence[tuple[float, FeedbackPattern]]:
+        """``(time, pattern)`` pairs, oldest first."""
+        ...
+
+
 class ScanService:
     """Scan handling, scanner sessions and the ``scanning`` status section."""
 
-    def __init__(self, app: "App") -> None:
+    def __init__(self, app: "App", settings: ScanningSettings, *, labels: LabelQueue | None = None) -> None:
+        """Scans of ``app``'s scanners; shelf labels go to ``labels`` (None: no printer)."""
         self.app = app
-        self.settings: ScanningSettings = app.config.section("scanning")
+        self.settings = settings
+        self.labels = labels
         self.sessions: dict[str, Session] = {}
         self.accepted: collections.Counter[str] = collections.Counter()
         self.rejected: collections.Counter[str] = collections.Counter()
@@ -71,14 +83,18 @@ class ScanService:
         self.unrecorded: collections.Counter[str] = collections.Counter()
         self.last_feedback: dict[str, dict[str, Any]] = {}
         self._last_read: dict[str, tuple[bytes, float]] = {}
-        self._feedback_of = {d.name: getattr(d.settings, "feedback", None)
-                             for d in app.config.devices_of("scanners")}
+        self._feedback_of = {d.name: d.settings.feedback for d in app.config.devices_of("scanners")
+                             if isinstance(d.settings, ScannerSettings)}
 
     # -- API for other features ---------------------------------------------
     def staff_for(self, scanner: str) -> str | None:
         """The staff member signed in on ``scanner`` (HA:STAFF:<id>), if any."""
         s = self.sessions.get(scanner)
         return s.staff if s else None
+
+    def totals(self) -> tuple[int, int]:
+        """``(accepted, rejected)`` scans since start, over every scanner."""
+        return sum(self.accepted.values()), sum(self.rejected.values())
 
     def mode_of(self, scanner: str) -> str:
         """The scanner's current mode (``receive``, ``pick``, ...)."""
@@ -170,7 +186,7 @@ class ScanService:
         work = copy.deepcopy(current)
         try:
             with self.app.store.write() as tx:
-                ctx = StepContext(tx, scanner, self.settings, self.app.printing)
+                ctx = StepContext(tx, scanner, self.settings, self.labels)
                 done = step(ctx, work, scan)
                 if work.persisted() != current.persisted():
                     schema.save_station(tx, scanner, *work.persisted())
@@ -281,7 +297,6 @@ class ScanService:
         if name is None or keep == 0:
             return []
         device = self.app.device("feedback", name)
-        history = getattr(device, "history", None)
-        if history is None:
+        if not isinstance(device, RecordsFeedback):
             return []
-        return [p.value for _, p in history()[-keep:]]
+        return [p.value for _, p in device.history()[-keep:]]

@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from hubagent.feature import Section
+
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
 """A positive duration in seconds."""
 
@@ -42,7 +44,7 @@ def _check_framing(prefix: str, suffix: str, terminator: str) -> None:
             raise ValueError(f"{label} must not contain the terminator or line breaks")
 
 
-class SerialScannerSettings(_Base):
+class SerialScannerSettings(_Base, frozen=True):
     """A scanner that types into a serial port (USB CDC-ACM or RS-232)."""
 
     # pyserial URL or device path, e.g. "/dev/hubagent-scanner0" or "rfc2217://host:port".
@@ -71,7 +73,7 @@ class SerialScannerSettings(_Base):
             raise ValueError("reopen_initial_s must not exceed reopen_max_s")
 
 
-class HidScannerSettings(_Base):
+class HidScannerSettings(_Base, frozen=True):
     """A USB keyboard-wedge scanner read through the Linux input layer."""
 
     # Input device, preferably a stable /dev/input/by-id/... path.
@@ -95,7 +97,7 @@ class HidScannerSettings(_Base):
             raise ValueError("reopen_initial_s must not exceed reopen_max_s")
 
 
-class CameraScannerSettings(_Base):
+class CameraScannerSettings(_Base, frozen=True):
     """A camera (or video file / stream) decoded with zbar or zxing-cpp."""
 
     # Camera index (0 for /dev/video0) or a file path / stream URL.
@@ -133,7 +135,7 @@ class CameraScannerSettings(_Base):
             raise ValueError("reopen_initial_s must not exceed reopen_max_s")
 
 
-class SimScannerSettings(_Base):
+class SimScannerSettings(_Base, frozen=True):
     """A simulated serial scanner on a pseudo-terminal."""
 
     # End-of-code marker the simulated scanner sends.
@@ -144,7 +146,7 @@ class SimScannerSettings(_Base):
     feedback: str | None = None
 
 
-class GpioFeedbackSettings(_Base):
+class GpioFeedbackSettings(_Base, frozen=True):
     """A buzzer and LEDs on GPIO pins beside a scanner."""
 
     # Pin of the buzzer; none for a silent station.
@@ -186,7 +188,7 @@ class GpioFeedbackSettings(_Base):
                 raise ValueError(f"{label} must switch on for some time")
 
 
-class SimFeedbackSettings(_Base):
+class SimFeedbackSettings(_Base, frozen=True):
     """A feedback device that only records what it was asked to play."""
 
     # How many recent patterns to keep for status and tests.
@@ -200,7 +202,7 @@ BinCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9][A-Z0-9-]{0,23}$")]
 """A bin code as ``HA:BIN:<code>`` yields it (upper case)."""
 
 
-class ScanningSettings(_Base):
+class ScanningSettings(_Base, frozen=True):
     """``[scanning]``: how scans become stock movements (the shelf workflows)."""
 
     # The same code read twice in a row on one scanner within this many seconds is refused as "double_scan" (0 = off).
@@ -220,3 +222,10 @@ class ScanningSettings(_Base):
     # Most scan.rejected events one scanner records per minute (a burst of as many is allowed);
     # beyond, rejections still beep and count, and the next event recorded says how many were not.
     rejected_events_per_min: Annotated[int, msgspec.Meta(ge=1, le=6000)] = 60
+
+
+ScannerSettings = SerialScannerSettings | HidScannerSettings | CameraScannerSettings | SimScannerSettings
+"""The settings of any scanner driver (each names its ``feedback`` device)."""
+
+SCANNING = Section("scanning", ScanningSettings)
+"""The ``[scanning]`` section."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from hubagent.errors import HubError, InputError
+from hubagent.interfaces import LabelQueue
 from hubagent.scanning import schema
 from hubagent.scanning.codes import Scan, ScanKind
 from hubagent.scanning.session import Mode, Outcome, Refused, Session, attention, first_needed, ok
@@ -38,7 +39,7 @@ class StepContext:
     tx: Tx
     scanner: str
     settings: ScanningSettings
-    printing: Any = None  # app.printing (None until the printing feature is installed)
+    labels: LabelQueue | None = None  # None: no printer configured
 
     def who(self, s: Session) -> dict[str, Any]:
         """``actor``/``device`` of the movements this scan records."""
@@ -270,6 +271,7 @@ def _move_item(ctx: StepContext, s: Session, sku: str, qty: int, scan: Scan) -> 
 def _return_item(ctx: StepContext, s: Session, sku: str, qty: int, scan: Scan) -> Outcome:
     if s.condition is None:
         raise first_needed("no_condition", "scan HA:COND:RESELLABLE or HA:COND:DAMAGED first")
+    bin: str | None
     if s.condition == "damaged":
         bin = ctx.settings.quarantine_bin
         ledger.ensure_bin(ctx.tx, bin, kind="quarantine")
@@ -288,20 +290,18 @@ def _return_item(ctx: StepContext, s: Session, sku: str, qty: int, scan: Scan) -
 def _lookup_item(ctx: StepContext, s: Session, sku: str, qty: int, scan: Scan) -> Outcome:
     """Feedback only; a shelf label when ``lookup_prints_label`` names a printer."""
     printer = ctx.settings.lookup_prints_label
-    if printer and ctx.printing is not None:
-        _print_shelf_label(ctx, sku, printer, qty)
+    if printer and ctx.labels is not None:
+        _print_shelf_label(ctx, ctx.labels, sku, printer, qty)
     return ok(f"{sku}: {ledger.on_hand(ctx.tx, sku, s.bin) if s.bin else 'known'}")
 
 
-def _print_shelf_label(ctx: StepContext, sku: str, printer: str, copies: int) -> None:
+def _print_shelf_label(ctx: StepContext, labels: LabelQueue, sku: str, printer: str, copies: int) -> None:
     """Queue a shelf label (filled from the catalog) in a savepoint: a failure never spoils the scan."""
-    ctx.tx.execute("SAVEPOINT shelf_label")
     try:
-        ctx.printing.enqueue(ctx.tx, "shelf", {"sku": sku}, printer=printer, copies=copies)
+        with ctx.tx.savepoint("shelf_label"):
+            labels.enqueue(ctx.tx, "shelf", {"sku": sku}, printer=printer, copies=copies)
     except (HubError, InputError, ValueError, TypeError) as e:
-        ctx.tx.execute("ROLLBACK TO shelf_label")
         log.warning("shelf label for %s not queued: %s", sku, e)
-    ctx.tx.execute("RELEASE shelf_label")
 
 
 _DoneFn = Callable[[StepContext, Session], Outcome]

@@ -14,12 +14,15 @@ from msgspec import Meta
 
 from hubagent.commands import CommandArgs, CommandContext, NoArgs
 from hubagent.errors import CommandError
+from hubagent.feature import Built, Feature, Interfaces
+from hubagent.interfaces import SummaryFields, Uplink
 from hubagent.store.store import EmittedEvent, dumps
 from hubagent.stock import ledger
 from hubagent.sync import outbox
 
 if TYPE_CHECKING:
     from hubagent.app import App
+    from hubagent.clock import Clock
 
 Code = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
 Gtin = Annotated[str, Meta(pattern=r"^[0-9]{8,14}$")]
@@ -27,7 +30,7 @@ Text = Annotated[str, Meta(min_length=1, max_length=200)]
 Qty = Annotated[int, Meta(ge=-ledger.MAX_QTY, le=ledger.MAX_QTY)]
 
 
-class CatalogItem(CommandArgs):
+class CatalogItem(CommandArgs, frozen=True):
     """One catalog entry of ``catalog.upsert``."""
 
     sku: Code
@@ -38,13 +41,13 @@ class CatalogItem(CommandArgs):
     unit: Annotated[str, Meta(min_length=1, max_length=16)] = "each"
 
 
-class CatalogUpsert(CommandArgs):
+class CatalogUpsert(CommandArgs, frozen=True):
     """``catalog.upsert`` arguments."""
 
     items: Annotated[list[CatalogItem], Meta(min_length=1, max_length=1000)]
 
 
-class StockAdjust(CommandArgs):
+class StockAdjust(CommandArgs, frozen=True):
     """``stock.adjust`` arguments."""
 
     sku: Code
@@ -55,7 +58,7 @@ class StockAdjust(CommandArgs):
     type: str = "adjust"
 
 
-class StockCount(CommandArgs):
+class StockCount(CommandArgs, frozen=True):
     """``stock.count`` arguments."""
 
     sku: Code
@@ -63,7 +66,7 @@ class StockCount(CommandArgs):
     counted: Annotated[int, Meta(ge=0, le=ledger.MAX_QTY)]
 
 
-class StockGet(CommandArgs):
+class StockGet(CommandArgs, frozen=True):
     """``stock.get`` arguments."""
 
     sku: Code
@@ -72,9 +75,12 @@ class StockGet(CommandArgs):
 class StockService:
     """Stock commands and the retained per-SKU summaries."""
 
-    def __init__(self, app: "App") -> None:
+    def __init__(self, app: "App", *, uplink: Uplink | None = None) -> None:
+        """Stock of ``app``; summaries go out through ``uplink`` (None: no broker)."""
         self.app = app
         self.store = app.store
+        self.uplink = uplink
+        self._summary_fields: list[SummaryFields] = []
 
     def install(self) -> None:
         """Register commands and hooks."""
@@ -85,8 +91,8 @@ class StockService:
         c.register("stock.get", self.get, StockGet, read_only=True)
         c.register("state.snapshot", self.snapshot, NoArgs, read_only=True)
         self.app.on_start(lambda: self.store.on_commit(self._published_moves))
-        if self.app.sync is not None:
-            self.app.sync.on_connected(self.publish_all)
+        if self.uplink is not None:
+            self.uplink.on_connected(self.publish_all)
         self.app.add_status("stock", self.status)
 
     # -- commands ----------------------------------------------------------
@@ -137,15 +143,22 @@ class StockService:
 
     def publish_summary(self, sku: str) -> None:
         """Publish the retained on-hand summary of one SKU (if connected)."""
-        sync = self.app.sync
-        if sync is None or sync.link is None or not sync.link.connected:
+        if self.uplink is None or not self.uplink.is_connected():
             return
         found = ledger.summary(self.store, sku)
         if found is None:
             return
         body = {"sku": sku, "name": found["name"], "on_hand": found["on_hand"],
                 "bins": found["bins"], "seq": self.store.last_seq()}
-        sync.link.publish(sync.topics.stock(sku), dumps(body).encode(), retain=True)
+        if self._summary_fields:
+            with self.store.read() as tx:
+                for fields in self._summary_fields:
+                    body.update(fields(tx, sku))
+        self.uplink.publish_stock(sku, dumps(body).encode())
+
+    def add_summary_fields(self, fields: SummaryFields) -> None:
+        """Merge ``fields(tx, sku)`` into every summary published from now on (the KPIs)."""
+        self._summary_fields.append(fields)
 
     def publish_all(self) -> None:
         """Republish every summary (after a reconnect: some may be stale)."""
@@ -164,8 +177,11 @@ def _bad(message: str) -> Exception:
     return CommandError("bad_args", message)
 
 
-def install(app: "App") -> None:
-    """Add the stock service to the app."""
-    svc = StockService(app)
+def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
+    """The stock service; summaries go out through the uplink when there is one."""
+    svc = StockService(app, uplink=uses.uplink)
     svc.install()
-    app.stock = svc
+    return Built(svc, Interfaces(stock_summary=svc))
+
+
+FEATURE = Feature("stock", build, migrations=tuple(ledger.MIGRATIONS))

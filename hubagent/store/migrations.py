@@ -1,14 +1,15 @@
 """Schema migrations, applied at start-up.
 
 Migrations are named, not numbered, so features can add theirs
-independently; each is applied once, in the order listed, inside its own
+independently (each feature declares its own, see
+:func:`hubagent.features.all_migrations`); each is applied once, in the
+order listed, inside its own
 ``BEGIN IMMEDIATE`` transaction together with its row in ``migrations``.
 A migration is never edited after release: add a new one instead.
 """
 
 from __future__ import annotations
 
-import importlib
 import sqlite3
 import time
 from typing import Iterable
@@ -45,24 +46,6 @@ CORE: list[tuple[str, str]] = [
         """,
     ),
 ]
-
-# Feature migration lists, "module:ATTRIBUTE", in dependency order.
-FEATURES: list[str] = [
-    "hubagent.stock.ledger:MIGRATIONS",
-    "hubagent.printing.queue:MIGRATIONS",
-    "hubagent.scanning.schema:MIGRATIONS",
-    "hubagent.lockers.schema:MIGRATIONS",
-]
-
-
-def all_migrations() -> list[tuple[str, str]]:
-    """Core migrations followed by every feature's, in order."""
-    out = list(CORE)
-    for ref in FEATURES:
-        module, _, attr = ref.partition(":")
-        out.extend(getattr(importlib.import_module(module), attr))
-    return out
-
 
 def apply(conn: sqlite3.Connection, migrations: Iterable[tuple[str, str]]) -> list[str]:
     """Apply the migrations not yet applied; return their names."""

@@ -20,9 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
-
-from sqlite_utils import Database
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from hubagent.errors import DiskFull, StoreError
 from hubagent.store import migrations
@@ -30,6 +28,25 @@ from hubagent.store.db import integrity_check, open_database
 from hubagent.store.space import Reserve, Space, is_disk_full
 
 log = logging.getLogger(__name__)
+
+
+Row = dict[str, Any]
+"""A result row by column name."""
+
+
+class Reader(Protocol):
+    """Anything that runs SQL: a :class:`Tx` or a sqlite3 connection."""
+
+    def execute(self, sql: str, params: Any = ..., /) -> sqlite3.Cursor:
+        """Run one statement."""
+        ...
+
+
+def rows(db: Reader, sql: str, params: Any = ()) -> list[Row]:
+    """Rows of a query as dicts by column name (the one place rows become dicts)."""
+    cur = db.execute(sql, params)
+    cols = [c[0] for c in cur.description or ()]
+    return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
 def utc_now() -> str:
@@ -53,11 +70,6 @@ class EmittedEvent:
     at: str
     data: dict[str, Any]
 
-    def envelope(self, replayed: bool = False) -> dict[str, Any]:
-        """The MQTT payload of this event."""
-        return {"id": self.id, "seq": self.seq, "kind": self.kind, "at": self.at,
-                "replayed": replayed, "data": self.data}
-
 
 class Tx:
     """One write transaction. Valid only inside ``with store.write()``."""
@@ -66,7 +78,6 @@ class Tx:
         self._store = store
         self.read_only = read_only
         self.conn = store.conn
-        self.db = store.db
         self.events: list[EmittedEvent] = []
         self._after: list[Callable[[], None]] = []
 
@@ -91,7 +102,28 @@ class Tx:
             (ev.seq, ev.id, ev.kind, ev.at, dumps(ev.data)),
         )
         self.events.append(ev)
+        for fn in self._store._emit_hooks:
+            fn(self, ev)
         return ev
+
+    @contextmanager
+    def savepoint(self, name: str) -> Iterator[None]:
+        """A nested part of the transaction: rolled back alone if the block raises.
+
+        What the block emitted or asked to run after commit is dropped with it,
+        so no event is published whose row was rolled back.
+        """
+        events, after = len(self.events), len(self._after)
+        self.conn.execute(f"SAVEPOINT {name}")
+        try:
+            yield
+        except BaseException:
+            self.conn.execute(f"ROLLBACK TO {name}")
+            del self.events[events:]
+            del self._after[after:]
+            raise
+        finally:
+            self.conn.execute(f"RELEASE {name}")
 
     def after_commit(self, fn: Callable[[], None]) -> None:
         """Run ``fn`` once the transaction has committed (never on rollback)."""
@@ -101,16 +133,18 @@ class Tx:
 class Store:
     """The hub's database: schema, the single writer, outbox and inbox."""
 
-    def __init__(self, path: Path, *, reserve_bytes: int = 0) -> None:
+    def __init__(self, path: Path, migrations: Sequence[tuple[str, str]], *, reserve_bytes: int = 0) -> None:
+        """A store at ``path`` with this schema (see :func:`hubagent.features.all_migrations`)."""
         self.path = path
+        self.migrations = tuple(migrations)
         self.reserve = Reserve.beside(path, reserve_bytes)
         self.space = Space.OK
         self.full_detail = ""
         self._conn: sqlite3.Connection | None = None
-        self._db: Database | None = None
         self._lock = threading.RLock()
         self._listeners: list[Callable[[list[EmittedEvent]], None]] = []
         self._space_listeners: list[Callable[[Space], None]] = []
+        self._emit_hooks: list[Callable[[Tx, EmittedEvent], None]] = []
 
     # -- lifecycle -------------------------------------------------------
     def open(self) -> list[str]:
@@ -128,8 +162,7 @@ class Store:
             if not self.reserve.make():
                 log.warning("no room for the %d-byte disk reserve %s",
                             self.reserve.size, self.reserve.path)
-        self._db = Database(self._conn)
-        applied = migrations.apply(self._conn, migrations.all_migrations())
+        applied = migrations.apply(self._conn, self.migrations)
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
         return applied
@@ -156,7 +189,6 @@ class Store:
         finally:
             self._conn.close()
             self._conn = None
-            self._db = None
 
     def checkpoint(self) -> None:
         """Fold the WAL into the main file (before power-off)."""
@@ -169,13 +201,6 @@ class Store:
         if self._conn is None:
             raise StoreError("the store is not open")
         return self._conn
-
-    @property
-    def db(self) -> Database:
-        """An sqlite-utils view of the same connection, for reads and DDL."""
-        if self._db is None:
-            raise StoreError("the store is not open")
-        return self._db
 
     def integrity(self) -> str:
         """Full ``integrity_check`` ("ok" when healthy)."""
@@ -227,6 +252,14 @@ class Store:
                 log.exception("disk space listener failed")
 
     # -- writing ---------------------------------------------------------
+    def on_emit(self, fn: Callable[[Tx, EmittedEvent], None]) -> None:
+        """Call ``fn(tx, event)`` inside the transaction of every event as it is emitted.
+
+        For figures that must commit with what they count (the KPI rollups);
+        an exception rolls the whole transaction back.
+        """
+        self._emit_hooks.append(fn)
+
     def on_commit(self, fn: Callable[[list[EmittedEvent]], None]) -> None:
         """Call ``fn(events)`` after every commit that emitted events."""
         self._listeners.append(fn)
@@ -291,12 +324,10 @@ class Store:
                     log.exception("commit listener failed")
 
     # -- reading ---------------------------------------------------------
-    def query(self, sql: str, params: Any = ()) -> list[sqlite3.Row]:
+    def query(self, sql: str, params: Any = ()) -> list[Row]:
         """Rows of a read-only query."""
         with self._lock:
-            cur = self.conn.execute(sql, params)
-            cols = [c[0] for c in cur.description or ()]
-            return [dict(zip(cols, r)) for r in cur.fetchall()]  # type: ignore[misc]
+            return rows(self.conn, sql, params)
 
     def meta(self, key: str, default: str | None = None) -> str | None:
         """A value from the ``meta`` table."""

@@ -23,6 +23,7 @@ from hubagent import secrets
 from hubagent.clock import LoopClock
 from hubagent.commands import CommandArgs, CommandContext
 from hubagent.errors import CommandError
+from hubagent.feature import Built, Feature, Interfaces
 from hubagent.store.store import EmittedEvent, dumps, utc_now
 from hubagent.sync import outbox
 from hubagent.sync.health import ConnectionHealth
@@ -34,9 +35,10 @@ from hubagent.telemetry import age_s
 
 if TYPE_CHECKING:
     from hubagent.app import App
+    from hubagent.clock import Clock
 
 
-class ReplayArgs(CommandArgs):
+class ReplayArgs(CommandArgs, frozen=True):
     """``events.replay`` arguments."""
 
     # First seq to send again.
@@ -239,7 +241,7 @@ class SyncService(LinkListener):
 
     @staticmethod
     def _payload(ev: EmittedEvent, replayed: bool = False) -> bytes:
-        return json.dumps(ev.envelope(replayed), separators=(",", ":")).encode()
+        return outbox.envelope_bytes(ev.seq, ev.id, ev.kind, ev.at, dumps(ev.data), replayed)
 
     def _on_ack(self, payload: bytes) -> None:
         try:
@@ -261,8 +263,8 @@ class SyncService(LinkListener):
     # -- commands ----------------------------------------------------------------
     def _on_command(self, name: str, msg: Inbound) -> None:
         if msg.expiry_s is not None and time.monotonic() - msg.received > msg.expiry_s:
-            reply = {"id": None, "ok": False,
-                     "error": {"code": "expired", "message": "the command expired before it could run"}}
+            reply: dict[str, Any] = {"id": None, "ok": False, "error": {
+                "code": "expired", "message": "the command expired before it could run"}}
             try:
                 cid = json.loads(msg.payload).get("id")
                 reply["id"] = cid if isinstance(cid, str) else None
@@ -289,6 +291,20 @@ class SyncService(LinkListener):
         if self.link is None or not self.link.connected:
             return self.app.store.last_seq() - outbox.acked_seq(self.app.store)
         return self.sender.unpublished(self.app.store.last_seq())
+
+    def publish_stock(self, sku: str, payload: bytes) -> None:
+        """Publish the retained stock summary of ``sku`` (dropped while disconnected)."""
+        if self.link is not None and self.link.connected:
+            self.link.publish(self.topics.stock(sku), payload, retain=True)
+
+    def publish_restock(self, payload: bytes) -> None:
+        """Publish the retained restock windows (dropped while disconnected)."""
+        if self.link is not None and self.link.connected:
+            self.link.publish(self.topics.restock, payload, retain=True)
+
+    def is_connected(self) -> bool:
+        """Whether the link to the broker is up."""
+        return self.link is not None and self.link.connected
 
     def publish_offline(self) -> None:
         """Publish the retained ``offline`` state now (before a power-off)."""
@@ -347,19 +363,22 @@ class SyncService(LinkListener):
         self.link.publish(self.topics.telemetry, dumps(body).encode(), qos=0)
 
 
-def install(app: "App") -> None:
-    """Wire sync into the app when ``[mqtt]`` is configured."""
+def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
+    """Sync with central when ``[mqtt]`` is configured; offers the uplink."""
     if app.config.mqtt is None:
         app.add_status("sync", lambda: {"connected": False, "subscribed": False,
                                         "mode": "offline (no [mqtt] configured)",
                                         **_offline_stats(app)})
-        return
+        return Built()
     svc = SyncService(app)
-    app.sync = svc
     app.commands.register("events.replay", svc.replay, ReplayArgs, read_only=True)
     app.on_start(svc.start)
     app.on_stop(svc.stop)
     app.add_status("sync", svc.metrics)
+    return Built(svc, Interfaces(uplink=svc))
+
+
+FEATURE = Feature("sync", build)
 
 
 def _offline_stats(app: "App") -> dict[str, Any]:

@@ -197,10 +197,6 @@ class MqttLink:
         if self._thread is not None:
             self._thread.join(timeout)
 
-    def alive(self) -> bool:
-        """Whether the network thread is running."""
-        return self._thread is not None and self._thread.is_alive()
-
     # -- core-thread API -----------------------------------------------------
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
                 properties: Properties | None = None) -> int | None:
@@ -324,7 +320,7 @@ def _reason(reason_code: Any) -> str:
 def _no_delay(client: mqtt.Client) -> None:
     """Turn Nagle's algorithm off: a reply or PUBACK must not wait for a TCP ack."""
     sock = client.socket()
-    if sock is None:
+    if not isinstance(sock, socket.socket):  # None before connecting; TLS sockets are socket.socket too
         return
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

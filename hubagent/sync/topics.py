@@ -31,6 +31,11 @@ class Topics:
         return f"{self.base}/stock/{sku}"
 
     @property
+    def restock(self) -> str:
+        """Retained: the hub's free restock windows."""
+        return f"{self.base}/restock"
+
+    @property
     def telemetry(self) -> str:
         """Periodic metrics."""
         return f"{self.base}/telemetry"

@@ -10,10 +10,13 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from hubagent.errors import HubError
+from hubagent.feature import Built, Feature, Interfaces
+from hubagent.interfaces import LockerDesk
 from hubagent.web.settings import WebSettings
 
 if TYPE_CHECKING:
     from hubagent.app import App
+    from hubagent.clock import Clock
     from hubagent.web.server import WebServer
 
 log = logging.getLogger(__name__)
@@ -22,9 +25,11 @@ log = logging.getLogger(__name__)
 class WebService:
     """Owns the page listeners of one hub."""
 
-    def __init__(self, app: "App", settings: WebSettings) -> None:
+    def __init__(self, app: "App", settings: WebSettings, *, desk: LockerDesk | None = None) -> None:
+        """The pages of ``app``; the kiosk checks codes with ``desk`` (None: no lockers)."""
         self.app = app
         self.settings = settings
+        self.desk = desk
         self.server: "WebServer | None" = None
 
     async def start(self) -> None:
@@ -37,7 +42,7 @@ class WebService:
         from hubagent.web.view import HubView
 
         clock = self.app.clock
-        view = HubView(self.app)
+        view = HubView(self.app, desk=self.desk)
         live = Live(clock)
         ctx = Ctx(view=view, settings=self.settings,
                   i18n=Catalogues(self.settings.languages, self.settings.locale_dir),
@@ -65,12 +70,16 @@ class WebService:
                 "live_pages": self.server.ctx.live.clients if self.server else 0}
 
 
-def install(app: "App") -> None:
-    """Add the pages when the config has ``[web]``."""
+def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
+    """The pages when the config has ``[web]``; the kiosk uses the lockers' desk."""
     settings = app.config.web
     if settings is None:
-        return
-    svc = WebService(app, settings)
+        return Built()
+    svc = WebService(app, settings, desk=uses.locker_desk)
     app.on_start(svc.start)
     app.on_stop(svc.stop)
     app.add_status("web", svc.status)
+    return Built(svc)
+
+
+FEATURE = Feature("web", build)

@@ -16,6 +16,9 @@ from pathlib import Path
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
+from hubagent.interfaces import LockerDesk
+from hubagent.lockers.inputs import Outcome
+
 if TYPE_CHECKING:
     from hubagent.app import App
 
@@ -36,8 +39,10 @@ class KioskResult:
 class HubView:
     """The pages' window onto one hub."""
 
-    def __init__(self, app: "App") -> None:
+    def __init__(self, app: "App", *, desk: LockerDesk | None = None) -> None:
+        """A view of ``app``; ``desk`` checks codes typed on the kiosk (None: no lockers)."""
         self._app = app
+        self._desk = desk
 
     @property
     def hub_id(self) -> str:
@@ -84,11 +89,10 @@ class HubView:
         import io
 
         from hubagent.printing.render import render
-        from hubagent.printing.settings import PrintingSettings, font_path
+        from hubagent.printing.settings import PRINTING, font_path
         from hubagent.printing.templates import get_template, load_templates
 
-        settings = self._app.config.section("printing")
-        font = font_path(settings, self._app.config.state_dir) if isinstance(settings, PrintingSettings) else ""
+        font = font_path(PRINTING.of(self._app.config), self._app.config.state_dir)
         template = get_template(load_templates(), "command_sheet").with_font(font)
         width = round(template.spec.width_mm / 25.4 * dpi)
         image = render(template.layout({"title": self.hub_id[:20]}, dpi, width))
@@ -99,16 +103,13 @@ class HubView:
     # -- lockers ----------------------------------------------------------------
     def has_lockers(self) -> bool:
         """Whether the hub has locker banks."""
-        return self._app.lockers is not None
+        return self._desk is not None
 
     def kiosk_code(self, source: str, code: str, purpose: str) -> KioskResult:
         """A code typed on the kiosk, checked like a keypad's (same lock-out rules)."""
-        lockers = self._app.lockers
-        if lockers is None:
+        if self._desk is None:
             return KioskResult("out_of_order")
-        from hubagent.lockers.inputs import Outcome
-
-        attempt = lockers.desk.attempt(source, code, (purpose,))
+        attempt = self._desk.attempt(source, code, (purpose,))
         if attempt.outcome is Outcome.OPENED:
             return KioskResult("opened", door=attempt.compartment, bank=attempt.bank)
         if attempt.outcome is Outcome.LOCKED_OUT:
@@ -121,14 +122,12 @@ class HubView:
 
     def staff_sign_in(self, source: str, code: str) -> str | None:
         """The staff member whose registered code this is, or None (counts as a failure)."""
-        lockers = self._app.lockers
-        if lockers is None:
+        if self._desk is None:
             return None
-        return lockers.desk.identify_staff(source, code)  # type: ignore[no-any-return]
+        return self._desk.identify_staff(source, code)
 
     def lockout_left(self, source: str) -> float:
         """Seconds ``source`` stays locked out (0 when it may try)."""
-        lockers = self._app.lockers
-        if lockers is None:
+        if self._desk is None:
             return 0.0
-        return float(lockers.limiter.check(source, lockers.clock()))
+        return self._desk.lockout_left(source)

@@ -60,7 +60,7 @@ def _load(frames: list[Any] | str | os.PathLike[str], max_frames: int, cv2: Any)
         capture = cv2.VideoCapture(os.fspath(frames))
         if not capture.isOpened():
             raise ValueError(f"cannot open video {os.fspath(frames)!r}")
-        images = []
+        images: list[Any] = []
         try:
             while len(images) < max_frames:
                 ok, frame = capture.read()

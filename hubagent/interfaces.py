@@ -1,0 +1,135 @@
+"""What one feature may ask of another: small typed interfaces.
+
+A feature never reaches into another feature's service. When lockers need to
+know who is signed in on a scanner, or the power feature needs to park the
+locks before a power-off, the feature that can do it offers one of these
+protocols (see :class:`~hubagent.feature.Interfaces`), and the composition
+root hands it by keyword to the features built after it. A protocol here
+names only what the user needs, so either side can change behind it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Mapping, Protocol
+
+if TYPE_CHECKING:
+    from hubagent.lockers.inputs import Attempt
+    from hubagent.ports import FeedbackPattern
+    from hubagent.scanning.codes import Scan
+    from hubagent.store.store import Tx
+
+TelemetrySource = Callable[[], Mapping[str, object]]
+"""Returns figures merged into each telemetry message."""
+
+
+class StaffDirectory(Protocol):
+    """Who is signed in where (offered by scanning, used by lockers)."""
+
+    def staff_for(self, scanner: str) -> str | None:
+        """The staff member signed in on ``scanner``, if any."""
+        ...
+
+
+class LabelQueue(Protocol):
+    """Queue a label inside the caller's transaction (offered by printing)."""
+
+    def enqueue(self, tx: "Tx", template: str, fields: Mapping[str, object], *, printer: str | None = None,
+                job_id: str | None = None, copies: int = 1) -> str:
+        """Validate and queue a label; returns the job id."""
+        ...
+
+
+class PrintPause(Protocol):
+    """Stop and restart taking new print jobs (offered by printing, used by power)."""
+
+    def pause_new(self, reason: str) -> None:
+        """Refuse new jobs until :meth:`resume_new`; waiting jobs still print."""
+        ...
+
+    def resume_new(self) -> None:
+        """Accept new jobs again."""
+        ...
+
+
+class LockParking(Protocol):
+    """Park and resume the locker banks (offered by lockers, used by power)."""
+
+    def park(self) -> None:
+        """De-energise every lock and refuse new pulses."""
+        ...
+
+    def resume(self) -> None:
+        """Take lock pulses again."""
+        ...
+
+
+class LockerDesk(Protocol):
+    """Codes typed at a locker's screen (offered by lockers, used by the kiosk pages)."""
+
+    def attempt(self, source: str, raw: str, purposes: tuple[str, ...]) -> "Attempt":
+        """Check one code from ``source`` and open what it entitles to."""
+        ...
+
+    def identify_staff(self, source: str, raw: str) -> str | None:
+        """The staff member whose code this is (a wrong code counts as a failure)."""
+        ...
+
+    def lockout_left(self, source: str) -> float:
+        """Seconds ``source`` stays locked out (0 when it may try)."""
+        ...
+
+
+class Uplink(Protocol):
+    """The link to central (offered by sync when ``[mqtt]`` is configured)."""
+
+    def on_connected(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` after every (re)connect, once subscriptions are made."""
+        ...
+
+    def add_telemetry(self, source: TelemetrySource) -> None:
+        """Add ``source()`` to each telemetry message."""
+        ...
+
+    def pending_publish(self) -> int:
+        """Events committed but not yet acknowledged by the broker."""
+        ...
+
+    def publish_offline(self) -> None:
+        """Publish the retained ``offline`` state now (before a power-off)."""
+        ...
+
+    def is_connected(self) -> bool:
+        """Whether the link to the broker is up."""
+        ...
+
+    def publish_stock(self, sku: str, payload: bytes) -> None:
+        """Publish the retained stock summary of ``sku`` (dropped while disconnected)."""
+        ...
+
+    def publish_restock(self, payload: bytes) -> None:
+        """Publish the retained restock windows (dropped while disconnected)."""
+        ...
+
+
+SummaryFields = Callable[["Tx", str], Mapping[str, object]]
+"""Extra fields of a SKU's retained stock summary, computed inside a read transaction."""
+
+
+class StockSummary(Protocol):
+    """The retained per-SKU stock summary (offered by stock, extended by the KPIs)."""
+
+    def add_summary_fields(self, fields: SummaryFields) -> None:
+        """Merge ``fields(tx, sku)`` into every summary published from now on."""
+        ...
+
+
+class ScanCounts(Protocol):
+    """Scans accepted and refused since start (offered by scanning, used by telemetry)."""
+
+    def totals(self) -> tuple[int, int]:
+        """``(accepted, rejected)`` over every scanner."""
+        ...
+
+
+ScanHandler = Callable[["Scan", str], "FeedbackPattern"]
+"""Handles a scan of a claimed kind on the core thread: ``handler(scan, scanner_name)``."""
