@@ -89,3 +89,18 @@ def test_token_public_key_from_base64_or_a_pem_file_and_named_when_bad(tmp_path:
         doc = config_doc(tmp_path, token_public_key=bad)
         with pytest.raises(ConfigError, match=rf"locker_policy\.token_public_key.*{why}"):
             from_dict(doc)
+
+
+def test_parked_locks_tell_the_keypad_nothing_and_the_kiosk_out_of_order(core: Core) -> None:
+    comp = load(core, "P1", pickup={"code": P1_CODE})
+    svc = lockers_of(core.app)
+    core.call(svc.park)
+    core.call(core.app.dispatch, CodeEntered("front", P1_CODE))
+    assert [e["reason"] for e in core.events("locker.code_no_action")] == ["parked"]
+    panel = core.app.device("feedback", "panel")
+    assert panel.played()[-1].pattern.value == "nothing"
+    from hubagent.web.view import HubView
+
+    view = HubView(core.app, desk=svc.desk)
+    assert core.call(lambda: view.kiosk_code("kiosk", P1_CODE, "pickup")).outcome == "out_of_order"
+    assert core.compartment(comp)["state"] == "occupied"
