@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Generic, Protocol, TypeVar
 
 from hubagent.interfaces import (
+    ClockTrustView,
     LabelQueue,
     LockerDesk,
     LockParking,
@@ -70,6 +71,7 @@ class Interfaces:
     locker_desk: LockerDesk | None = None
     scan_counts: ScanCounts | None = None
     stock_summary: StockSummary | None = None
+    clock_trust: ClockTrustView | None = None
 
     def merged(self, offered: "Interfaces") -> "Interfaces":
         """These interfaces plus ``offered``; offering one twice is a wiring error."""

@@ -65,6 +65,8 @@ def test_a_start_years_ahead_decides_nothing_and_the_correction_leaves_everythin
         assert core.call(svc.trust.check) is Trust.AHEAD
         assert "clock" in core.call(core.app.status)["alerts"]
         assert core.call(svc.expire_due) == 0  # nothing expires on a clock ahead
+        # No KPI decision either: day-based figures wait for a trusted clock.
+        assert core.command("kpi.get", id="k1")["error"]["code"] == "clock_not_set"
         # Central assigns a parcel due in two real days: not refused as "already past".
         r = core.command("parcel.assign", id="a3", parcel="P3", size="M", expires_at=iso(NOW + timedelta(days=2)))
         assert r["ok"], r
@@ -76,6 +78,7 @@ def test_a_start_years_ahead_decides_nothing_and_the_correction_leaves_everythin
         assert core.call(svc.trust.check) is Trust.TRUSTED
         core.call(svc.retimer.tick)
         assert "clock" not in core.call(core.app.status)["alerts"]
+        assert core.command("kpi.get", id="k2")["ok"]
         assert core.call(svc.expire_due) == 0
         assert parcel(core, "P2")["state"] == "stored" and parcel(core, "P2")["expires_at"] == p2_deadline
         assert live_codes(core, "P2") == 1

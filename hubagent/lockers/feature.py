@@ -17,7 +17,7 @@ from hubagent.lockers.commands import LockerCommands
 from hubagent.feature import Built, Feature, Interfaces
 from hubagent.lockers.checks import check_gpio_pins, check_keypad_feedback, check_token_key
 from hubagent.lockers.restore import RestoreCommands, snapshot
-from hubagent.lockers.retime import ClockCommands, ClockConfirm
+from hubagent.lockers.retime import ClockCommands, ClockConfirm, TrustView
 from hubagent.lockers.schema import MIGRATIONS
 from hubagent.lockers.service import LockerService
 from hubagent.lockers.settings import LOCKER_POLICY
@@ -60,7 +60,7 @@ def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     app.on_stop(svc.stop)
     app.add_status("lockers", lambda: status(svc))
     app.add_snapshot("lockers", lambda: snapshot(svc.store.conn, svc.banks))
-    return Built(svc, Interfaces(lock_parking=svc, locker_desk=desk))
+    return Built(svc, Interfaces(lock_parking=svc, locker_desk=desk, clock_trust=TrustView(svc)))
 
 
 def _clock(svc: LockerService) -> ClockCommands:

@@ -151,6 +151,18 @@ def recompute_hub_deadlines(svc: "LockerService", tx: Tx, now: datetime) -> int:
     return count
 
 
+class TrustView:
+    """The lockers' clock trust as other features see it (``Interfaces.clock_trust``)."""
+
+    def __init__(self, svc: "LockerService") -> None:
+        """Ask ``svc`` (its trust exists once it started; before, only the year is judged)."""
+        self.svc = svc
+
+    def trusted(self) -> bool:
+        """Whether the wall clock may be used for decisions now."""
+        return self.svc.wall_clock_sane()
+
+
 class ClockConfirm(CommandArgs, frozen=True):
     """``clock.confirm``: central's current time, so the hub can trust (or distrust) its clock."""
 
