@@ -79,9 +79,10 @@ class MqttSettings(_Section, frozen=True):
     password_env: str | None = None
     # TLS settings; absent means plain TCP.
     tls: TlsSettings | None = None
-    # Reconnect backoff: first and largest delay, in seconds.
-    reconnect_min_s: Seconds = 1.0
-    reconnect_max_s: Seconds = 60.0
+    # Reconnect backoff: first and largest delay, in seconds; each wait is
+    # random in [d/2, d] (see docs/operations.md, "Reconnecting").
+    reconnect_min_s: Seconds = 0.5
+    reconnect_max_s: Seconds = 1.5
     # Unacknowledged events are sent again after at most this long (sooner when
     # the measured round trip shows a loss).
     ack_timeout_s: Seconds = 30.0

@@ -462,10 +462,12 @@ def outbox_store(tmp_path: Path) -> Iterator[Any]:
 
 
 def test_pump_windows_duplicate_acks_and_refusals(outbox_store: Any) -> None:
+    from hubagent.clock import ManualClock
     from hubagent.sync import pump as pump_mod
 
     store = outbox_store
-    p = pump_mod.Pump(store, ack_timeout_s=30.0)
+    clock = ManualClock()
+    p = pump_mod.Pump(store, ack_timeout_s=30.0, max_window=pump_mod.MAX_WINDOW, clock=clock)
     feed = FakeFeed(capacity=64)
     p.reset(feed)
     assert p.run() == 64
@@ -490,7 +492,7 @@ def test_pump_windows_duplicate_acks_and_refusals(outbox_store: Any) -> None:
     # refused seq 7 in real life): resend from 601, in order, dropping
     # what the feed had not handed over yet.
     assert feed.queued
-    time.sleep(pump_mod.MIN_RTO)  # a resend needs a round trip since the last one
+    clock.advance(pump_mod.MIN_RTO)  # a resend needs a round trip since the last one
     assert p.ack(600, keep=100) is False
     assert p.ack(600, keep=100) is True
     assert p.resends == 1 and feed.queued == []
@@ -547,3 +549,28 @@ def test_a_prune_deletes_at_most_the_rows_it_is_given(outbox_store: Any) -> None
     # The next prune goes on from there, never past retention.
     assert outbox.acknowledge(store, 2600, keep=300, prune_rows=10_000) == 2600
     assert oldest() == 2301
+
+
+def test_the_resend_timer_is_due_only_while_events_wait_for_central(outbox_store: Any) -> None:
+    """In-process on a manual clock: nothing unacknowledged, nothing to time."""
+    from hubagent.clock import ManualClock
+    from hubagent.sync import pump as pump_mod
+
+    clock = ManualClock()
+    p = pump_mod.Pump(outbox_store, ack_timeout_s=5.0, max_window=100, clock=clock)
+    feed = FakeFeed(capacity=10)
+    p.reset(feed)
+    assert p.run() == 10
+    due = p.deadline()
+    assert due == clock.monotonic() + 5.0  # no round trip measured yet: ack_timeout_s
+    clock.advance(4.9)
+    assert p.check_timeout() is False and feed.queued
+    clock.advance(0.1)
+    assert p.check_timeout() is True and p.resends == 1 and feed.queued == []
+    feed.sent.clear()
+    p.run()
+    assert feed.sent[0] == 1  # resent from the first unacknowledged seq
+    p.ack(3000, keep=0)
+    assert p.deadline() is None  # caught up: an idle hub has no timer
+    clock.advance(3600)
+    assert p.check_timeout() is False and p.resends == 1

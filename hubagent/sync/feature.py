@@ -8,10 +8,9 @@ configured and reachable.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
-import time
+from collections import deque
 from typing import TYPE_CHECKING, Annotated, Any
 
 from msgspec import Meta
@@ -20,22 +19,21 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from hubagent import secrets
-from hubagent.clock import LoopClock
-from hubagent.commands import CommandArgs, CommandContext
+from hubagent.clock import Clock, Timer
+from hubagent.commands import CommandArgs, CommandContext, error_reply
 from hubagent.errors import CommandError
 from hubagent.feature import Built, Feature, Interfaces
-from hubagent.store.store import EmittedEvent, dumps, utc_now
+from hubagent.store.store import dumps, utc_now
 from hubagent.sync import outbox
 from hubagent.sync.health import ConnectionHealth
 from hubagent.sync.mqtt import Inbound, LinkListener, MqttLink
 from hubagent.sync.pump import Pump
-from hubagent.sync.stream import ConnectionFeed
+from hubagent.sync.stream import ConnectionFeed, Replay
 from hubagent.sync.topics import Topics
 from hubagent.telemetry import age_s
 
 if TYPE_CHECKING:
     from hubagent.app import App
-    from hubagent.clock import Clock
 
 
 class ReplayArgs(CommandArgs, frozen=True):
@@ -43,7 +41,8 @@ class ReplayArgs(CommandArgs, frozen=True):
 
     # First seq to send again.
     from_seq: Annotated[int, Meta(ge=1)]
-    # At most this many events per command (central pages through larger gaps).
+    # At most this many events per command (central pages through larger gaps);
+    # the hub sends fewer when its page is smaller (see ``next_seq``).
     limit: Annotated[int, Meta(ge=1, le=10_000)] = 10_000
 
 log = logging.getLogger(__name__)
@@ -55,8 +54,9 @@ HEALTH_TICK_S = 0.5
 class SyncService(LinkListener):
     """Keeps central in step with the hub's database."""
 
-    def __init__(self, app: "App") -> None:
+    def __init__(self, app: "App", clock: Clock) -> None:
         self.app = app
+        self.clock = clock
         cfg = app.config.mqtt
         assert cfg is not None
         self.settings = cfg
@@ -64,15 +64,25 @@ class SyncService(LinkListener):
         self.session = 0
         self.state = "offline"
         self.state_since = utc_now()
-        self.sender = Pump(app.store, cfg.ack_timeout_s, cfg.max_unacked)
-        self._timers: list[asyncio.TimerHandle] = []
+        self.sender = Pump(app.store, cfg.ack_timeout_s, cfg.max_unacked, clock)
+        # Events per events.replay command: the broker queues them for
+        # central, so a page stays well within the queue the send-ahead
+        # window is sized for.
+        self.replay_page = max(1, cfg.max_unacked // 2)
+        self._telemetry_timer: Timer | None = None
+        # Armed only while events wait for central's ack: an idle hub has no
+        # timer to wake for.
+        self._ack_timer: Timer | None = None
+        # Grace periods of the connection-health alerts: timed only while
+        # the hub is offline or events wait for central.
+        self._health_timer: Timer | None = None
         self.link: MqttLink | None = None
         self._telemetry_sources: list[Any] = []
         self._connect_hooks: list[Any] = []
         self._stopped = False
         self._pubacks_seen = 0
         # Why work is not reaching central, as alerts (hubagent.sync.health).
-        self.health = ConnectionHealth(f"{cfg.host}:{cfg.port}", LoopClock(), app.set_alert,
+        self.health = ConnectionHealth(f"{cfg.host}:{cfg.port}", clock, app.set_alert,
                                        unreachable_s=cfg.unreachable_alert_s,
                                        unacked_s=cfg.unacked_alert_s)
 
@@ -88,32 +98,25 @@ class SyncService(LinkListener):
         client_id = self.settings.client_id or f"hubagent-{self.app.hub_id}"
         will = (self.topics.state, self._state_payload("lost"))
         self.link = MqttLink(self.settings, client_id, password, will, self._post, self,
-                             event_topic=self.topics.event)
+                             event_topic=self.topics.event, clock=self.clock)
         self.app.store.on_commit(lambda events: self.pump())
         self.app.on_alerts_changed(self._publish_state)
         self.link.start()
-        # Cheap (no database access): often, so a short round trip gives a
-        # quick resend after a loss.
-        self._every(0.25, self._check_ack_timeout)
-        self._every(self.settings.telemetry_s, self.publish_telemetry)
-        self._every(HEALTH_TICK_S, self._health_tick)
+        self._telemetry_tick()
+        self._arm_health_timer()
 
     def stop(self) -> None:
         """Publish ``offline`` (retained) and disconnect."""
         self._stopped = True
-        for t in self._timers:
-            t.cancel()
+        for t in (self._telemetry_timer, self._ack_timer, self._health_timer):
+            if t is not None:
+                t.cancel()
         self.sender.flush(force=True)
         if self.link is not None:
             self.link.stop(final=(self.topics.state, self._state_payload("offline")))
 
     def _post(self, fn: Any) -> None:
-        loop = self.app.loop
-        if loop is not None and not loop.is_closed():
-            try:
-                loop.call_soon_threadsafe(self._posted, fn)
-            except RuntimeError:
-                pass  # loop closing
+        self.clock.call_from_thread(lambda: self._posted(fn))
 
     def _posted(self, fn: Any) -> None:
         # The link still reports while it disconnects, and the store closes
@@ -130,15 +133,11 @@ class SyncService(LinkListener):
         except Exception:
             log.exception("sync handler failed")
 
-    def _every(self, seconds: float, fn: Any) -> None:
-        loop = self.app.loop
-        assert loop is not None
-
-        def tick() -> None:
-            self._guard(fn)
-            self._timers.append(loop.call_later(seconds, tick))
-
-        self._timers.append(loop.call_later(seconds, tick))
+    def _telemetry_tick(self) -> None:
+        if self._telemetry_timer is not None:
+            self._guard(self.publish_telemetry)
+        self._telemetry_timer = self.clock.call_later(self.settings.telemetry_s,
+                                                      self._telemetry_tick)
 
     # -- hub state ---------------------------------------------------------------
     def _state_payload(self, state: str) -> bytes:
@@ -178,6 +177,7 @@ class SyncService(LinkListener):
         """Forget in-flight publishes; they are resent after reconnecting."""
         log.warning("disconnected from broker: %s", reason)
         self.health.disconnected(reason)
+        self._arm_health_timer()
         self.sender.disconnected()
         self.state = "offline"
 
@@ -207,6 +207,7 @@ class SyncService(LinkListener):
             self.health.subscribed()
 
     def _health_tick(self) -> None:
+        self._health_timer = None
         link = self.link
         if link is None:
             return
@@ -214,8 +215,24 @@ class SyncService(LinkListener):
         if delivered > self._pubacks_seen:
             self._pubacks_seen = delivered
             self.health.events_delivered()
-        self.health.tick(outstanding=self.app.store.last_seq() > self.sender.acked,
-                         acked=self.sender.acked, pubacks=delivered)
+        self.health.tick(outstanding=self._outstanding(), acked=self.sender.acked,
+                         pubacks=delivered)
+        self._arm_health_timer()
+
+    def _outstanding(self) -> bool:
+        return self.app.store.last_seq() > self.sender.acked
+
+    def _arm_health_timer(self) -> None:
+        """Tick the health checks while there is a grace period to time.
+
+        Connected with every event acknowledged there is none: the last
+        tick cleared what needed clearing, and an idle hub sleeps.
+        """
+        if self._health_timer is not None or self._stopped:
+            return
+        if self.link is not None and self.link.connected and not self._outstanding():
+            return
+        self._health_timer = self.clock.call_later(HEALTH_TICK_S, self._health_tick)
 
     def message(self, msg: Inbound) -> None:
         """A command or an ack from central."""
@@ -227,6 +244,11 @@ class SyncService(LinkListener):
                 name = self.topics.command_name(msg.topic)
                 if name is not None:
                     self._on_command(name, msg)
+                elif self.topics.is_command(msg.topic):
+                    self._reply(msg, error_reply(
+                        _payload_id(msg.payload), "bad_topic",
+                        f"command topic {msg.topic!r} is not {self.topics.base}/cmd/<name> "
+                        "(one level, not empty)"))
         finally:
             # Acknowledged even if handling failed: a message the hub cannot
             # handle would otherwise be redelivered for ever and hold a slot
@@ -238,10 +260,8 @@ class SyncService(LinkListener):
         """Hand unacknowledged events to the link while it and the send-ahead window have room."""
         if self.link is not None and self.link.connected:
             self.sender.run()
-
-    @staticmethod
-    def _payload(ev: EmittedEvent, replayed: bool = False) -> bytes:
-        return outbox.envelope_bytes(ev.seq, ev.id, ev.kind, ev.at, dumps(ev.data), replayed)
+        self._arm_ack_timer()
+        self._arm_health_timer()
 
     def _on_ack(self, payload: bytes) -> None:
         try:
@@ -255,36 +275,51 @@ class SyncService(LinkListener):
         self.sender.ack(upto, self.app.config.store.keep_acked_events)
         self.pump()  # the ack opened the send-ahead window (or asked for a resend)
 
+    def _arm_ack_timer(self) -> None:
+        """Time the oldest unacknowledged event, if there is one and no timer yet."""
+        if self._ack_timer is not None or self._stopped or not (self.link and self.link.connected):
+            return  # (a reconnect rewinds and pumps, which arms it again)
+        due = self.sender.deadline()
+        if due is None:
+            return
+        # A hair past the deadline, so the check finds it passed.
+        delay = max(0.01, due - self.clock.monotonic() + 0.001)
+        self._ack_timer = self.clock.call_later(delay, self._check_ack_timeout)
+
     def _check_ack_timeout(self) -> None:
         """Resend from the last acked seq if central has stopped acknowledging."""
+        self._ack_timer = None
         if self.sender.check_timeout():
             self.pump()
+        self._arm_ack_timer()
 
     # -- commands ----------------------------------------------------------------
     def _on_command(self, name: str, msg: Inbound) -> None:
-        if msg.expiry_s is not None and time.monotonic() - msg.received > msg.expiry_s:
-            reply: dict[str, Any] = {"id": None, "ok": False, "error": {
-                "code": "expired", "message": "the command expired before it could run"}}
-            try:
-                cid = json.loads(msg.payload).get("id")
-                reply["id"] = cid if isinstance(cid, str) else None
-            except (ValueError, AttributeError, RecursionError):
-                pass
+        if msg.expiry_s is not None and self.clock.monotonic() - msg.received > msg.expiry_s:
+            reply = error_reply(_payload_id(msg.payload), "expired",
+                                "the command expired before it could run")
         else:
             extra = {"expires_at_monotonic": msg.received + msg.expiry_s} if msg.expiry_s else {}
             reply = self.app.commands.handle(name, msg.payload, source="mqtt", extra=extra)
+            if name == "events.replay" and reply.get("ok"):
+                self._send_replay(msg, reply)
+                return
         self._reply(msg, reply)
 
-    def _reply(self, msg: Inbound, reply: dict[str, Any]) -> None:
+    def _reply_target(self, msg: Inbound) -> tuple[str, Properties | None]:
+        """Where the reply to ``msg`` goes: its v5 response topic, else ``reply``."""
         assert self.link is not None
-        body = json.dumps(reply, separators=(",", ":")).encode()
         if self.link.v5 and msg.response_topic:
             props = Properties(PacketTypes.PUBLISH)
             if msg.correlation is not None:
                 props.CorrelationData = msg.correlation
-            self.link.publish(msg.response_topic, body, properties=props)
-        else:
-            self.link.publish(self.topics.reply, body)
+            return msg.response_topic, props
+        return self.topics.reply, None
+
+    def _reply(self, msg: Inbound, reply: dict[str, Any]) -> None:
+        assert self.link is not None
+        topic, props = self._reply_target(msg)
+        self.link.publish(topic, _body(reply), properties=props)
 
     def pending_publish(self) -> int:
         """Events committed but not yet PUBACKed on the current connection."""
@@ -313,17 +348,37 @@ class SyncService(LinkListener):
 
     # -- events.replay ---------------------------------------------------------
     def replay(self, ctx: CommandContext, args: "ReplayArgs") -> dict[str, Any]:
-        """Publish stored events again, marked ``replayed``, keeping their timestamps."""
+        """Choose the page of stored events to send again (sent by :meth:`_send_replay`)."""
         if self.link is None or not self.link.connected:
             raise CommandError("not_connected", "events.replay needs the MQTT link")
-        events = outbox.replay(self.app.store, args.from_seq, args.limit)
-        for ev in events:
-            self.link.publish(self.topics.event(ev.kind), self._payload(ev, replayed=True))
+        last = self.app.store.last_seq()
         oldest = outbox.oldest_retained(self.app.store)
-        return {"from_seq": args.from_seq, "count": len(events),
-                "to_seq": events[-1].seq if events else None,
-                "last_seq": self.app.store.last_seq(), "oldest_retained_seq": oldest,
+        first = max(args.from_seq, oldest or args.from_seq)
+        count = max(0, min(args.limit, self.replay_page, last - first + 1)) \
+            if oldest is not None else 0
+        to_seq = first + count - 1 if count else None
+        return {"from_seq": args.from_seq, "count": count, "to_seq": to_seq,
+                "next_seq": to_seq + 1 if to_seq is not None and to_seq < last else None,
+                "last_seq": last, "oldest_retained_seq": oldest,
                 "missing_before": oldest if oldest is not None and oldest > args.from_seq else None}
+
+    def _send_replay(self, msg: Inbound, reply: dict[str, Any]) -> None:
+        """Queue the page's events, paced by PUBACKs, with the reply behind them.
+
+        A replay cut off by a disconnect gets no reply; central resumes it
+        by sending the command again (a read-only command is answered
+        afresh, page and all).
+        """
+        assert self.link is not None
+        result = reply["result"]
+        events: list[Any] = []
+        if result.get("to_seq") is not None:
+            first = result["to_seq"] - result["count"] + 1
+            events = outbox.replay_payloads(self.app.store, first, result["to_seq"])
+        topic, props = self._reply_target(msg)
+        job = Replay(deque(events), topic, _body(reply), props)
+        if not self.link.stream.replay(self.link.stream.epoch, job):
+            log.info("events.replay %s cut off by a disconnect", reply.get("id"))
 
     # -- telemetry and status -----------------------------------------------------
     def add_telemetry(self, source: Any) -> None:
@@ -370,7 +425,7 @@ def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
                                         "mode": "offline (no [mqtt] configured)",
                                         **_offline_stats(app)})
         return Built()
-    svc = SyncService(app)
+    svc = SyncService(app, clock)
     app.commands.register("events.replay", svc.replay, ReplayArgs, read_only=True)
     app.on_start(svc.start)
     app.on_stop(svc.stop)
@@ -379,6 +434,19 @@ def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
 
 
 FEATURE = Feature("sync", build)
+
+
+def _payload_id(payload: bytes) -> str | None:
+    """The command id in a payload, if it has a usable one (for error replies)."""
+    try:
+        cid = json.loads(payload).get("id")
+    except (ValueError, AttributeError, RecursionError, UnicodeDecodeError):
+        return None
+    return cid if isinstance(cid, str) else None
+
+
+def _body(reply: dict[str, Any]) -> bytes:
+    return json.dumps(reply, separators=(",", ":")).encode()
 
 
 def _offline_stats(app: "App") -> dict[str, Any]:

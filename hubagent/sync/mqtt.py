@@ -1,13 +1,28 @@
-"""The one owner of the paho-mqtt client.
+"""The one owner of the paho-mqtt client, driven by a network thread of ours.
 
-paho's network thread does one thing in each callback: hand an immutable
-message to the core (``post``) and return, with every exception caught,
-because an exception in a paho callback kills its network loop. Only the
-PUBACK callback does more: it also hands paho the next outbox
-event from the event stream (:mod:`hubagent.sync.stream`). The loop itself
-runs in a thread of ours that restarts it if it dies anyway, so the link
-survives whatever a callback or the broker does, and every socket write
-happens on that thread.
+paho runs on its documented external-event-loop API: this module's
+network thread selects on paho's socket (registered through
+``on_socket_open`` / ``on_socket_close``, with write interest through
+``on_socket_register_write`` / ``on_socket_unregister_write``) and on a
+wake-up socket pair, and calls ``loop_read``, ``loop_write`` and
+``loop_misc``. Only that thread ever calls into paho: the core thread
+queues its publishes, acks and subscriptions as small jobs and wakes it.
+So every socket write happens on one thread, packets queued while it
+reads a run of PUBACKs go out together, and the event stream's order on
+the wire needs no lock of paho's (:mod:`hubagent.sync.stream`).
+
+The thread also reconnects, with capped, jittered backoff
+(:class:`~hubagent.sync.netloop.Backoff`), and sleeps in ``select`` with
+nothing to do: it wakes for traffic, for a job from the core, for the
+next reconnect attempt, or a quarter of the keep-alive interval (so paho
+can send its PINGREQ in time).
+
+paho's callbacks run on the network thread and do one thing: hand an
+immutable message to the core (``post``) and return, with every exception
+caught. Each outcome of a connection (accepted, refused, failed to open,
+lost) and of a publish is reported in one place (``_connected_ok``,
+``_refused``, ``_connect_failed``, ``_lost``, ``_on_publish``), so other
+code can hook there.
 
 Session: MQTT v5 with an explicit session expiry and ``clean_start``
 false (or 3.1.1 with ``clean_session`` false and a stable client id), so
@@ -20,10 +35,11 @@ from __future__ import annotations
 
 import functools
 import logging
+import selectors
 import socket
 import ssl
 import threading
-import time
+from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -32,12 +48,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
 from paho.mqtt.packettypes import PacketTypes
 
+from hubagent.clock import Clock
 from hubagent.settings import MqttSettings
+from hubagent.sync.netloop import Backoff, Wakeup
 from hubagent.sync.stream import EventStream
 
 log = logging.getLogger(__name__)
 
 Post = Callable[[Callable[[], None]], None]
+Job = Callable[[], None]
 
 # Event publishes handed to paho without a PUBACK, in multiples of [mqtt]
 # inflight: paho sends the next queued one as soon as a PUBACK frees a slot.
@@ -93,11 +112,11 @@ class MqttLink:
 
     def __init__(self, settings: MqttSettings, client_id: str, password: str | None,
                  will: tuple[str, bytes], post: Post, listener: LinkListener,
-                 event_topic: Callable[[str], str]) -> None:
+                 event_topic: Callable[[str], str], clock: Clock) -> None:
         self._s = settings
         self._post = post
         self._listener = listener
-        self._stop = threading.Event()
+        self._clock = clock
         self._thread: threading.Thread | None = None
         self.v5 = settings.protocol == "5"
         self.connected = False
@@ -107,18 +126,33 @@ class MqttLink:
         self.connects = 0
         # Event publishes the broker acknowledged without a failure code.
         self.event_pubacks = 0
+        # Jobs from the core for the network thread (deque appends and
+        # pops are atomic), and what wakes it for them.
+        self._jobs: deque[Job] = deque()
+        self._wake = Wakeup()
+        self._sel = selectors.DefaultSelector()
+        self._sel.register(self._wake, selectors.EVENT_READ)
+        self._sock: Any = None
+        # paho has bytes to write (its register/unregister callbacks), and
+        # whether the selector watches the socket for writability.
+        self._write_wanted = False
+        self._watching_writes = False
+        self._stopping = False
+        self._final: mqtt.MQTTMessageInfo | None = None
+        self._stop_by = 0.0
+        self.backoff = Backoff(settings.reconnect_min_s, settings.reconnect_max_s)
         self.client = self._make_client(client_id, password, will)
         self.stream = EventStream(self.client, event_topic,
                                   handoff=settings.inflight * HANDOFF_FACTOR, ahead=STREAM_AHEAD)
         self.stream.on_low = lambda: self._post(listener.stream_low)
         self.stream.on_refused = lambda seq, why: self._post(lambda: listener.refused(seq, why))
+        self.stream.wake = self._wake.set
 
     # -- construction --------------------------------------------------------
     def _make_client(self, client_id: str, password: str | None,
                      will: tuple[str, bytes]) -> mqtt.Client:
         s = self._s
-        # Reconnects are ours (see _run): paho's own retry swallows the reason a connect failed.
-        kwargs: dict[str, Any] = {"manual_ack": True, "reconnect_on_failure": False}
+        kwargs: dict[str, Any] = {"manual_ack": True}
         if self.v5:
             kwargs["protocol"] = mqtt.MQTTv5
         else:
@@ -137,7 +171,10 @@ class MqttLink:
         c.on_publish = self._on_publish
         c.on_message = self._on_message
         c.on_subscribe = self._on_subscribe
+        c.on_socket_open = self._on_socket_open
+        c.on_socket_close = self._on_socket_close
         c.on_socket_register_write = self._on_register_write
+        c.on_socket_unregister_write = self._on_unregister_write
         return c
 
     def _connect_properties(self) -> Properties | None:
@@ -153,113 +190,250 @@ class MqttLink:
         kwargs: dict[str, Any] = {}
         if self.v5:
             kwargs = {"clean_start": False, "properties": self._connect_properties()}
-        # paho creates the socket pair that wakes its select for packets
-        # queued by other threads in loop() or loop_start(), not in
-        # loop_forever(); one loop() call before connecting creates it (and
-        # returns at once: there is no connection to serve yet).
-        self.client.loop(timeout=0.0)
+        # Only records where to connect; the network thread opens the socket.
         self.client.connect_async(self._s.host, self._s.port, self._s.keepalive_s, **kwargs)
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
         self._thread.start()
 
-    def _run(self) -> None:
-        backoff = self._s.reconnect_min_s
-        while not self._stop.is_set():
-            connects = self.connects
-            try:
-                self.client.reconnect()
-            except OSError as e:  # TLS errors included: the listener names the cause
-                self._post(functools.partial(self._listener.connect_failed, e))
-            else:
-                try:
-                    self.client.loop_forever()  # returns when the connection ends
-                except Exception:
-                    # Should not happen (callbacks are wrapped), but if paho's
-                    # loop dies the hub must not silently go deaf.
-                    log.exception("MQTT network loop failed; restarting it")
-            if self._stop.is_set():
-                return
-            if self.connects != connects:
-                backoff = self._s.reconnect_min_s
-            self._stop.wait(backoff)
-            backoff = min(backoff * 2, self._s.reconnect_max_s)
-
     def stop(self, final: tuple[str, bytes] | None = None, timeout: float = 3.0) -> None:
         """Publish ``final`` (the clean ``offline`` state) if connected, then disconnect."""
-        self._stop.set()
-        if final is not None and self.connected:
-            info = self.client.publish(final[0], final[1], qos=1, retain=True)
-            try:
-                info.wait_for_publish(timeout)
-            except (RuntimeError, ValueError) as e:
-                log.warning("could not publish the offline state: %s", e)
-        self.client.disconnect()
+        self._submit(lambda: self._begin_stop(final, timeout))
         if self._thread is not None:
-            self._thread.join(timeout)
+            self._thread.join(timeout + 1.0)
 
     # -- core-thread API -----------------------------------------------------
+    def _submit(self, job: Job) -> None:
+        """Run ``job`` on the network thread (any thread may call this)."""
+        self._jobs.append(job)
+        self._wake.set()
+
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False,
-                properties: Properties | None = None) -> int | None:
-        """Queue a publish; returns its mid, or None if not connected."""
+                properties: Properties | None = None) -> bool:
+        """Queue a publish for this connection; False if not connected."""
         if not self.connected:
-            return None
-        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
-        if info.rc != mqtt.MQTT_ERR_SUCCESS:
-            log.debug("publish to %s not queued: %s", topic, mqtt.error_string(info.rc))
-            return None
-        return info.mid
+            return False
+        self._submit(lambda: self._publish_now(topic, payload, qos, retain, properties))
+        return True
 
     def ack(self, msg: Inbound) -> None:
         """Acknowledge an inbound message to the broker (after commit)."""
         if msg.qos > 0:
-            self.client.ack(msg.mid, msg.qos)
+            self._submit(lambda: self._ack_now(msg))
 
     def subscribe(self, topics: list[str]) -> None:
         """Subscribe (QoS 1) to each topic filter."""
         if topics:
+            self._submit(lambda: self._subscribe_now(topics))
+
+    # -- network thread: jobs ------------------------------------------------
+    def _publish_now(self, topic: str, payload: bytes, qos: int, retain: bool,
+                     properties: Properties | None) -> None:
+        if not self.client.is_connected():
+            return  # queued for a connection that is gone: paho would resend it on the next
+        info = self.client.publish(topic, payload, qos=qos, retain=retain, properties=properties)
+        if info.rc != mqtt.MQTT_ERR_SUCCESS:
+            log.debug("publish to %s not queued: %s", topic, mqtt.error_string(info.rc))
+
+    def _ack_now(self, msg: Inbound) -> None:
+        if self.client.is_connected():
+            self.client.ack(msg.mid, msg.qos)
+
+    def _subscribe_now(self, topics: list[str]) -> None:
+        if self.client.is_connected():
             self.client.subscribe([(t, 1) for t in topics])
 
-    # -- paho callbacks (network thread): copy, post, never raise ------------
-    @staticmethod
-    def _on_register_write(client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        """paho queued a packet: leave the write to the network thread.
+    def _begin_stop(self, final: tuple[str, bytes] | None, timeout: float) -> None:
+        self._stopping = True
+        self._stop_by = self._clock.monotonic() + timeout
+        if final is not None and self.client.is_connected():
+            self._final = self.client.publish(final[0], final[1], qos=1, retain=True)
 
-        Without this callback, paho (driven by ``loop_forever`` in a thread
-        of ours) writes each packet at once from whichever thread queued it.
-        Two threads writing one socket can interleave a partly sent packet
-        with another and corrupt the stream, and on the network thread it
-        meant a send per event while it read a run of PUBACKs. With it, the
-        network thread writes everything: queued packets together after each
-        run of reads, and packets from other threads as soon as paho's
-        wake-up socket pair (see :meth:`start`) breaks its select.
+    # -- network thread: the loop --------------------------------------------
+    def _run(self) -> None:
+        next_attempt = self._clock.monotonic()
+        try:
+            while True:
+                now = self._clock.monotonic()
+                if self._stopping and self._stop_done(now):
+                    break
+                if self._sock is None and not self._stopping and now >= next_attempt:
+                    if not self._open():
+                        next_attempt = self._clock.monotonic() + self.backoff.next()
+                    continue
+                timeout = self._timeout(now, next_attempt)
+                try:
+                    self._turn(timeout)
+                except Exception:
+                    # Should not happen (callbacks are wrapped), but the hub
+                    # must not silently go deaf: drop the connection and retry.
+                    log.exception("MQTT network loop failed; reconnecting")
+                    self._drop()
+                    self._lost("network loop failed")
+                if self._sock is None and not self._stopping and next_attempt <= now:
+                    next_attempt = self._clock.monotonic() + self.backoff.next()
+        finally:
+            self._sel.close()
+            self._wake.close()
+
+    def _timeout(self, now: float, next_attempt: float) -> float:
+        if self._sock is None:
+            return max(0.0, next_attempt - now) if not self._stopping else 0.05
+        pending = self._sock.pending() if isinstance(self._sock, ssl.SSLSocket) else 0
+        if pending or self._stopping:
+            return 0.0 if pending else 0.05
+        # paho sends a PINGREQ once the keep-alive interval has passed since
+        # the last packet; looking a quarter-interval late keeps it well
+        # within the broker's 1.5x allowance.
+        return self._s.keepalive_s / 4
+
+    def _turn(self, timeout: float) -> None:
+        """One select and the work it found."""
+        if self._sock is not None and self.client.want_write():
+            self.client.loop_write()  # e.g. the CONNECT queued by reconnect()
+        self._watch_writes()
+        ready = self._sel.select(timeout)
+        woken = False
+        readable = writable = False
+        for key, events in ready:
+            if key.fileobj is self._wake:
+                woken = True
+            else:
+                readable = readable or bool(events & selectors.EVENT_READ)
+                writable = writable or bool(events & selectors.EVENT_WRITE)
+        if isinstance(self._sock, ssl.SSLSocket) and self._sock.pending():
+            readable = True
+        if woken:
+            self._wake.clear()
+        self._run_jobs()
+        if readable and self._sock is not None:
+            self.client.loop_read()
+        if self._sock is not None:
+            self.stream.pull()
+        if self._sock is not None and (writable or self.client.want_write()):
+            self.client.loop_write()
+        if self._sock is not None:
+            self.client.loop_misc()
+        self._watch_writes()
+
+    def _run_jobs(self) -> None:
+        while self._jobs:
+            job = self._jobs.popleft()
+            try:
+                job()
+            except Exception:
+                log.exception("MQTT job failed")
+
+    def _stop_done(self, now: float) -> bool:
+        """While stopping: True once the final state is out (or time is up) and we disconnected."""
+        final = self._final
+        if self._sock is not None and final is not None and not final.is_published() \
+                and now < self._stop_by:
+            return False
+        if self._sock is not None:
+            self.client.disconnect()
+            try:
+                self.client.loop_write()  # the DISCONNECT packet; paho then closes the socket
+            except Exception:
+                log.debug("could not send DISCONNECT", exc_info=True)
+        if self._final is not None and not self._final.is_published():
+            log.warning("could not publish the offline state before disconnecting")
+        return True
+
+    def _open(self) -> bool:
+        """Open a connection (blocks up to paho's connect timeout); False if it failed."""
+        try:
+            self.client.reconnect()
+            return True
+        except (OSError, ssl.SSLError, ValueError) as e:
+            self._connect_failed(e)
+            self._drop()
+            return False
+
+    def _drop(self) -> None:
+        """Close a half-open or broken socket without paho's help."""
+        sock, self._sock = self._sock, None
+        if sock is not None:
+            try:
+                self._sel.unregister(sock)
+            except (KeyError, ValueError):
+                pass
+
+    # -- paho socket callbacks (network thread) ------------------------------
+    def _on_socket_open(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        """A new connection's socket: Nagle off, and watch it for reads."""
+        _no_delay(sock)
+        self._drop()
+        self._sock = sock
+        self._write_wanted = self._watching_writes = False
+        self._sel.register(sock, selectors.EVENT_READ)
+
+    def _on_socket_close(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        if sock is self._sock:
+            self._drop()
+
+    def _on_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        """paho has packets to write: the loop writes them at the end of its turn."""
+        if sock is self._sock:
+            self._write_wanted = True
+
+    def _on_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
+        if sock is self._sock:
+            self._write_wanted = False
+
+    def _watch_writes(self) -> None:
+        """Select for writability only while paho has bytes the socket did not take.
+
+        Changed only when that changes, not for every packet queued and
+        written in one turn: a system call saved per turn of a busy drain.
         """
+        if self._sock is not None and self._write_wanted != self._watching_writes:
+            self._watching_writes = self._write_wanted
+            events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self._write_wanted else 0)
+            self._sel.modify(self._sock, events)
 
+    # -- outcomes of a connection (network thread): one place each -----------
+    def _connected_ok(self, session_present: bool) -> None:
+        """The broker accepted the connection."""
+        self.backoff.reset()
+        epoch = self.stream.new_epoch()
+        self.subscribed = False
+        self.connected = True
+        self.connects += 1
+        self._post(lambda: self._listener.connected(session_present, epoch))
+
+    def _refused(self, code: int, name: str) -> None:
+        """The broker answered the CONNECT with a refusal (credentials, not authorised...)."""
+        self._post(lambda: self._listener.connect_refused(code, name))
+
+    def _connect_failed(self, error: BaseException) -> None:
+        """The connection could not be opened (refused, unreachable, TLS failure)."""
+        # The listener names the cause, once per cause (hubagent.sync.health).
+        log.debug("could not connect to %s:%d: %s", self._s.host, self._s.port, error)
+        self._post(functools.partial(self._listener.connect_failed, error))
+
+    def _lost(self, reason: str) -> None:
+        """An established (or attempted) connection is gone; the loop reconnects."""
+        was = self.connected
+        self.connected = self.subscribed = False
+        self.stream.new_epoch()
+        if was:
+            self._post(lambda: self._listener.disconnected(reason))
+
+    # -- paho callbacks (network thread): copy, post, never raise ------------
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any,
                     reason_code: Any, properties: Any) -> None:
         try:
             if reason_code.is_failure:
-                code, name = int(reason_code.value), str(reason_code)
-                self._post(lambda: self._listener.connect_refused(code, name))
+                self._refused(int(reason_code.value), str(reason_code))
                 return
-            _no_delay(client)
-            epoch = self.stream.new_epoch()
-            self.subscribed = False
-            self.connected = True
-            self.connects += 1
-            present = bool(getattr(flags, "session_present", False))
-            self._post(lambda: self._listener.connected(present, epoch))
+            self._connected_ok(bool(getattr(flags, "session_present", False)))
         except Exception:
             log.exception("on_connect failed")
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any,
                        reason_code: Any, properties: Any) -> None:
         try:
-            was = self.connected
-            self.connected = self.subscribed = False
-            self.stream.new_epoch()
-            if was:
-                reason = str(reason_code)
-                self._post(lambda: self._listener.disconnected(reason))
+            self._lost(str(reason_code))
         except Exception:
             log.exception("on_disconnect failed")
 
@@ -299,7 +473,7 @@ class MqttLink:
                 response_topic=getattr(props, "ResponseTopic", None) if props else None,
                 correlation=getattr(props, "CorrelationData", None) if props else None,
                 expiry_s=getattr(props, "MessageExpiryInterval", None) if props else None,
-                received=time.monotonic(),
+                received=self._clock.monotonic(),
             )
             self._post(lambda: self._listener.message(msg))
         except Exception:
@@ -317,11 +491,8 @@ def _reason(reason_code: Any) -> str:
     return f"0x{int(reason_code.value):02X} {reason_code}"
 
 
-def _no_delay(client: mqtt.Client) -> None:
+def _no_delay(sock: Any) -> None:
     """Turn Nagle's algorithm off: a reply or PUBACK must not wait for a TCP ack."""
-    sock = client.socket()
-    if not isinstance(sock, socket.socket):  # None before connecting; TLS sockets are socket.socket too
-        return
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     except (OSError, AttributeError) as e:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from hubagent.store.store import EmittedEvent, Store, row_to_event
+from hubagent.store.store import Store
 
 
 @dataclass(frozen=True)
@@ -104,13 +104,15 @@ def stats(store: Store) -> OutboxStats:
     return OutboxStats(last, acked, last - acked, rows[0]["at"] if rows else None)
 
 
-def replay(store: Store, from_seq: int, limit: int) -> list[EmittedEvent]:
-    """Stored events with seq >= ``from_seq`` (acknowledged or not)."""
+def replay_payloads(store: Store, first_seq: int, last_seq: int) -> list[Outgoing]:
+    """Stored events ``first_seq`` to ``last_seq`` (acknowledged or not), marked replayed."""
     rows = store.query(
-        "SELECT seq, id, kind, at, data FROM outbox WHERE seq >= ? ORDER BY seq LIMIT ?",
-        (from_seq, limit),
+        "SELECT seq, id, kind, at, data FROM outbox WHERE seq BETWEEN ? AND ? ORDER BY seq",
+        (first_seq, last_seq),
     )
-    return [row_to_event(r) for r in rows]
+    return [Outgoing(r["seq"], r["kind"],
+                     envelope_bytes(r["seq"], r["id"], r["kind"], r["at"], r["data"], replayed=True))
+            for r in rows]
 
 
 def oldest_retained(store: Store) -> int | None:

@@ -37,10 +37,10 @@ stored JSON text (no parse and re-dump).
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from typing import Protocol, Sequence
 
+from hubagent.clock import Clock
 from hubagent.store.store import Store
 from hubagent.sync import outbox
 from hubagent.sync.outbox import Outgoing
@@ -84,8 +84,10 @@ class Feed(Protocol):
 class Pump:
     """The outbox cursor, the send-ahead window and the resend decisions."""
 
-    def __init__(self, store: Store, ack_timeout_s: float, max_window: int = MAX_WINDOW) -> None:
+    def __init__(self, store: Store, ack_timeout_s: float, max_window: int,
+                 clock: Clock) -> None:
         self._store = store
+        self._clock = clock
         self._ack_timeout = ack_timeout_s
         self._max_window = float(max_window)
         self._feed: Feed | None = None
@@ -102,10 +104,10 @@ class Pump:
         self.resends = 0
         self._persisted = 0
         self._last_persist = 0.0
-        self._last_prune = time.monotonic()
+        self._last_prune = self._clock.monotonic()
         self._keep = 0
         self._dup_acks = 0
-        self._last_progress = time.monotonic()
+        self._last_progress = self._clock.monotonic()
         self._last_rewind = 0.0
 
     # -- connection events ---------------------------------------------------
@@ -115,7 +117,7 @@ class Pump:
         self.flush(force=True)
         self.acked = self._persisted = outbox.acked_seq(self._store)
         self._rewind_to(self.acked)
-        self._last_progress = time.monotonic()
+        self._last_progress = self._clock.monotonic()
 
     def disconnected(self) -> None:
         """Nothing can be sent until the next :meth:`reset`."""
@@ -134,7 +136,7 @@ class Pump:
         if not events or not feed.send(events):
             return 0
         self.cursor = events[-1].seq
-        self._sent.append((self.cursor, time.monotonic()))
+        self._sent.append((self.cursor, self._clock.monotonic()))
         return len(events)
 
     def note_refused(self, seq: int) -> None:
@@ -148,7 +150,7 @@ class Pump:
         self._keep = keep
         # Central cannot acknowledge what the hub has not allocated: clamp.
         self.acked = max(before, min(upto, self._store.last_seq()))
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if self.acked > before:
             self._last_progress = now
             self._dup_acks = 0
@@ -179,7 +181,7 @@ class Pump:
         """Write the acked seq (and prune) if due, caught up, or ``force``d."""
         if self.acked <= self._persisted:
             return
-        now = time.monotonic() if now is None else now
+        now = self._clock.monotonic() if now is None else now
         caught_up = self.acked >= self.cursor
         if force or caught_up or now - self._last_persist >= ACK_PERSIST_S:
             prune = force or caught_up or now - self._last_prune >= PRUNE_S
@@ -217,13 +219,13 @@ class Pump:
 
     def check_timeout(self) -> bool:
         """Resend from the first unacked seq if it has waited longer than the RTO."""
-        now = time.monotonic()
+        now = self._clock.monotonic()
         self.flush(now)
         if self.cursor <= self.acked:
             self._last_progress = now
             return False
         oldest = self._sent[0][1] if self._sent else self._last_progress
-        if now - max(oldest, self._last_progress) <= self.rto():
+        if now - max(oldest, self._last_progress) < self.rto():
             return False
         log.warning("no ack from central for seq %d after %.1f s; resending from there",
                     self.acked + 1, now - oldest)
@@ -235,6 +237,13 @@ class Pump:
         self._last_progress = now
         return True
 
+    def deadline(self) -> float | None:
+        """When :meth:`check_timeout` would resend (monotonic), or None with nothing unacked."""
+        if self.cursor <= self.acked:
+            return None
+        oldest = self._sent[0][1] if self._sent else self._last_progress
+        return max(oldest, self._last_progress) + self.rto()
+
     def _loss(self) -> None:
         self.resends += 1
         self._dup_acks = 0
@@ -245,7 +254,7 @@ class Pump:
         self._sent.clear()
         if self._feed is not None:
             self._feed.clear()
-        self._last_rewind = time.monotonic()
+        self._last_rewind = self._clock.monotonic()
 
     # -- figures -------------------------------------------------------------
     def unpublished(self, last_seq: int) -> int:

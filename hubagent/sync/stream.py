@@ -1,44 +1,56 @@
 """Handing outbox events to paho without a core-thread round trip per PUBACK.
 
 The core thread reads events from SQLite in batches and appends them to
-the stream's *feed*. paho's network thread takes the next one from the feed
+the stream's *feed*, then wakes the link's network thread. That thread is
+the only one that calls paho's ``publish`` for events: it moves events from
+the feed into paho while the hand-off has room, and takes the next one
 inside the PUBACK callback of an earlier one, so a draining backlog keeps
 the wire busy without the core thread: two Python threads trading the GIL
 for every event cost more than the sending itself. The core is woken when
 the feed is half empty, or when the broker refuses a publish.
 
-Order: an event leaves the feed and becomes a paho publish under paho's own
-out-message lock (an ``RLock`` paho already holds while it runs the PUBACK
-callback), so the two threads cannot interleave two events out of seq
-order. paho takes its callback lock inside that one, never around it, so
-nothing here takes the out-message lock from a callback that paho runs
-under its callback lock alone (connect, disconnect, QoS 0 publishes).
+Order: one thread publishes, taking events from the front of the feed, so
+they reach the wire in seq order. The stream's own lock guards the feed
+and the bookkeeping the two threads share; paho is never called by the
+core thread.
+
+Replays (``events.replay``) go the same way in their own queue: windowed
+by PUBACKs like the live stream, and the command's reply is published
+only once the broker has acknowledged every replayed event before it, so
+central reads the reply after the events.
 
 Every connection has an *epoch*: what the core appended for an earlier
 connection is refused, and a new connection starts with an empty feed, so
 nothing stale goes out after a reconnect (the core rewinds to central's
-last ack and streams from there).
+last ack and streams from there; a replay cut off by a disconnect gets no
+reply, and central repeats the command).
 """
 
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import deque
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
 
 import paho.mqtt.client as mqtt
+from paho.mqtt.properties import Properties
 
 from hubagent.sync.outbox import Outgoing
 
 Topic = Callable[[str], str]
 
 
-def paho_lock(client: mqtt.Client) -> Any:
-    """paho's out-message lock (held by paho around its PUBACK callback)."""
-    lock = getattr(client, "_out_message_mutex", None)
-    if lock is None or not hasattr(lock, "acquire"):
-        raise RuntimeError("this paho-mqtt has no out-message lock; hubagent needs paho-mqtt 2.x")
-    return lock
+@dataclass
+class Replay:
+    """Replayed events to publish, then the reply of the command that asked for them."""
+
+    events: deque[Outgoing]
+    reply_topic: str
+    reply: bytes
+    reply_props: Properties | None = None
+    mids: set[int] = field(default_factory=set)
 
 
 class EventStream:
@@ -47,7 +59,7 @@ class EventStream:
     def __init__(self, client: mqtt.Client, topic: Topic, handoff: int, ahead: int) -> None:
         self._client = client
         self._topic = topic
-        self._lock = paho_lock(client)
+        self._lock = threading.Lock()
         # Publishes handed to paho without a PUBACK: paho keeps [mqtt]
         # inflight of them on the wire and the rest queued, so the next one
         # leaves as soon as a PUBACK frees a slot.
@@ -56,38 +68,40 @@ class EventStream:
         self.ahead = ahead
         self._feed: deque[Outgoing] = deque()
         self._mids: dict[int, int] = {}
+        self._replays: deque[Replay] = deque()
         # The connection the feed and mids belong to, and the newest one
-        # (``next()`` on a count is atomic, so it needs no lock).
+        # (``next()`` on a count is atomic).
         self._epoch = 0
         self._epochs = itertools.count(1)
         self._newest = 0
         self._low_posted = False
         self.on_low: Callable[[], None] = lambda: None
         self.on_refused: Callable[[int, str], None] = lambda seq, reason: None
+        # Wakes the network thread (set by the link).
+        self.wake: Callable[[], None] = lambda: None
 
     # -- network thread ------------------------------------------------------
     def new_epoch(self) -> int:
-        """A connection came or went (paho callbacks, no lock taken); returns its epoch."""
+        """A connection came or went (paho callbacks); returns its epoch."""
         self._newest = next(self._epochs)
         return self._newest
 
     def _current(self) -> None:
-        """Drop the feed and hand-off of an old connection (lock held)."""
+        """Drop the feed, hand-off and replays of an old connection (lock held)."""
         if self._epoch != self._newest:
             self._epoch = self._newest
             self._feed.clear()
             self._mids.clear()
+            self._replays.clear()
             self._low_posted = False
 
     def puback(self, mid: int, ok: bool, reason: str) -> bool:
-        """paho's PUBACK callback (its lock held); False if ``mid`` is not a stream event."""
-        if mid not in self._mids:
-            return False  # e.g. a QoS 0 publish, whose callback runs without the lock
+        """paho's PUBACK callback (network thread); False if ``mid`` is not a stream publish."""
         with self._lock:
             self._current()
             seq = self._mids.pop(mid, None)
             if seq is None:
-                return False
+                return self._replay_puback(mid)
             if not ok:
                 self.on_refused(seq, reason)
             self._pull()
@@ -95,6 +109,15 @@ class EventStream:
                 self._low_posted = True
                 self.on_low()
             return True
+
+    def pull(self) -> None:
+        """Hand paho what the core appended (network thread, each loop turn)."""
+        if not self._feed and not self._replays:
+            return
+        with self._lock:
+            self._current()
+            self._pull()
+            self._pull_replay()
 
     def _pull(self) -> None:
         """Hand paho events from the feed while the hand-off has room (lock held)."""
@@ -108,6 +131,31 @@ class EventStream:
             self._feed.popleft()
             self._mids[info.mid] = ev.seq
 
+    def _replay_puback(self, mid: int) -> bool:
+        """A PUBACK of a replayed event or of a replay's reply (lock held)."""
+        if not self._replays or mid not in self._replays[0].mids:
+            return False
+        job = self._replays[0]
+        job.mids.discard(mid)
+        self._pull_replay()
+        return True
+
+    def _pull_replay(self) -> None:
+        """Hand paho the current replay's events, then its reply (lock held)."""
+        while self._replays and self._client.is_connected():
+            job = self._replays[0]
+            while job.events and len(job.mids) < self._handoff:
+                ev = job.events[0]
+                info = self._client.publish(self._topic(ev.kind), ev.payload, qos=1)
+                if info.rc != mqtt.MQTT_ERR_SUCCESS:
+                    return
+                job.events.popleft()
+                job.mids.add(info.mid)
+            if job.events or job.mids:
+                return  # the reply waits for the last PUBACK
+            self._client.publish(job.reply_topic, job.reply, qos=1, properties=job.reply_props)
+            self._replays.popleft()
+
     # -- core thread ---------------------------------------------------------
     def send(self, epoch: int, events: Sequence[Outgoing]) -> bool:
         """Append ``events`` for connection ``epoch``; False if that connection is gone."""
@@ -117,8 +165,18 @@ class EventStream:
                 return False
             self._feed.extend(events)
             self._low_posted = False
-            self._pull()
-            return True
+        self.wake()
+        return True
+
+    def replay(self, epoch: int, job: Replay) -> bool:
+        """Queue a replay for connection ``epoch``; False if that connection is gone."""
+        with self._lock:
+            self._current()
+            if epoch != self._epoch:
+                return False
+            self._replays.append(job)
+        self.wake()
+        return True
 
     def room(self) -> int:
         """How many more events the feed takes now."""
@@ -137,6 +195,11 @@ class EventStream:
         with self._lock:
             self._current()
             return len(self._feed), len(self._mids)
+
+    @property
+    def epoch(self) -> int:
+        """The newest connection's epoch."""
+        return self._newest
 
 
 class ConnectionFeed:

@@ -55,6 +55,11 @@ class Topics:
         """Central's application acknowledgement ``{"upto_seq": N}``."""
         return f"{self.base}/ack"
 
+    def is_command(self, topic: str) -> bool:
+        """Whether ``topic`` is under ``cmd`` (``cmd/#`` matches ``cmd`` itself too)."""
+        cmd = f"{self.base}/cmd"
+        return topic == cmd or topic.startswith(cmd + "/")
+
     def command_name(self, topic: str) -> str | None:
         """The command name in a ``cmd/<name>`` topic, or None."""
         head = f"{self.base}/cmd/"
