@@ -33,15 +33,15 @@ _BY_REASON = {"expired": FeedbackPattern.EXPIRED, "token_expired": FeedbackPatte
 
 def signal_for(attempt: "Attempt") -> tuple[FeedbackPattern, int, str]:
     """The pattern, its repetitions and a display text (at most 32 characters) for ``attempt``."""
-    from hubagent.lockers.inputs import Outcome
-
-    if attempt.outcome is Outcome.OPENED:
+    # Outcomes by value: importing the enum would tie this module and inputs in a cycle.
+    outcome = attempt.outcome.value
+    if outcome == "opened":
         door = attempt.compartment or ""
         return FeedbackPattern.OPENED, 1, f"Door {door} is open"[:32]
-    if attempt.outcome is Outcome.LOCKED_OUT:
+    if outcome == "locked_out":
         wait = attempt.retry_in_s or 0.0
         return FeedbackPattern.LOCKED_OUT, locked_out_repeat(wait), f"Locked: wait {math.ceil(wait)} s"
-    if attempt.outcome is Outcome.NOTHING:
+    if outcome == "nothing":
         return FeedbackPattern.NOTHING, 1, "Nothing to open now"
     pattern = _BY_REASON.get(attempt.reason, FeedbackPattern.WRONG)
     if pattern is FeedbackPattern.EXPIRED:

@@ -30,13 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 from hubagent.errors import CommandError
 from hubagent.lockers import repo
+from hubagent.lockers.inputs import Attempt, Outcome, _feedback
 from hubagent.lockers.state import Purpose
 from hubagent.store.store import Tx, utc_now
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-    from hubagent.lockers.inputs import Attempt, CodeDesk
+    from hubagent.lockers.inputs import CodeDesk
     from hubagent.lockers.service import LockerService
 
 log = logging.getLogger(__name__)
@@ -186,14 +187,10 @@ class TokenDesk:
 
     def scan_token(self, scan: Any, scanner: str) -> Any:
         """``HA:TOK:...`` shown to a locker-facing scanner or the locker camera."""
-        from hubagent.lockers.inputs import _feedback
-
         return _feedback(self.redeem(scanner, scan.value).outcome)
 
-    def redeem(self, source: str, value: str) -> "Attempt":
+    def redeem(self, source: str, value: str) -> Attempt:
         """Check one token from ``source`` and open its parcel's door (single use)."""
-        from hubagent.lockers.inputs import Attempt, Outcome
-
         svc, desk = self.svc, self.desk
         now = svc.clock()
         wait = svc.limiter.check(source, now)
