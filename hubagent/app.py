@@ -5,15 +5,17 @@ device instances (through the registry), the store, the command registry
 and the feature services, and hands them to each other by keyword. The
 :class:`App` owns the lifecycle and the core thread: device threads only
 ``post`` events; everything that reads or writes the database runs here,
-on the asyncio loop, one thing at a time.
+on the asyncio loop, one thing at a time. Time and timers come from the
+app's :class:`~hubagent.clock.Clock` (the real one unless a test passes a
+:class:`~hubagent.clock.ManualClock`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import fcntl
+import dataclasses
 import logging
-import time
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,10 +63,11 @@ class App:
         self.simulated = simulated
         self.hub_id = config.hub.id
         self.version = __version__
-        # The one clock and scheduler of the core (a ManualClock in tests).
+        # The one clock and scheduler of the core (a ManualClock in tests);
+        # attached to the loop while the app runs.
         self.clock: LoopClock | ManualClock = clock if clock is not None else LoopClock()
         self.store = Store(config.state_dir / config.store.file, all_migrations(config.features),
-                           reserve_bytes=config.store.reserve_kb * 1024)
+                           reserve_bytes=config.store.reserve_kb * 1024, clock=self.clock)
         max_payload = config.mqtt.max_payload if config.mqtt else 256 * 1024
         self.commands = Commands(self.store, max_payload, clock=self.clock, window=inbox_window(config))
         self.devices: dict[tuple[str, str], DeviceEntry] = {}
@@ -78,7 +81,7 @@ class App:
         # Scan kinds (hubagent.scanning.codes.ScanKind values) that another
         # feature handles, e.g. lockers claim "parcel", "pickup", "return".
         self.scan_handlers: dict[str, ScanHandler] = {}
-        self.started_at = time.time()
+        self.started_at = self.clock.monotonic()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._handlers: dict[type, list[EventHandler]] = defaultdict(list)
         self._status: dict[str, StatusProvider] = {}
@@ -162,14 +165,14 @@ class App:
 
     # -- events ------------------------------------------------------------
     def post(self, event: Event) -> None:
-        """Thread-safe entry for device threads: queue the event for the core."""
-        loop = self.loop
-        if loop is None or loop.is_closed():
-            return
-        try:
-            loop.call_soon_threadsafe(self.dispatch, event)
-        except RuntimeError:
-            pass  # the loop is shutting down; the event dies with it
+        """Thread-safe entry for device threads: queue the event for the core.
+
+        An event without a time is stamped with the clock's monotonic time
+        here, as it arrives; it is dropped while the core is not running.
+        """
+        if event.at is None:
+            event = dataclasses.replace(event, at=self.clock.monotonic())
+        self.clock.call_from_thread(lambda: self.dispatch(event))
 
     def dispatch(self, event: Any) -> None:
         """Hand one event to its handlers (core thread); never raises."""
@@ -197,15 +200,14 @@ class App:
 
     def _space_timer(self) -> None:
         """While the disk is full, look for free space every ``space_check_s``."""
-        loop = self.loop
-        if loop is None or loop.is_closed():
+        if self.loop is None or self.loop.is_closed():
             return
 
         def check() -> None:
             if self.store.check_space() is Space.FULL:
                 self._space_timer()
 
-        loop.call_later(self.config.store.space_check_s, check)
+        self.clock.call_later(self.config.store.space_check_s, check)
 
     async def _open_store(self) -> None:
         """Open the store; on a disk too full even for that, wait for space (no crash loop)."""
@@ -220,7 +222,16 @@ class App:
                     told = True
                 self.set_alert("disk_full", f"{e}; the hub waits for space")
                 self.waiting(f"waiting for disk space on {self.config.state_dir}")
-                await asyncio.sleep(self.config.store.space_check_s)
+                await self._sleep(self.config.store.space_check_s)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` on the core clock (the loop keeps running meanwhile)."""
+        done = asyncio.Event()
+        timer = self.clock.call_later(seconds, done.set)
+        try:
+            await done.wait()
+        finally:
+            timer.cancel()
 
     # -- lifecycle ---------------------------------------------------------
     def build_devices(self) -> None:
@@ -249,7 +260,7 @@ class App:
             except DiskFull as e:
                 # Degraded start on a full disk: the feature runs, but what it
                 # wanted to record at start waits for space (logged once here).
-                log.warning("%s could not record its start: %s", getattr(hook, "__qualname__", hook), e)
+                log.warning("a feature could not record its start: %s", e)
         log.info("hub %s ready: %d device(s), %s", self.hub_id, len(self.devices),
                  "simulated" if self.simulated else "hardware")
 
@@ -296,7 +307,7 @@ class App:
             "hub": self.hub_id,
             "version": self.version,
             "simulated": self.simulated,
-            "uptime_s": round(time.time() - self.started_at, 1),
+            "uptime_s": round(self.clock.monotonic() - self.started_at, 1),
             "state": "alert" if self.alerts else "ok",
             "alerts": dict(self.alerts),
             "alerts_since": dict(self.alert_since),
@@ -349,6 +360,9 @@ def _lock_state_dir(state_dir: Path) -> IO[bytes]:
 
 def build_app(config: Config, *, simulated: bool = False, clock: LoopClock | ManualClock | None = None) -> App:
     """Build the app and every feature from config (opens nothing).
+
+    ``clock`` is the core's time and timers: the real one by default, a
+    :class:`~hubagent.clock.ManualClock` in tests of timeouts.
 
     Each feature of ``config.features`` (:data:`hubagent.features.FEATURES`
     unless the config says otherwise) is built in order and

@@ -75,9 +75,23 @@ class Clock(Protocol):
         """Run ``fn`` on the core thread at monotonic time ``when``."""
         ...
 
-    def call_from_thread(self, fn: Callback) -> None:
-        """Thread-safe: queue ``fn`` for the core thread (dropped when stopped)."""
+    def call_from_thread(self, fn: Callback) -> bool:
+        """Thread-safe: queue ``fn`` for the core thread; False if dropped (core stopped)."""
         ...
+
+    def attach(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Bind to the core thread's running loop (the app does this as it starts)."""
+        ...
+
+    def detach(self) -> None:
+        """Unbind from the loop (the app does this as it stops)."""
+        ...
+
+
+def rfc3339(when: datetime) -> str:
+    """``when`` as RFC 3339 UTC with milliseconds (``2026-11-02T09:00:00.000Z``)."""
+    utc = when.astimezone(timezone.utc)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
 
 
 def _safe(fn: Callback) -> Callback:
@@ -144,15 +158,16 @@ class LoopClock:
         """Run ``fn`` at monotonic ``when`` (the loop's clock is monotonic)."""
         return self.call_later(when - _time.monotonic(), fn)
 
-    def call_from_thread(self, fn: Callback) -> None:
-        """Queue ``fn`` for the loop from any thread; dropped when not running."""
+    def call_from_thread(self, fn: Callback) -> bool:
+        """Queue ``fn`` for the loop from any thread; dropped (False) when not running."""
         loop = self._loop
         if loop is None or loop.is_closed():
-            return
+            return False
         try:
             loop.call_soon_threadsafe(_safe(fn))
         except RuntimeError:
-            pass  # the loop is closing; the call dies with it
+            return False  # the loop is closing; the call dies with it
+        return True
 
 
 class _ManualTimer:
@@ -217,17 +232,18 @@ class ManualClock:
             heapq.heappush(self._timers, (when, next(self._seq), timer))
         return timer
 
-    def call_from_thread(self, fn: Callback) -> None:
-        """Queue ``fn`` for the core (the loop when attached)."""
+    def call_from_thread(self, fn: Callback) -> bool:
+        """Queue ``fn`` for the core (the loop when attached); False if that loop is closing."""
         loop = self._loop
         if loop is not None and not loop.is_closed():
             try:
                 loop.call_soon_threadsafe(_safe(fn))
-                return
+                return True
             except RuntimeError:
-                return
+                return False
         with self._lock:
             self._soon.append(fn)
+        return True
 
     # -- test verbs ------------------------------------------------------------
     def attach(self, loop: asyncio.AbstractEventLoop) -> None:

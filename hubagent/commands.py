@@ -13,12 +13,12 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping
 
 import msgspec
 
-from hubagent.clock import Clock, LoopClock
+from hubagent.clock import Clock, LoopClock, rfc3339
 from hubagent.errors import CommandError, DiskFull, HubError
 from hubagent.store.store import Store, Tx, dumps
 from hubagent.textcheck import printable, text_problem, tree_problem
@@ -298,8 +298,7 @@ class Commands:
 
 def iso_utc(moment: datetime) -> str:
     """RFC 3339 UTC with milliseconds, as the inbox and outbox store times."""
-    moment = moment.astimezone(timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return rfc3339(moment)
 
 
 def prune_inbox(tx: Tx, cutoff: str, keep_min: int, limit: int = PRUNE_BATCH) -> int:

@@ -8,7 +8,6 @@ from hubagent.commands import CommandContext, NoArgs
 from hubagent.feature import Built, Feature, Interfaces
 from hubagent.recent_events import EventsList, events_list
 from hubagent.store.migrations import CORE
-from hubagent.store.store import utc_now
 
 if TYPE_CHECKING:
     from hubagent.app import App
@@ -20,7 +19,7 @@ def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
 
     def ping(ctx: CommandContext, args: NoArgs) -> dict[str, Any]:
         return {"pong": True, "hub": app.hub_id, "version": app.version,
-                "time": utc_now(), "last_seq": app.store.last_seq()}
+                "time": ctx.tx.now, "last_seq": app.store.last_seq()}
 
     app.commands.register("ping", ping, read_only=True)
     app.commands.register("events.list", events_list, EventsList, read_only=True)

@@ -14,6 +14,7 @@ import signal
 
 from hubagent.api import ApiServer
 from hubagent.app import App
+from hubagent.clock import Clock, Timer
 from hubagent.sdnotify import Notifier
 
 log = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ async def serve(app: App, notifier: Notifier | None = None) -> None:
         await api.start()
         notifier.ready(f"hub {app.hub_id} running")
         log.info("ready; local API on %s", app.config.socket_path)
-        watchdog = asyncio.create_task(_watchdog(notifier)) if notifier.watchdog_interval else None
+        watchdog = _Watchdog(app.clock, notifier) if notifier.watchdog_interval else None
         await stop.wait()
         log.info("stopping")
         notifier.stopping()
@@ -47,11 +48,25 @@ async def serve(app: App, notifier: Notifier | None = None) -> None:
             loop.remove_signal_handler(sig)
 
 
-async def _watchdog(notifier: Notifier) -> None:
-    interval = notifier.watchdog_interval or 10.0
-    while True:
-        notifier.watchdog()
-        await asyncio.sleep(interval)
+class _Watchdog:
+    """Pings systemd from the core loop on the app clock until cancelled."""
+
+    def __init__(self, clock: Clock, notifier: Notifier) -> None:
+        self._clock = clock
+        self._notifier = notifier
+        self._interval = notifier.watchdog_interval or 10.0
+        self._timer: Timer | None = None
+        self._tick()
+
+    def _tick(self) -> None:
+        self._notifier.watchdog()
+        self._timer = self._clock.call_later(self._interval, self._tick)
+
+    def cancel(self) -> None:
+        """Stop pinging."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 def run(app: App) -> int:

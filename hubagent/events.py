@@ -4,18 +4,17 @@ Library threads (serial readers, gpiozero callbacks, paho's network thread)
 do exactly one thing: build one of these and pass it to the ``EventSink``
 they were given. The core consumes them on its own thread, so everything
 that writes the database happens in one place and in one order.
+
+``at`` is the core clock's monotonic time at which the event reached the
+core's entry (:meth:`hubagent.app.App.post` stamps it); a device leaves it
+None, since only the core's :class:`~hubagent.clock.Clock` tells the time.
 """
 
 from __future__ import annotations
 
 import enum
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Mapping
-
-
-def _now() -> float:
-    return time.monotonic()
 
 
 class Health(enum.Enum):
@@ -42,7 +41,7 @@ class DeviceHealthChanged:
     role: str
     device: str
     status: DeviceStatus
-    at: float = field(default_factory=_now)
+    at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -59,7 +58,7 @@ class RawScan:
     device: str
     data: bytes
     symbology: str | None = None
-    at: float = field(default_factory=_now)
+    at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -69,7 +68,7 @@ class ScanRejectedAtDevice:
     device: str
     reason: str
     detail: str = ""
-    at: float = field(default_factory=_now)
+    at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -79,7 +78,7 @@ class DoorChanged:
     bank: str
     compartment: str
     is_open: bool
-    at: float = field(default_factory=_now)
+    at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -88,7 +87,7 @@ class CodeEntered:
 
     source: str
     code: str
-    at: float = field(default_factory=_now)
+    at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,7 @@ class PowerReading:
     input_voltage: float | None = None
     load: float | None = None
     detail: str = ""
-    at: float = field(default_factory=_now)
+    at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -117,7 +116,7 @@ class Custom:
 
     kind: str
     data: Mapping[str, object]
-    at: float = field(default_factory=_now)
+    at: float | None = None
 
 
 Event = (

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,15 +53,15 @@ def system(state_dir: Path) -> dict[str, Any]:
             "load_1m": round(os.getloadavg()[0], 2), "rss_mb": rss_mb()}
 
 
-def age_s(rfc3339: str | None) -> float | None:
-    """Seconds since an RFC 3339 UTC time (wall clock), or None."""
+def age_s(rfc3339: str | None, now: datetime) -> float | None:
+    """Seconds from an RFC 3339 UTC time to the wall time ``now``, or None."""
     if not rfc3339:
         return None
     try:
         then = datetime.fromisoformat(rfc3339.replace("Z", "+00:00"))
     except ValueError:
         return None
-    return round(max(0.0, (datetime.now(timezone.utc) - then).total_seconds()), 1)
+    return round(max(0.0, (now - then).total_seconds()), 1)
 
 
 def counts(app: "App", scans: ScanCounts | None = None) -> dict[str, Any]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -93,3 +94,58 @@ def test_loop_clock_drops_calls_from_threads_when_not_running() -> None:
         return out
 
     assert asyncio.run(main()) == ["t"]
+
+
+def test_rfc3339_is_utc_with_milliseconds() -> None:
+    from datetime import timedelta
+
+    from hubagent.clock import rfc3339
+
+    cest = timezone(timedelta(hours=2))
+    assert rfc3339(datetime(2026, 11, 2, 11, 0, 0, 123_999, tzinfo=cest)) == "2026-11-02T09:00:00.123Z"
+    assert rfc3339(ManualClock(wall=datetime(1970, 1, 1, tzinfo=timezone.utc)).now()) == "1970-01-01T00:00:00.000Z"
+
+
+def test_calls_from_threads_say_whether_they_were_queued() -> None:
+    clock = LoopClock()
+    assert clock.call_from_thread(lambda: None) is False  # not attached: the core is not running
+    loop = asyncio.new_event_loop()
+    try:
+        clock.attach(loop)
+        assert clock.call_from_thread(lambda: None) is True
+        clock.detach()
+        assert clock.call_from_thread(lambda: None) is False
+    finally:
+        loop.close()
+    manual = ManualClock()
+    seen: list[int] = []
+    assert manual.call_from_thread(lambda: seen.append(1)) is True  # queued until the test runs it
+    manual.run_pending()
+    assert seen == [1]
+
+
+def test_the_app_stamps_posted_events_and_counts_uptime_on_its_clock(tmp_path: Path) -> None:
+    from hubagent.app import build_app
+    from hubagent.config import from_dict
+    from hubagent.events import CodeEntered
+
+    clock = ManualClock()
+    app = build_app(from_dict({"hub": {"id": "c1", "state_dir": str(tmp_path)}}), clock=clock)
+    seen: list[CodeEntered] = []
+
+    async def main() -> dict[str, object]:
+        await app.start()
+        try:
+            clock.advance(42.0)
+            done = asyncio.Event()
+            app.on(CodeEntered, lambda ev: (seen.append(ev), len(seen) == 2 and done.set()))
+            for ev in (CodeEntered("front", "1234"), CodeEntered("side", "5678", at=7.0)):
+                threading.Thread(target=app.post, args=(ev,)).start()  # as from a device thread
+            await asyncio.wait_for(done.wait(), 5)
+            return app.status()
+        finally:
+            await app.stop()
+
+    status = asyncio.run(main())
+    assert status["uptime_s"] == 42.0
+    assert sorted((ev.source, ev.at) for ev in seen) == [("front", clock.monotonic()), ("side", 7.0)]

@@ -27,7 +27,7 @@ def store() -> Iterator[Store]:
     with tempfile.TemporaryDirectory() as d:
         s = Store(Path(d) / "kpi.db", all_migrations())
         s.open()
-        apply(s.conn, rollup.MIGRATIONS)
+        apply(s.conn, rollup.MIGRATIONS, s.clock.now())
         yield s
         s.close()
 

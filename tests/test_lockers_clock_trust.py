@@ -18,6 +18,7 @@ from hubagent.clock import ManualClock
 from hubagent.config import from_dict
 from hubagent.events import CodeEntered
 from hubagent.lockers.trust import ClockTrust, Trust, TrustLimits
+from hubagent.scanning.codes import interpret
 
 from test_lockers_flows import Core, config_doc, lockers_of, wait
 from test_lockers_security import P1_CODE, P2_CODE, load
@@ -30,7 +31,6 @@ def hub(state: Path, wall: datetime) -> tuple[Core, ManualClock]:
     """A hub on a manual clock reading ``wall``, whose kernel never reports NTP sync."""
     clock = ManualClock(wall=wall)
     app = build_app(from_dict(config_doc(state)), simulated=True, clock=clock)
-    lockers_of(app).wall = clock.now
     lockers_of(app).ntp_synced = lambda: False
     return Core(app), clock
 
@@ -72,7 +72,10 @@ def test_a_start_years_ahead_decides_nothing_and_the_correction_leaves_everythin
         assert r["ok"], r
         # The customer's code still works (it is not "expired").
         core.call(core.app.dispatch, CodeEntered("front", P1_CODE))
-        wait(lambda: core.compartment("A1")["state"] == "picking", what="P1 released")
+        wait(lambda: core.compartment("A1")["state"] == "picking" and core.compartment("A1")["door"] == "open",
+             what="P1 released")
+        core.sim("close", "A1")
+        wait(lambda: core.compartment("A1")["state"] == "free", what="P1 picked up")
         # NTP corrects the clock (a jump back to where the database says time is).
         core.call(clock.set_wall, NOW + timedelta(hours=1))
         assert core.call(svc.trust.check) is Trust.TRUSTED
@@ -85,10 +88,9 @@ def test_a_start_years_ahead_decides_nothing_and_the_correction_leaves_everythin
         assert parcel(core, "P3")["expires_at"] == iso(NOW + timedelta(days=2)).replace("00Z", "00.000Z")
         assert core.events("parcel.expired") == []
         # Real time passes: P2 expires on its real deadline, not before.
-        core.call(clock.advance, 2 * DAY - 3600)  # P3's real deadline
-        assert core.call(svc.expire_due) == 1
+        core.call(clock.advance, 2 * DAY - 3600)  # P3's real deadline (the hourly expiry check runs)
+        assert [e["parcel"] for e in core.events("parcel.expired")] == ["P3"]
         core.call(clock.advance, 1 * DAY)  # P2's
-        assert core.call(svc.expire_due) == 1
         assert [e["parcel"] for e in core.events("parcel.expired")] == ["P3", "P2"]
     finally:
         core.close()
@@ -108,17 +110,16 @@ def test_expiry_on_a_trusted_but_wrong_clock_is_undone_by_centrals_time(tmp_path
         r = core.command("parcel.assign", id="a1", parcel="P1", size="S", pickup={"code": P1_CODE},
                          expires_at=iso(NOW + timedelta(days=12)))
         assert r["ok"], r
-        load_assigned = core.call(core.app.scan_handlers["parcel"],
-                                  __import__("hubagent.scanning.codes", fromlist=["interpret"]).interpret(b"HA:PCL:P1"),
-                                  "front")
-        assert load_assigned.value == "ok"
+        assert core.call(core.app.scan_handlers["parcel"], interpret(b"HA:PCL:P1"), "front").value == "ok"
         wait(lambda: core.compartment("A1")["door"] == "open")
+        wait(lambda: not core.compartment("A1")["energised"], what="the bank's pulse over")
         core.sim("close", "A1")
         wait(lambda: core.compartment("A1")["state"] == "occupied")
         load(core, "P2", pickup={"code": P2_CODE})  # deadline computed on the wrong clock: NOW + 13 days
         assert parcel(core, "P2")["expires_at"].startswith("2026-12-12")
         core.call(clock.advance, 3 * DAY - 3600)  # the wrong clock passes P1's deadline (not P2's)
-        assert core.call(svc.expire_due) == 1 and parcel(core, "P1")["state"] == "expired"
+        assert [e["parcel"] for e in core.events("parcel.expired")] == ["P1"]
+        assert parcel(core, "P1")["state"] == "expired"
         assert live_codes(core, "P1") == 0
         # Central's time shows the clock 10 days ahead: the expiry is undone, the deadline recomputed.
         real = NOW + timedelta(days=3, hours=-1)

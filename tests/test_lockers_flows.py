@@ -1,4 +1,10 @@
-"""Locker flows in-process: the real app on an asyncio loop thread, a sim bank on MockFactory pins."""
+"""Locker flows in-process: the real app on an asyncio loop thread, a sim bank on MockFactory pins.
+
+The app runs on a :class:`~hubagent.clock.ManualClock`: the core's timers
+(lock confirmation, pulse retries, expiry) fire only when a test advances
+it. The bank's own pulse and debounce timing is the driver's, on its own
+threads, so tests still wait for those with ``wait``.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,6 @@ import concurrent.futures
 import json
 import sqlite3
 import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -15,6 +20,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from hubagent.app import App, build_app
+from hubagent.clock import ManualClock
 from hubagent.config import from_dict
 from hubagent.errors import ConfigError
 from hubagent.lockers import state as sm
@@ -49,7 +55,9 @@ class Core:
     """Runs an app on its own asyncio loop thread; ``call`` runs code on that (core) thread."""
 
     def __init__(self, app: App) -> None:
+        assert isinstance(app.clock, ManualClock), "build the app with manual_app()"
         self.app = app
+        self.clock: ManualClock = app.clock
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
@@ -80,11 +88,35 @@ class Core:
     def sim(self, verb: str, comp: str) -> dict[str, Any]:
         return self.call(lambda: self.app.sim_command("lockers", "bank-a", verb, {"compartment": comp}))  # type: ignore[no-any-return]
 
+    def advance(self, seconds: float) -> None:
+        """Let ``seconds`` of core time pass (its due timers run on the core thread)."""
+        self.clock.advance(seconds)
+
+    def tick_until(self, predicate: Callable[[], Any], step: float = 0.01, what: str = "condition") -> Any:
+        """Advance core time ``step`` s per poll until ``predicate`` holds.
+
+        For a core timer that waits on the bank's own (real-time) pulse: a
+        release queued behind a busy bank asks again each time the core's
+        retry timer fires, and the bank frees itself in real time.
+        """
+        def check() -> Any:
+            got = predicate()
+            if not got:
+                self.advance(step)
+            return got
+
+        return wait(check, what=what)
+
     def close(self) -> None:
         asyncio.run_coroutine_threadsafe(self.app.stop(), self.loop).result(20)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
         self.loop.close()
+
+
+def manual_app(doc: dict[str, Any]) -> App:
+    """The simulated app of ``doc`` on a fresh :class:`ManualClock`."""
+    return build_app(from_dict(doc), simulated=True, clock=ManualClock())
 
 
 def wait(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any:
@@ -113,7 +145,7 @@ def pulses(pin: Any) -> list[tuple[float, float]]:
 
 @pytest.fixture
 def core(tmp_path: Path) -> Iterator[Core]:
-    c = Core(build_app(from_dict(config_doc(tmp_path)), simulated=True))
+    c = Core(manual_app(config_doc(tmp_path)))
     yield c
     c.close()
 
@@ -140,6 +172,7 @@ def test_load_by_scan_pickup_by_qr_code_is_single_use(core: Core) -> None:
     scan = core.app.scan_handlers["parcel"]
     assert core.call(scan, interpret(b"HA:PCL:P1"), "front") is FeedbackPattern.OK
     wait(lambda: core.compartment("A1")["door"] == "open", what="door sprung")
+    wait(lambda: not core.compartment("A1")["energised"], what="the bank's pulse over")
     core.sim("close", "A1")
     wait(lambda: core.compartment("A1")["state"] == "occupied", what="stored")
     code = core.events("parcel.stored")[0]["pickup_code"]
@@ -173,15 +206,17 @@ def test_remote_open_pulses_once_and_never_longer_than_the_pulse(core: Core) -> 
 
 
 def test_expired_commands_never_pulse(core: Core) -> None:
-    late = core.command("locker.open", {"expires_at_monotonic": time.monotonic() - 0.01},
+    late = core.command("locker.open", {"expires_at_monotonic": core.clock.monotonic() - 0.01},
                         id="late", bank="bank-a", compartment="A1", reason="x")
     assert late["error"]["code"] == "expired"
     # A pulse that waits for a busy bank past its deadline is dropped and undone.
     assert core.command("locker.open", id="first", bank="bank-a", compartment="A3", reason="x")["ok"]
-    queued = core.command("locker.open", {"expires_at_monotonic": time.monotonic() + 0.1},
+    queued = core.command("locker.open", {"expires_at_monotonic": core.clock.monotonic() + 0.1},
                           id="short", bank="bank-a", compartment="A4", reason="x")
     assert queued["ok"]
-    failed = wait(lambda: core.events("locker.release_failed"), what="release_failed")
+    assert core.events("locker.release_failed") == []  # waiting for the bank, not yet expired
+    core.advance(0.2)  # the retries pass the deadline while A3's pulse still holds the bank
+    failed = core.events("locker.release_failed")
     assert failed[0]["compartment"] == "A4" and failed[0]["reason"] == "expired"
     wait(lambda: core.compartment("A4")["state"] == "free")
     assert pulses(lock_pin(core, "A1")) == [] and pulses(lock_pin(core, "A4")) == []
@@ -191,8 +226,8 @@ def test_expired_commands_never_pulse(core: Core) -> None:
 def test_busy_bank_pulses_one_lock_at_a_time(core: Core) -> None:
     for cid, comp in (("b1", "A5"), ("b2", "A6")):
         assert core.command("locker.open", id=cid, bank="bank-a", compartment=comp, reason="x")["ok"]
-    wait(lambda: len(pulses(lock_pin(core, "A6"))) == 1 and pulses(lock_pin(core, "A6"))[0][1] < float("inf"),
-         what="second pulse done")
+    core.tick_until(lambda: len(pulses(lock_pin(core, "A6"))) == 1
+                    and pulses(lock_pin(core, "A6"))[0][1] < float("inf"), what="second pulse done")
     (r5, f5), = pulses(lock_pin(core, "A5"))
     (r6, f6), = pulses(lock_pin(core, "A6"))
     assert f5 <= r6  # never two solenoids on one supply
@@ -222,9 +257,9 @@ def test_expiry_waits_for_a_sane_wall_clock(core: Core) -> None:
     assert core.command("parcel.assign", id="a1", parcel="P1", size="M",
                         expires_at="2026-01-01T00:00:00Z")["error"]["code"] == "bad_args"  # already past
     assert core.command("parcel.assign", id="a2", parcel="P2", size="M", expires_at="2099-01-01T00:00:00Z")["ok"]
-    svc.wall = lambda: datetime(1970, 1, 1, tzinfo=timezone.utc)  # a Pi without RTC, just booted
+    core.clock.set_wall(datetime(1970, 1, 1, tzinfo=timezone.utc))  # a Pi without RTC, just booted
     assert core.call(svc.expire_due) == 0
-    svc.wall = lambda: datetime(2099, 6, 1, tzinfo=timezone.utc)
+    core.clock.set_wall(datetime(2099, 6, 1, tzinfo=timezone.utc))
     svc.trust.ntp_synced = lambda: True  # the kernel says NTP set it (else a jump to 2099 is suspect)
     assert core.call(svc.expire_due) == 1
     assert core.events("parcel.expired")[0] == {**core.events("parcel.expired")[0], "parcel": "P2",
@@ -242,7 +277,7 @@ def test_audit_trail_is_append_only(core: Core) -> None:
 
 
 def test_interrupted_release_is_undone_on_restart(tmp_path: Path) -> None:
-    core = Core(build_app(from_dict(config_doc(tmp_path)), simulated=True))
+    core = Core(manual_app(config_doc(tmp_path)))
     try:
         core.sim("jam", "A3")  # the door will not move
         assert core.command("locker.open", id="o1", bank="bank-a", compartment="A3", reason="x")["ok"]
@@ -250,7 +285,7 @@ def test_interrupted_release_is_undone_on_restart(tmp_path: Path) -> None:
         assert core.compartment("A3")["state"] == "opening"
     finally:
         core.close()  # stopped before lock_confirm_s: the release is still pending in the database
-    again = Core(build_app(from_dict(config_doc(tmp_path)), simulated=True))
+    again = Core(manual_app(config_doc(tmp_path)))
     try:
         assert again.compartment("A3")["state"] == "free"
         rows = again.call(lambda: again.app.store.query(
@@ -283,7 +318,7 @@ def test_parked_locks_refuse_releases_until_resumed(core: Core) -> None:
 def test_door_pulled_open_before_its_pulse_is_forced(tmp_path: Path) -> None:
     doc = config_doc(tmp_path)
     doc["lockers"]["bank-a"]["compartments"]["A1"]["pulse_s"] = 2.0  # keeps the bank busy
-    core = Core(build_app(from_dict(doc), simulated=True))
+    core = Core(manual_app(doc))
     try:
         def open_two_then_pull_a2() -> dict[str, Any]:
             for cid, comp in (("o1", "A1"), ("o2", "A2")):
@@ -328,17 +363,17 @@ def test_return_code_scanned_opens_an_empty_compartment_of_its_size(core: Core) 
 
 def test_parcel_stored_while_the_clock_was_wrong_gets_its_deadline_later(core: Core) -> None:
     svc = lockers_of(core.app)
-    svc.wall = lambda: datetime(1970, 1, 1, tzinfo=timezone.utc)
+    core.clock.set_wall(datetime(1970, 1, 1, tzinfo=timezone.utc))
     assert core.command("parcel.assign", id="a1", parcel="P1", size="S")["ok"]
     assert core.call(core.app.scan_handlers["parcel"], interpret(b"HA:PCL:P1"), "front") is FeedbackPattern.OK
     wait(lambda: core.compartment("A1")["door"] == "open")
     core.sim("close", "A1")
     wait(lambda: core.compartment("A1")["state"] == "occupied")
     assert core.events("parcel.stored")[0]["expires_at"] is None  # no trustworthy time to count from
-    svc.wall = lambda: datetime(2030, 1, 1, tzinfo=timezone.utc)  # NTP set the clock
+    core.clock.set_wall(datetime(2030, 1, 1, tzinfo=timezone.utc))  # NTP set the clock
     svc.trust.ntp_synced = lambda: True  # and the kernel says so
     assert core.call(svc.expire_due) == 0  # the deadline starts now: pickup_expiry_s from 2030-01-01
-    svc.wall = lambda: datetime(2030, 1, 5, tzinfo=timezone.utc)
+    core.clock.set_wall(datetime(2030, 1, 5, tzinfo=timezone.utc))
     assert core.call(svc.expire_due) == 1
     assert core.compartment("A1")["state"] == "expired"
 
@@ -349,8 +384,21 @@ def test_remote_open_of_a_door_already_open_completes_when_it_closes(core: Core)
     r = core.command("locker.open", id="o1", bank="bank-a", compartment="A3", reason="inspect")
     assert r["ok"], r
     wait(lambda: core.events("locker.opened"), what="locker.opened")
-    time.sleep(1.5)  # past lock_confirm_s: a door that is open cannot "fail to move"
+    core.advance(1.5)  # past lock_confirm_s: a door that is open cannot "fail to move"
     assert not [e for e in core.events("locker.alarm") if e["kind"] == "lock_failed"]
     assert core.compartment("A3")["state"] != "free"  # the release is waiting for the door
+    wait(lambda: not core.compartment("A3")["energised"], what="the bank's pulse over")
     core.sim("close", "A3")
     wait(lambda: core.compartment("A3")["state"] == "free", what="flow completed")
+
+
+def test_a_lock_that_does_not_open_fails_exactly_at_lock_confirm_s(core: Core) -> None:
+    core.sim("jam", "A3")  # the door will not move
+    assert core.command("locker.open", id="o1", bank="bank-a", compartment="A3", reason="x")["ok"]
+    wait(lambda: pulses(lock_pin(core, "A3")) and not core.compartment("A3")["energised"], what="pulse over")
+    core.advance(0.99)  # lock_confirm_s is 1.0
+    assert core.compartment("A3")["state"] == "opening" and not core.events("locker.alarm")
+    core.advance(0.02)
+    (alarm,) = core.events("locker.alarm")
+    assert alarm["kind"] == "lock_failed" and alarm["compartment"] == "A3"
+    assert core.compartment("A3")["state"] == "free" and core.compartment("A3")["fault"] == "lock_failed"

@@ -5,21 +5,20 @@ from __future__ import annotations
 import json
 import logging
 import random
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Iterator
 
 import pytest
 
-from hubagent.app import App, build_app
-from hubagent.config import from_dict
+from hubagent.app import App
 from hubagent.events import CodeEntered
 from hubagent.lockers import codes
 from hubagent.lockers.service import LockerService
 from hubagent.ports import FeedbackPattern
 from hubagent.scanning.codes import interpret
 
-from test_lockers_flows import LOCKS, Core, config_doc, pulses, wait, lock_pin
+from test_lockers_flows import LOCKS, Core, config_doc, lock_pin, manual_app, pulses, wait
 
 P1_CODE, P2_CODE = "482913", "771204"
 
@@ -33,7 +32,7 @@ def lockers_of(app: App) -> LockerService:
 
 @pytest.fixture
 def core(tmp_path: Path) -> Iterator[Core]:
-    c = Core(build_app(from_dict(config_doc(tmp_path)), simulated=True))
+    c = Core(manual_app(config_doc(tmp_path)))
     yield c
     c.close()
 
@@ -46,6 +45,7 @@ def load(core: Core, parcel: str, **assign: Any) -> str:
     assert core.call(core.app.scan_handlers["parcel"], interpret(f"HA:PCL:{parcel}".encode()), "front") \
         is FeedbackPattern.OK
     wait(lambda: core.compartment(comp)["door"] == "open", what=f"{comp} open")
+    wait(lambda: not core.compartment(comp)["energised"], what="the bank's pulse over")  # the next release finds it free
     core.sim("close", comp)
     wait(lambda: core.compartment(comp)["state"] == "occupied", what=f"{parcel} stored")
     return comp
@@ -56,13 +56,13 @@ def type_code(core: Core, source: str, code: str) -> None:
 
 
 def test_ten_thousand_wrong_codes_open_nothing(core: Core) -> None:
-    c1 = load(core, "P1", pickup={"code": P1_CODE})
-    c2 = load(core, "P2", pickup={"code": P2_CODE})
+    # The attack lasts days of core time; the parcels must not expire meanwhile.
+    c1 = load(core, "P1", pickup={"code": P1_CODE}, expires_at="2099-01-01T00:00:00Z")
+    c2 = load(core, "P2", pickup={"code": P2_CODE}, expires_at="2099-01-01T00:00:00Z")
     wait(lambda: not any(core.compartment(c)["energised"] for c in (c1, c2)))
     before = {c: len(pulses(lock_pin(core, c))) for c in LOCKS}
     svc = lockers_of(core.app)
-    now = [1000.0]
-    svc.clock = lambda: now[0]  # the limiter's clock: lock-outs pass without waiting for them
+    clock = core.clock  # lock-outs pass when the test advances it, without waiting for them
     rng = random.Random(1234)
     valid = {P1_CODE, P2_CODE}
     wrong: list[str] = []
@@ -76,11 +76,12 @@ def test_ten_thousand_wrong_codes_open_nothing(core: Core) -> None:
         # the last 20 guesses come in a burst, so the keypad ends up locked out.
         for n, guess in enumerate(batch):
             burst = last and n >= len(batch) - 20
-            left = svc.limiter.check("front", now[0])
+            left = svc.limiter.check("front", clock.monotonic())
             if left > 0 and rng.random() < 0.5 and not burst:
-                now[0] += left
+                clock.advance(left)
             svc.desk.on_code(CodeEntered("front", guess))
-            now[0] += 0.0 if burst else 0.5
+            if not burst:
+                clock.advance(0.5)
 
     for i in range(0, len(wrong), 1000):
         core.call(attack, wrong[i:i + 1000], i + 1000 >= len(wrong))
@@ -94,18 +95,18 @@ def test_ten_thousand_wrong_codes_open_nothing(core: Core) -> None:
     assert max(e["duration_s"] for e in lockouts) == svc.policy.max_lockout_s
     assert [e["level"] for e in lockouts[:4]] == [1, 2, 3, 4]
     # The front keypad is locked out (an alarm), but another keypad's valid code works.
-    assert svc.limiter.check("front", now[0]) > 0 and "locker-input:front" in core.app.alerts
+    assert svc.limiter.check("front", clock.monotonic()) > 0 and "locker-input:front" in core.app.alerts
     type_code(core, "front", P1_CODE)
     assert core.compartment(c1)["state"] == "occupied"  # refused unchecked while locked out
     type_code(core, "side", P2_CODE)
     wait(lambda: core.compartment(c2)["state"] == "picking", what="side keypad opened P2")
     # Once the lock-out ends, the valid code on the attacked keypad works.
-    now[0] += svc.limiter.check("front", now[0])
+    core.advance(svc.limiter.check("front", clock.monotonic()))
     type_code(core, "front", P1_CODE)
     wait(lambda: core.compartment(c1)["state"] == "picking", what="front keypad opened P1")
     assert "locker-input:front" not in core.app.alerts
     # P1's pulse waits for P2's to end (one pulse per bank at a time).
-    wait(lambda: len(pulses(lock_pin(core, c1))) > before[c1], what="P1 pulse")
+    core.tick_until(lambda: len(pulses(lock_pin(core, c1))) > before[c1], what="P1 pulse")
     final = {c: len(pulses(lock_pin(core, c))) for c in LOCKS}
     assert {c: final[c] - before[c] for c in LOCKS if final[c] != before[c]} == {c1: 1, c2: 1}
     audited = core.call(lambda: core.app.store.query(
@@ -150,10 +151,10 @@ def test_central_may_send_the_keyed_hash_instead_of_the_code(core: Core, tmp_pat
 
 def test_expired_and_malformed_codes_are_rejected_and_counted(core: Core) -> None:
     svc = lockers_of(core.app)
-    soon = (datetime.now(timezone.utc) + timedelta(hours=1)).isoformat()
+    soon = (core.clock.now() + timedelta(hours=1)).isoformat()
     assert core.command("return.expect", id="r1", **{"return": "R1"}, size="S", code="555111",
                         expires_at=soon)["ok"]
-    svc.wall = lambda: datetime.now(timezone.utc) + timedelta(hours=2)
+    core.clock.set_wall(core.clock.now() + timedelta(hours=2))  # the expiry check has not run yet
     svc.trust.ntp_synced = lambda: True  # a synchronised clock: the jump is time passing, not a fault
     type_code(core, "front", "555111")
     for junk in ("abc", "12", "1" * 16, "١٢٣٤٥٦"):  # letters, too short, too long, Arabic-Indic digits

@@ -1,6 +1,10 @@
 """The power feature in-process: a real app on its own asyncio loop, real SQLite,
 simulated and GPIO (MockFactory) power sources, a real locker bank on mock
-pins, a real camera scanner object, and real shutdown commands (``/bin/sh``)."""
+pins, a real camera scanner object, and real shutdown commands (``/bin/sh``).
+
+The app runs on a manual clock: a power reading becomes the hub's state
+only once a test lets the policy's ``confirm_s`` pass (:meth:`Running.confirm`),
+and the shutdown grace period never runs out by itself."""
 
 from __future__ import annotations
 
@@ -8,13 +12,13 @@ import asyncio
 import json
 import socket
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
 from hubagent.app import App, build_app
+from hubagent.clock import ManualClock
 from hubagent.config import from_dict
 from hubagent.errors import ConfigError
 from hubagent.power.service import PowerService
@@ -40,12 +44,25 @@ class Running:
     """An app started on an asyncio loop in a background thread (the core thread)."""
 
     def __init__(self, app: App) -> None:
+        assert isinstance(app.clock, ManualClock)
         self.app = app
+        self.clock: ManualClock = app.clock
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.thread.start()
         asyncio.run_coroutine_threadsafe(app.start(), self.loop).result(TIMEOUT)
         self.core = CoreCaller(app, timeout_s=TIMEOUT)
+        self.confirm()  # the source's first reading
+
+    def confirm(self) -> None:
+        """Let the policy's confirmation window pass (readings already queued are seen first)."""
+        self.clock.advance(2 * power_of(self.app).settings.confirm_s)
+
+    def drive(self, pin: Any, high: bool, flags: list[str]) -> None:
+        """Drive a GPIO power pin, wait for the driver's reading to arrive, then confirm it."""
+        pin.drive_high() if high else pin.drive_low()
+        wait_for(lambda: self.power()["flags"] == flags, what=f"a reading with flags {flags}")
+        self.confirm()
 
     def status(self) -> dict[str, Any]:
         return self.core(self.app.status)
@@ -53,8 +70,11 @@ class Running:
     def power(self) -> dict[str, Any]:
         return self.status()["power"]
 
-    def sim(self, verb: str, **args: Any) -> None:
+    def sim(self, verb: str, confirm: bool = True, **args: Any) -> None:
+        """Make the sim source emit a reading and (unless ``confirm`` is false) let it confirm."""
         self.core(lambda: self.app.sim_command("power", None, verb, args))
+        if confirm:
+            self.confirm()
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         rows = self.core(lambda: self.app.store.query("SELECT seq, kind, data FROM outbox ORDER BY seq"))
@@ -96,7 +116,7 @@ def start(tmp_path: Path) -> Iterator[Callable[..., Running]]:
     made: list[Running] = []
 
     def make(cfg: Any, simulated: bool = False) -> Running:
-        r = Running(build_app(cfg, simulated=simulated))
+        r = Running(build_app(cfg, simulated=simulated, clock=ManualClock()))
         made.append(r)
         return r
 
@@ -123,7 +143,10 @@ def test_outage_to_recorded_shutdown_once_and_restart(tmp_path: Path, start: Cal
     hub.wait_state("mains")
     assert hub.print_label("job-1")["ok"]
     assert "power" not in hub.status()["alerts"]
-    hub.sim("battery", charge=80, runtime=1200)
+    hub.sim("battery", confirm=False, charge=80, runtime=1200)
+    hub.clock.advance(0.04)  # confirm_s is 0.05: one reading on battery is not yet an outage
+    assert hub.power()["state"] == "mains" and hub.power()["flags"] == ["OB"]
+    hub.clock.advance(0.03)
     hub.wait_state("on_battery")
     st = hub.status()
     assert st["state"] == "alert" and st["alerts"]["power"] == "on battery"
@@ -138,7 +161,7 @@ def test_outage_to_recorded_shutdown_once_and_restart(tmp_path: Path, start: Cal
     # More low readings, and time passing, decide nothing more.
     hub.sim("low", runtime=10)
     hub.sim("low", runtime=5)
-    time.sleep(0.3)
+    hub.clock.advance(600.0)
     changes = [(e["from"], e["to"]) for e in hub.events("power.changed")]
     assert changes == [("unknown", "mains"), ("mains", "on_battery"), ("on_battery", "low_battery")]
     shut = hub.events("power.shutdown")
@@ -201,7 +224,8 @@ def test_mains_back_during_grace_cancels_and_resumes(tmp_path: Path, start: Call
     hub.wait_state("mains")
     hub.sim("low")
     hub.wait_state("low_battery")
-    wait_for(lambda: hub.print_label(f"job-{time.monotonic()}").get("error", {}).get("code") == "paused",
+    jobs = iter(range(1_000_000))
+    wait_for(lambda: hub.print_label(f"job-{next(jobs)}").get("error", {}).get("code") == "paused",
              what="new print jobs refused")
     hub.sim("mains")
     p = hub.wait_phase("cancelled")
@@ -259,15 +283,16 @@ def test_real_command_runs_once_and_a_failing_one_is_reported(tmp_path: Path, st
     hub = start(config(tmp_path, power=gpio, policy={"shutdown_command": cmd}))
     assert power_of(hub.app).records_only is False
     hub.wait_state("mains")
-    mock_pins.pin(4).drive_high()
+    hub.drive(mock_pins.pin(4), True, ["OB"])
     hub.wait_state("on_battery")
-    mock_pins.pin(18).drive_high()
+    hub.drive(mock_pins.pin(18), True, ["LB", "OB"])
     p = hub.wait_phase("done")
     assert p["shutdown"]["ran"] is True
     wait_for(lambda: log_file.exists(), what="command output")
-    mock_pins.pin(18).drive_low()
-    mock_pins.pin(18).drive_high()
-    time.sleep(0.3)
+    hub.drive(mock_pins.pin(18), False, ["OB"])
+    hub.drive(mock_pins.pin(18), True, ["LB", "OB"])
+    hub.clock.advance(600.0)  # time passing decides nothing more either
+    assert hub.power()["shutdown"]["phase"] == "done"
     assert log_file.read_text() == "poweroff\n"
     hub.close()
 
@@ -275,14 +300,14 @@ def test_real_command_runs_once_and_a_failing_one_is_reported(tmp_path: Path, st
     mock_pins.reset()
     bad = start(config(tmp_path / "b", power=gpio, policy={"shutdown_command": ["/bin/false"]}))
     bad.wait_state("mains")
-    mock_pins.pin(4).drive_high()
-    mock_pins.pin(18).drive_high()
+    bad.drive(mock_pins.pin(4), True, ["OB"])
+    bad.drive(mock_pins.pin(18), True, ["LB", "OB"])
     p = bad.wait_phase("failed")
     assert "non-zero exit status 1" in p["shutdown"]["error"]
     assert bad.status()["alerts"]["power"].startswith("power-off command failed")
     assert [e["phase"] for e in bad.events("power.shutdown")] == ["begin", "command", "failed"]
-    mock_pins.pin(18).drive_low()
-    mock_pins.pin(4).drive_low()
+    bad.drive(mock_pins.pin(18), False, ["OB"])
+    bad.drive(mock_pins.pin(4), False, ["OL"])
     bad.wait_phase("resumed")
     assert "power" not in bad.status()["alerts"]
 

@@ -1,4 +1,9 @@
-"""The durable print queue in-process: a real app on an asyncio loop, a real SQLite file, sim printers."""
+"""The durable print queue in-process: a real app on an asyncio loop, a real SQLite file, sim printers.
+
+The app runs on a manual clock attached to its loop: retry back-offs pass
+only when a test advances it. Printers print on their own threads, so
+``until`` still waits for them.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import zxingcpp
 from PIL import Image
 
 from hubagent.app import App, build_app
+from hubagent.clock import ManualClock
 from hubagent.config import from_dict
 from hubagent.errors import CommandError, ConfigError
 from hubagent.features import all_migrations
@@ -44,7 +50,7 @@ def config(state: Path, **printing: Any) -> Any:
 def run(state: Path, body: Callable[[App], Awaitable[None]], **printing: Any) -> None:
     """Start a real app on a fresh loop, run ``body``, stop it."""
     async def main() -> None:
-        app = build_app(config(state, **printing), simulated=True)
+        app = build_app(config(state, **printing), simulated=True, clock=ManualClock())
         await app.start()
         try:
             await body(app)
@@ -62,6 +68,19 @@ async def until(predicate: Callable[[], Any], timeout: float = 20.0) -> Any:
             return value
         await asyncio.sleep(0.02)
     raise AssertionError(f"timed out waiting for {predicate}")
+
+
+def advance(app: App, seconds: float) -> None:
+    """Let ``seconds`` of core time pass (on the core thread: the test body runs on the loop)."""
+    clock = app.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(seconds)
+
+
+def idle(app: App) -> bool:
+    """No printer has a job in hand and none waits: nothing more can print."""
+    lanes = printing_of(app).lanes.values()
+    return all(lane.current is None for lane in lanes) and queue.waiting_count(app.store.conn) == 0
 
 
 def cmd(app: App, name: str, **payload: Any) -> dict[str, Any]:
@@ -102,8 +121,8 @@ def test_a_job_left_sending_becomes_interrupted_and_prints_only_by_reprint(tmp_p
         assert job is not None and job.state == "interrupted" and job.reason == "interrupted"
         [failed] = events(app, "print.failed")
         assert failed["job"] == "crashed" and failed["reason"] == "interrupted"
-        await asyncio.sleep(0.5)  # the printer is idle and online: still nothing is printed
-        assert previews(tmp_path) == []
+        advance(app, 60.0)  # past every retry back-off: the printer is online, still nothing is printed
+        assert idle(app) and previews(tmp_path) == []
         r = cmd(app, "print.reprint", id="rp-1", job="crashed")
         assert r["ok"] and r["result"]["job"] == "crashed~r1" and r["result"]["reprint_of"] == "crashed", r
         again = cmd(app, "print.reprint", id="rp-1", job="crashed")
@@ -156,7 +175,8 @@ def test_enqueue_api_is_part_of_the_callers_transaction_and_ids_print_once(tmp_p
         with app.store.write() as tx:
             auto = svc.enqueue(tx, "pickup", SAMPLE_FIELDS["pickup"])
         await until(lambda: len(events(app, "print.done")) == 2)
-        await asyncio.sleep(0.3)
+        advance(app, 60.0)
+        assert idle(app)  # nothing else was queued or handed to a printer
         assert sorted(e["job"] for e in events(app, "print.done")) == sorted(["parcel-1", auto])
         assert {e["job"]: e["printer"] for e in events(app, "print.done")} == {"parcel-1": "label", auto: "receipt"}
 
@@ -286,6 +306,26 @@ def test_sim_printer_keeps_its_fault_and_counter_across_restarts(tmp_path: Path)
     assert third.status().health is Health.OK
     third.print_label(label)
     assert [p.name for p in previews(tmp_path)] == [f"label-0000{n}-bin.png" for n in (1, 2, 3)]
+
+
+def test_a_failed_send_is_retried_exactly_after_its_back_off(tmp_path: Path) -> None:
+    async def body(app: App) -> None:
+        app.sim_command("printers", "label", "paper-out", {})
+        assert cmd(app, "print", id="one", template="bin", fields=bin_fields(1))["ok"]
+        label = lambda: app.status()["printing"]["printers"]["label"]  # noqa: E731
+        await until(lambda: label()["state"] == "waiting")
+        assert label()["retry_in_s"] == 1.0  # retry_min_s after the first failure
+        advance(app, 0.99)
+        assert label()["state"] == "waiting" and label()["retry_in_s"] == 0.0  # not yet retried
+        advance(app, 0.02)  # the back-off is over: tried again, failed again, waits twice as long
+        await until(lambda: label()["retry_in_s"] == 2.0)
+        advance(app, 1.99)
+        assert label()["state"] == "waiting" and not events(app, "print.done")
+        app.sim_command("printers", "label", "paper-in", {})  # back: sent at once, no waiting
+        await until(lambda: events(app, "print.done"))
+        assert label()["state"] == "idle" and label()["retry_in_s"] is None
+
+    run(tmp_path, body, retry_min_s=1.0, retry_max_s=4.0)
 
 
 def catalog_config(state: Path) -> Any:

@@ -177,3 +177,24 @@ def test_code_like_text_never_crashes(text: str) -> None:
         interpret(text.encode())
     except InputError as e:
         assert e.code in ERROR_CODES
+
+
+def test_upc_e_is_expanded_to_upc_a() -> None:
+    assert interpret(b"04252614").gtin == "00042100005264"          # not a valid EAN-8
+    assert interpret(b"]E004252614").gtin == "00042100005264"       # ]E0 + 8 digits: UPC-E
+    assert interpret(b"]E496385074").gtin == "00000096385074"       # ]E4: EAN-8
+
+
+def test_eight_digits_valid_as_ean_8_and_upc_e_carry_both_readings() -> None:
+    scan = interpret(b"12345601")
+    assert scan.gtins == ("00000012345601", "00123000004561")     # EAN-8 first, UPC-E expansion next
+    assert interpret(b"]E412345601").gtins == ("00000012345601",)
+    assert interpret(b"]E012345601").gtins == ("00123000004561",)
+
+
+def test_best_before_and_zero_code() -> None:
+    scan = interpret(b"]C10109506000134352" + b"15261130" + b"10B1")
+    assert (scan.best_before, scan.expiry, scan.lot) == (dt.date(2026, 11, 30), None, "B1")
+    assert interpret(b"ha:zero").kind is ScanKind.ZERO
+    with pytest.raises(InputError):
+        interpret(b"HA:ZERO:1")

@@ -1,14 +1,14 @@
 """Shelf workflows in process: real app, real SQLite file, real sim feedback device.
 
 Scans enter exactly where a scanner thread's events do (``app.dispatch`` of
-a ``RawScan``), with controlled device timestamps so dedupe and session
-timeouts are deterministic. The pty path is covered by test_scanning_e2e.
+a ``RawScan``). The app runs on a manual clock that each scan advances, so
+dedupe, session timeouts and the rejection token bucket are deterministic.
+The pty path is covered by test_scanning_e2e.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -16,6 +16,7 @@ import pytest
 
 from hubagent import cli
 from hubagent.app import App, build_app
+from hubagent.clock import ManualClock
 from hubagent.config import from_dict
 from hubagent.errors import ConfigError
 from hubagent.events import RawScan, ScanRejectedAtDevice
@@ -50,10 +51,10 @@ class Hub:
     """An in-process app with its store open; scans go through app.dispatch."""
 
     def __init__(self, state: Path, **scanning: Any) -> None:
-        self.app: App = build_app(from_dict(config(state, **scanning)))
+        self.clock = ManualClock()
+        self.app: App = build_app(from_dict(config(state, **scanning)), clock=self.clock)
         self.app.store.open()
         scanning_of(self.app).load()
-        self.t = 1000.0
 
     def close(self) -> None:
         self.app.store.close()
@@ -63,9 +64,10 @@ class Hub:
 
     def scan(self, code: str | bytes, scanner: str = "front", gap: float = 2.0) -> str:
         """Scan and return the feedback pattern the scanner got."""
-        self.t += gap
+        self.clock.advance(gap)
         data = code.encode() if isinstance(code, str) else code
-        self.app.dispatch(RawScan(scanner, data, at=self.t))
+        self.app.post(RawScan(scanner, data))  # stamped with the clock's time, as from a scanner thread
+        self.clock.run_pending()
         return self.feedback(scanner)
 
     def feedback(self, scanner: str = "front") -> str:
@@ -397,11 +399,11 @@ def test_a_scanner_spewing_noise_records_a_bounded_number_of_rejections(tmp_path
         patterns = [h.scan(b"\x07noise%d" % i, gap=0.01) for i in range(150)]
         assert patterns == ["error"] * 150  # every read still gets its beep
         recorded = len(h.events("scan.rejected"))
-        assert 120 <= recorded <= 125  # the burst, plus what refilled meanwhile
+        assert recorded == 122  # the burst, plus what refilled in the 1.49 s to the last read (2 a second)
         front = scanning_of(h.app).status()["scanners"]["front"]
         assert front["rejected"] == 150 and front["rejected_unrecorded"] == 150 - recorded
-        time.sleep(0.6)  # a token comes back
-        assert h.scan(b"\x07noise again") == "error"
+        h.clock.advance(0.6)  # a token comes back
+        assert h.scan(b"\x07noise again", gap=0.0) == "error"
         last = h.events("scan.rejected")[-1]
         assert last["unrecorded"] == 150 - recorded  # central learns what it missed
         assert scanning_of(h.app).status()["scanners"]["front"]["rejected_unrecorded"] == 0

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from hubagent.clock import ManualClock
 from hubagent.power.shutdown import SequenceState, ShutdownSequence, ShutdownSteps
 
 ORDER = ["stop_print_jobs", "park_locks", "flush_outbox", "checkpoint_wal", "publish_offline"]
@@ -43,8 +44,8 @@ class Journal:
 
 def test_steps_run_in_order_once_then_the_command() -> None:
     j = Journal()
-    seq = ShutdownSequence(j.steps(), ["poweroff", "-f"], grace_s=20, command_timeout_s=7,
-                           run_command=j.run_command)
+    seq = ShutdownSequence(j.steps(), ["poweroff", "-f"], clock=ManualClock(), grace_s=20,
+                           command_timeout_s=7, run_command=j.run_command)
     result = seq.run()
     assert j.entries == [*ORDER, "command"]
     assert j.commands == [(("poweroff", "-f"), 7)]
@@ -62,7 +63,7 @@ def test_failing_step_does_not_stop_the_rest() -> None:
     def jammed_lock() -> None:
         raise RuntimeError("lock 3 jammed")
 
-    seq = ShutdownSequence(j.steps(park_locks=jammed_lock), ["poweroff"], grace_s=5,
+    seq = ShutdownSequence(j.steps(park_locks=jammed_lock), ["poweroff"], clock=ManualClock(), grace_s=5,
                            run_command=j.run_command)
     result = seq.run()
     assert j.entries == ["stop_print_jobs", "flush_outbox", "checkpoint_wal", "publish_offline", "command"]
@@ -72,28 +73,28 @@ def test_failing_step_does_not_stop_the_rest() -> None:
 
 def test_missing_steps_are_skipped() -> None:
     j = Journal()
-    seq = ShutdownSequence(ShutdownSteps(checkpoint_wal=j.step("checkpoint_wal")), ["x"], grace_s=1,
-                           run_command=j.run_command)
+    seq = ShutdownSequence(ShutdownSteps(checkpoint_wal=j.step("checkpoint_wal")), ["x"],
+                           clock=ManualClock(), grace_s=1, run_command=j.run_command)
     seq.run()
     assert j.entries == ["checkpoint_wal", "command"]
 
 
 def test_flush_gets_what_is_left_of_the_grace_period() -> None:
     j = Journal()
-    fake_now = [100.0]
+    clock = ManualClock()
 
     def slow_print_stop() -> None:
-        fake_now[0] += 8  # stopping the printer took 8 s
+        clock.advance(8)  # stopping the printer took 8 s
 
     seq = ShutdownSequence(j.steps(stop_print_jobs=slow_print_stop), ["x"], grace_s=20,
-                           run_command=j.run_command, clock=lambda: fake_now[0])
+                           run_command=j.run_command, clock=clock)
     seq.run()
     assert j.flush_timeouts == [12.0]
 
 
 def test_cancel_before_run_runs_nothing() -> None:
     j = Journal()
-    seq = ShutdownSequence(j.steps(), ["x"], grace_s=1, run_command=j.run_command)
+    seq = ShutdownSequence(j.steps(), ["x"], clock=ManualClock(), grace_s=1, run_command=j.run_command)
     assert seq.cancel()
     result = seq.run()
     assert j.entries == [] and not result.command_ran
@@ -108,7 +109,8 @@ def test_cancel_mid_sequence_stops_before_the_command_and_resumes() -> None:
         j.entries.append("flush_outbox")
         assert seq.cancel()  # CancelShutdown arrives while we flush
 
-    seq = ShutdownSequence(j.steps(flush_outbox=flush_while_mains_returns), ["x"], grace_s=5,
+    seq = ShutdownSequence(j.steps(flush_outbox=flush_while_mains_returns), ["x"],
+                           clock=ManualClock(), grace_s=5,
                            run_command=j.run_command)
     result = seq.run()
     assert j.entries == ["stop_print_jobs", "park_locks", "flush_outbox", "resume"]
@@ -125,7 +127,7 @@ def test_cancel_is_impossible_once_the_command_started() -> None:
         answers.append(seq.cancel())
         j.run_command(cmd, timeout)
 
-    seq = ShutdownSequence(j.steps(), ["x"], grace_s=5, run_command=command,
+    seq = ShutdownSequence(j.steps(), ["x"], clock=ManualClock(), grace_s=5, run_command=command,
                            on_command_started=j.step("marked"))
     result = seq.run()
     assert answers == [False]
@@ -142,7 +144,8 @@ def test_cancel_from_another_thread_while_a_step_blocks() -> None:
         in_step.set()
         release.wait(10)
 
-    seq = ShutdownSequence(j.steps(checkpoint_wal=blocking_checkpoint), ["x"], grace_s=5,
+    seq = ShutdownSequence(j.steps(checkpoint_wal=blocking_checkpoint), ["x"],
+                           clock=ManualClock(), grace_s=5,
                            run_command=j.run_command)
     results = []
     worker = threading.Thread(target=lambda: results.append(seq.run()))
@@ -158,7 +161,7 @@ def test_cancel_from_another_thread_while_a_step_blocks() -> None:
 def test_real_command_runs_once(tmp_path: Path) -> None:
     marker = tmp_path / "powered-off"
     cmd = [sys.executable, "-c", f"open({str(marker)!r}, 'a').write('x')"]
-    result = ShutdownSequence(ShutdownSteps(), cmd, grace_s=1, command_timeout_s=30).run()
+    result = ShutdownSequence(ShutdownSteps(), cmd, clock=ManualClock(), grace_s=1, command_timeout_s=30).run()
     assert marker.read_text() == "x"
     assert result.command_ran and result.command_error == ""
 
@@ -172,10 +175,10 @@ def test_real_command_runs_once(tmp_path: Path) -> None:
     ],
 )
 def test_failing_command_is_reported_not_raised(cmd: list[str], error: str) -> None:
-    result = ShutdownSequence(ShutdownSteps(), cmd, grace_s=1, command_timeout_s=0.5).run()
+    result = ShutdownSequence(ShutdownSteps(), cmd, clock=ManualClock(), grace_s=1, command_timeout_s=0.5).run()
     assert result.command_ran and error in result.command_error
 
 
 def test_empty_command_is_refused() -> None:
     with pytest.raises(ValueError):
-        ShutdownSequence(ShutdownSteps(), [], grace_s=1)
+        ShutdownSequence(ShutdownSteps(), [], clock=ManualClock(), grace_s=1)

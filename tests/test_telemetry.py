@@ -6,6 +6,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from hubagent import telemetry
+from hubagent.clock import ManualClock, rfc3339
 
 
 def test_cpu_temperature_from_a_thermal_zone_file(tmp_path: Path) -> None:
@@ -24,6 +25,11 @@ def test_system_figures_of_this_machine(tmp_path: Path) -> None:
 
 
 def test_age_of_an_rfc3339_time() -> None:
-    then = (datetime.now(timezone.utc) - timedelta(seconds=90)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
-    assert 89 <= (telemetry.age_s(then) or 0) <= 95
-    assert telemetry.age_s(None) is None and telemetry.age_s("not a time") is None
+    clock = ManualClock(wall=datetime(2026, 11, 29, 12, 0, 0, 500_000, tzinfo=timezone.utc))
+    then = rfc3339(clock.now() - timedelta(seconds=90))
+    assert telemetry.age_s(then, clock.now()) == 90.0
+    clock.advance(30.04)
+    assert telemetry.age_s(then, clock.now()) == 120.0
+    # A wall clock that jumped back behind the time gives 0, never a negative age.
+    assert telemetry.age_s(then, datetime(1970, 1, 1, tzinfo=timezone.utc)) == 0.0
+    assert telemetry.age_s(None, clock.now()) is None and telemetry.age_s("not a time", clock.now()) is None

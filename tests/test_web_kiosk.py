@@ -6,7 +6,6 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -76,7 +75,6 @@ def test_pickup_and_wrong_code(web_hub: WebHub, browser: Any) -> None:
     screenshot(d, "kiosk-wrong")
 
 
-@pytest.mark.skip(reason="lock-outs and expiry move onto the hub's manual clock with the core clock")
 def test_lockout_countdown_then_return_drop_off(web_hub: WebHub, browser: Any) -> None:
     hub, d = web_hub, browser
     # Wrong codes until the kiosk is locked out: the countdown shows and OK is disabled.
@@ -104,7 +102,6 @@ def test_lockout_countdown_then_return_drop_off(web_hub: WebHub, browser: Any) -
     assert "Put your parcel inside" in d.page_source
 
 
-@pytest.mark.skip(reason="lock-outs and expiry move onto the hub's manual clock with the core clock")
 def test_expired_code_and_languages(web_hub: WebHub, browser: Any) -> None:
     hub, d = web_hub, browser
     soon = (hub.clock.now() + timedelta(hours=1)).isoformat().replace("+00:00", "Z")

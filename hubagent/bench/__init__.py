@@ -17,7 +17,7 @@ import time
 from typing import Any, Callable
 
 from hubagent import __version__
-from hubagent.bench import lockers, printing, scanning, startup, sync
+from hubagent.bench import kpi, lockers, printing, scanning, startup, sync
 from hubagent.bench.rows import Row, percentile
 
 __all__ = ["BENCHES", "Row", "percentile", "render", "run_all"]
@@ -29,6 +29,7 @@ BENCHES: dict[str, Callable[[bool], list[Row]]] = {
     "scanning": scanning.bench,
     "printing": printing.bench,
     "lockers": lockers.bench,
+    "kpi": kpi.bench,
 }
 
 

@@ -9,8 +9,12 @@ from hubagent.kpi.days import window
 from hubagent.store.store import Tx
 
 
-def _ratio(num: float, den: float, places: int = 4) -> float | None:
+def ratio(num: float, den: float, places: int = 4) -> float | None:
+    """``num / den`` rounded, or None when there is nothing to divide by."""
     return round(num / den, places) if den > 0 else None
+
+
+_ratio = ratio
 
 
 def _opening(tx: Tx, sku: str, first_day: str) -> int:
@@ -88,7 +92,8 @@ def sku_kpis(tx: Tx, sku: str, today: str, window_days: int, sellable_now: int) 
         "damaged": sum(r[3] for r in rows.values()),
         "sellable_on_hand": sellable_now,
         # No sales in 14 days: supply is not a number of days; the rule is named.
-        "days_of_supply": round(sellable_now / daily, 1) if daily > 0 else None,
+        # None sellable (or less, while offline) is no supply: 0 days, not a negative number.
+        "days_of_supply": round(max(sellable_now, 0) / daily, 1) if daily > 0 else None,
         "days_of_supply_rule": "sellable_on_hand / (units_sold_14d / 14)" if daily > 0 else "no_sales_14d",
         "stock_out_days": stock_out_days(tx, sku, today, window_days),
         "lots": dict(sorted(lots.items())),

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 
 from msgspec import Meta
 
+from hubagent.clock import Timer
 from hubagent.commands import CommandArgs, CommandContext, NoArgs
 from hubagent.errors import CommandError
 from hubagent.feature import Built, Feature, Interfaces, Section
@@ -21,6 +22,7 @@ from hubagent.interfaces import ClockTrustView, ScanCounts
 from hubagent.kpi import compute, rollup
 from hubagent.kpi.days import clock_sane, local_day, zone
 from hubagent.kpi.settings import KpiSettings
+from hubagent.stock.settings import STOCK
 from hubagent.store.store import EmittedEvent, Tx
 
 if TYPE_CHECKING:
@@ -31,6 +33,7 @@ log = logging.getLogger(__name__)
 
 KPI = Section("kpi", KpiSettings)
 MIN_SANE_YEAR = 2024
+SAMPLE_S = 600.0
 
 
 class KpiGet(CommandArgs, frozen=True):
@@ -50,9 +53,10 @@ class KpiService:
         self.clock = clock
         self.settings = settings
         self.tz: ZoneInfo = zone(app.config.hub.timezone)
-        self.unsellable = frozenset(settings.unsellable_bins)
+        self.unsellable = frozenset(STOCK.of(app.config).unsellable_bins)
         self.scans = scans
         self._scans_seen = (0, 0)
+        self._timer: Timer | None = None
 
     # -- incremental rollups (inside each event's transaction) ----------------------
     def on_emit(self, tx: Tx, ev: EmittedEvent) -> None:
@@ -99,8 +103,18 @@ class KpiService:
         return compute.sku_kpis(ctx.tx, args.sku, today, window, sellable)
 
     def hub(self, tx: Tx, today: str, window: int) -> dict[str, Any]:
-        """The hub-level figures (with restock outcomes when restock is configured)."""
+        """The hub-level figures (with restock outcomes when restock is configured).
+
+        Scans counted since the last sample are added, so the answer is exact
+        without writing from a read-only command.
+        """
         figures = compute.hub_kpis(tx, today, window)
+        da, dr = self.pending_scans()
+        if da or dr:
+            figures["scans_accepted"] += da
+            figures["scans_refused"] += dr
+            figures["scans_refused_per_100"] = compute.ratio(100 * figures["scans_refused"],
+                                                              figures["scans_accepted"], 2)
         figures["timezone"] = self.app.config.hub.timezone
         return figures
 
@@ -125,18 +139,41 @@ class KpiService:
         """Add the scans counted since the last sample to today's row."""
         if self.scans is None:
             return
-        accepted, refused = self.scans.totals()
-        before = self._scans_seen
-        self._scans_seen = (accepted, refused)
         # The scanning counters start at zero with the process.
-        da = accepted - before[0] if accepted >= before[0] else accepted
-        dr = refused - before[1] if refused >= before[1] else refused
+        da, dr = self.pending_scans()
+        self._scans_seen = self.scans.totals()
         now = self.clock.now()
         if (da or dr) and clock_sane(now, MIN_SANE_YEAR) and self._trusted():
             with self.app.store.write() as tx:
                 day = local_day(now, self.tz)
                 rollup.count_hub(tx, day, "scans_accepted", da)
                 rollup.count_hub(tx, day, "scans_refused", dr)
+
+    def pending_scans(self) -> tuple[int, int]:
+        """Scans counted by the scanners since the last sample (not yet in the rollups)."""
+        if self.scans is None:
+            return 0, 0
+        accepted, refused = self.scans.totals()
+        before = self._scans_seen
+        return (accepted - before[0] if accepted >= before[0] else accepted,
+                refused - before[1] if refused >= before[1] else refused)
+
+    def start(self) -> None:
+        """Sample the scan counters every ``SAMPLE_S`` (one small write only if they moved)."""
+        self._timer = self.clock.call_later(SAMPLE_S, self._tick)
+
+    def _tick(self) -> None:
+        self.sample_scans()
+        self._timer = self.clock.call_later(SAMPLE_S, self._tick)
+
+    def stop(self) -> None:
+        """Keep the last scans counted, stop sampling."""
+        if self._timer is not None:
+            self._timer.cancel()
+        try:
+            self.sample_scans()
+        except Exception:
+            log.warning("could not record the last scan counts at stop", exc_info=True)
 
     def telemetry(self) -> dict[str, Any]:
         """The hub-level figures for each telemetry message (empty while the clock is not set)."""
@@ -169,6 +206,8 @@ def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
         uses.uplink.add_telemetry(svc.telemetry)
     if uses.stock_summary is not None:
         uses.stock_summary.add_summary_fields(svc.summary_fields)
+    app.on_start(svc.start)
+    app.on_stop(svc.stop)
     return Built(svc)
 
 

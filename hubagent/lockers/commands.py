@@ -11,7 +11,6 @@ in hex, for a central that holds the hub's secret.
 from __future__ import annotations
 
 import re
-import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -229,7 +228,7 @@ class LockerCommands:
     def open(self, ctx: CommandContext, args: LockerOpen) -> dict[str, Any]:
         """Release one compartment for central; refused once the MQTT v5 expiry passed."""
         expires = ctx.extra.get("expires_at_monotonic")
-        if expires is not None and time.monotonic() >= expires:
+        if expires is not None and self.svc.clock.monotonic() >= expires:
             raise CommandError("expired", "the command expired before the lock could be released")
         release = self.svc.release(ctx.tx, args.bank, args.compartment, Purpose.REMOTE,
                                    source=ctx.source, reason=args.reason, command=ctx.id,

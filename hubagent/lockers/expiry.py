@@ -5,7 +5,8 @@ Raspberry Pi without a real-time clock gets wrong until NTP sets it (it may
 boot in 1970, or jump). So nothing expires while the clock reads a year
 before ``[locker_policy] min_sane_year``: codes then keep working (a
 customer is not turned away) and expiry catches up once the clock is set.
-In-process timers never use the wall clock (``time.monotonic``).
+In-process timers never use the wall clock (they run on the core clock's
+monotonic time).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     """The locker service when the config has locker banks; offers lock parking."""
     if not app.devices_of("lockers"):
         return Built()
-    svc = LockerService(app, LOCKER_POLICY.of(app.config), staff=uses.staff)
+    svc = LockerService(app, LOCKER_POLICY.of(app.config), staff=uses.staff, clock=clock)
     desk = svc.desk
     token_desk = TokenDesk(svc, desk, svc.policy.token_public_key)
     commands = LockerCommands(svc)

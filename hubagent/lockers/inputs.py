@@ -121,7 +121,7 @@ class CodeDesk:
 
     def attempt(self, source: str, raw: str, purposes: tuple[str, ...]) -> "Attempt":
         """Like :meth:`submit`, with what a screen tells the person: door, reason, wait."""
-        now = self.svc.clock()
+        now = self.svc.clock.monotonic()
         wait = self.svc.limiter.check(source, now)
         if wait > 0:
             self._rejected(source, "locked_out", retry_in_s=round(wait, 1))
@@ -136,7 +136,7 @@ class CodeDesk:
             return Attempt(Outcome.REJECTED, reason)
         if found is None:
             self._failure(source, now, reason)
-            left = self.svc.limiter.check(source, self.svc.clock())
+            left = self.svc.limiter.check(source, self.svc.clock.monotonic())
             return Attempt(Outcome.REJECTED, reason, retry_in_s=round(left, 1) if left > 0 else None)
         purpose, row = found
         try:
@@ -157,7 +157,7 @@ class CodeDesk:
 
     def lockout_left(self, source: str) -> float:
         """Seconds ``source`` stays locked out (0 when it may try)."""
-        return float(self.svc.limiter.check(source, self.svc.clock()))
+        return float(self.svc.limiter.check(source, self.svc.clock.monotonic()))
 
     def identify_staff(self, source: str, raw: str) -> str | None:
         """The staff member a typed staff code belongs to (a sign-in), opening nothing.
@@ -165,7 +165,7 @@ class CodeDesk:
         Checked like any code: the same hashes, the same lock-out for ``source``,
         and every attempt audited.
         """
-        now = self.svc.clock()
+        now = self.svc.clock.monotonic()
         wait = self.svc.limiter.check(source, now)
         if wait > 0:
             self._rejected(source, "locked_out", retry_in_s=round(wait, 1))
@@ -230,7 +230,7 @@ class CodeDesk:
             self.svc.later(lockout.duration_s + 0.05, lambda: self._lockout_over(source))
 
     def _lockout_over(self, source: str) -> None:
-        if self.svc.limiter.check(source, self.svc.clock()) <= 0:
+        if self.svc.limiter.check(source, self.svc.clock.monotonic()) <= 0:
             self.app.set_alert(f"locker-input:{source}", None)
 
     def _rejected(self, source: str, reason: str, **detail: Any) -> None:
@@ -281,7 +281,7 @@ class CodeDesk:
 
     def lockouts(self) -> dict[str, float]:
         """Input devices locked out right now, with the seconds left."""
-        now = self.svc.clock()
+        now = self.svc.clock.monotonic()
         out = {}
         for source in sorted(self._failed_sources):
             left = self.svc.limiter.check(source, now)

@@ -11,12 +11,12 @@ pulse, so an expired ``locker.open`` never energises a lock.
 from __future__ import annotations
 
 import logging
-import time
 from collections import deque
 from dataclasses import dataclass
 from collections.abc import Mapping
 from typing import Any, Callable
 
+from hubagent.clock import Clock
 from hubagent.errors import BankBusy, DeviceError, InputError
 from hubagent.ports import LockerBank
 
@@ -44,14 +44,16 @@ class PulseQueue:
     """Runs :class:`PulseJob` s on the core thread, one bank pulse at a time.
 
     ``on_pulsed(job)`` and ``on_failed(job, reason)`` are called on the core
-    thread. ``later(delay, fn)`` schedules a retry (the app loop's
-    ``call_later``; without a loop a busy bank fails the job at once).
+    thread. ``later(delay, fn)`` schedules a retry on the core clock and
+    returns False when it cannot (then a busy bank fails the job at once);
+    ``clock`` tells the deadlines (``give_up_at``, ``expires_at``).
     """
 
     def __init__(self, banks: Mapping[str, LockerBank], later: Callable[[float, Callable[[], None]], bool],
                  on_pulsed: Callable[[PulseJob], None],
-                 on_failed: Callable[[PulseJob, str], None]) -> None:
+                 on_failed: Callable[[PulseJob, str], None], *, clock: Clock) -> None:
         """Remember the banks and the callbacks; runs nothing yet."""
+        self._clock = clock
         self._banks = banks
         self._later = later
         self._on_pulsed = on_pulsed
@@ -85,7 +87,7 @@ class PulseQueue:
             job = queue[0]
             outcome = self._try(job)
             if outcome == "busy":
-                if time.monotonic() < job.give_up_at and self._later(RETRY_S, lambda: self._drain(bank)):
+                if self._clock.monotonic() < job.give_up_at and self._later(RETRY_S, lambda: self._drain(bank)):
                     self._waiting.add(bank)
                     return
                 queue.popleft()
@@ -101,7 +103,7 @@ class PulseQueue:
         """Pulse one job: "ok", "busy" or the reason it cannot be done."""
         if self.paused:
             return "parked"
-        if job.expires_at is not None and time.monotonic() >= job.expires_at:
+        if job.expires_at is not None and self._clock.monotonic() >= job.expires_at:
             return "expired"
         try:
             self._banks[job.bank].pulse(job.compartment, job.seconds)

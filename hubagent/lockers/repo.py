@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import Any, Iterable, Mapping
 
 from hubagent.errors import CommandError
-from hubagent.store.store import Reader, Tx, dumps, rows, utc_now
+from hubagent.store.store import Reader, Tx, dumps, rows
 
 SIZES = ("S", "M", "L")
 """Compartment sizes, smallest first; a parcel fits its size or any larger one."""
@@ -42,7 +42,7 @@ def parse_time(value: str, what: str = "expires_at") -> datetime:
 
 
 def format_time(value: datetime) -> str:
-    """RFC 3339 UTC with milliseconds, as :func:`utc_now` writes it."""
+    """RFC 3339 UTC with milliseconds, as :attr:`Tx.now <hubagent.store.store.Tx.now>` is written."""
     value = value.astimezone(timezone.utc)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
@@ -65,7 +65,7 @@ def audit(tx: Tx, kind: str, *, bank: str | None = None, compartment: str | None
     cur = tx.execute(
         "INSERT INTO locker_audit(at, kind, bank, compartment, ref, source, detail) "
         "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        (utc_now(), kind, bank, compartment, ref, source, dumps(detail)),
+        (tx.now, kind, bank, compartment, ref, source, dumps(detail)),
     )
     return int(cur.lastrowid or 0)
 
@@ -74,7 +74,7 @@ def audit(tx: Tx, kind: str, *, bank: str | None = None, compartment: str | None
 
 def sync_compartments(tx: Tx, banks: Mapping[str, Mapping[str, str]]) -> None:
     """Make sure every configured compartment has a row with its configured size."""
-    now = utc_now()
+    now = tx.now
     for bank, comps in banks.items():
         for name, size in comps.items():
             tx.execute(
@@ -105,7 +105,7 @@ def update_compartment(tx: Tx, bank: str, name: str, **fields: Any) -> None:
         raise ValueError(f"unknown compartment fields {sorted(unknown)}")
     sets = ", ".join(f"{k}=?" for k in fields)
     tx.execute(f"UPDATE locker_compartments SET {sets}, updated_at=? WHERE bank=? AND compartment=?",
-               (*fields.values(), utc_now(), bank, name))
+               (*fields.values(), tx.now, bank, name))
 
 
 # -- parcels and returns ---------------------------------------------------------
@@ -128,7 +128,7 @@ def set_item_state(tx: Tx, kind: str, item_id: str, state: str, **fields: Any) -
         raise ValueError(f"unknown {kind} fields {sorted(set(fields) - allowed)}")
     sets = "".join(f", {k}=?" for k in fields)
     tx.execute(f"UPDATE {table} SET state=?{sets}, updated_at=? WHERE id=?",
-               (state, *fields.values(), utc_now(), item_id))
+               (state, *fields.values(), tx.now, item_id))
 
 
 # -- codes -------------------------------------------------------------------
@@ -138,7 +138,7 @@ def add_code(tx: Tx, code_hash: str, purpose: str, ref: str, expires_at: str | N
     try:
         cur = tx.execute(
             "INSERT INTO locker_codes(hash, purpose, ref, expires_at, created_at) VALUES (?, ?, ?, ?, ?)",
-            (code_hash, purpose, ref, expires_at, utc_now()),
+            (code_hash, purpose, ref, expires_at, tx.now),
         )
     except sqlite3.IntegrityError:
         raise CommandError("code_in_use", f"that {purpose} code is already in use; choose another") from None
@@ -166,13 +166,13 @@ def expired_codes(db: Reader, purpose: str) -> list[dict[str, Any]]:
 def spend_code(tx: Tx, code_id: int, why: str) -> None:
     """Mark one code used (single use) or void."""
     tx.execute("UPDATE locker_codes SET spent_at=?, spent_why=? WHERE id=? AND spent_at IS NULL",
-               (utc_now(), why, code_id))
+               (tx.now, why, code_id))
 
 
 def spend_codes_of(tx: Tx, purpose: str, ref: str, why: str) -> None:
     """Void every live code of one parcel, return or staff member."""
     tx.execute("UPDATE locker_codes SET spent_at=?, spent_why=? WHERE purpose=? AND ref=? "
-               "AND spent_at IS NULL", (utc_now(), why, purpose, ref))
+               "AND spent_at IS NULL", (tx.now, why, purpose, ref))
 
 
 def unspend_code(tx: Tx, code_id: int) -> bool:

@@ -45,7 +45,7 @@ def build_trust(svc: "LockerService") -> ClockTrust:
     floor = repo.parse_time(floor_text) if floor_text else None
     limits = TrustLimits(p.min_sane_year, p.clock_max_offline_s, p.clock_jump_tolerance_s)
     # Late-bound: the service's wall clock is looked up at each use.
-    return ClockTrust(lambda: svc.wall(), svc.app.clock.monotonic, limits, floor=floor,
+    return ClockTrust(lambda: svc.wall(), svc.clock.monotonic, limits, floor=floor,
                       ntp_synced=lambda: svc.ntp_synced())
 
 
@@ -57,6 +57,8 @@ class Retimer:
         self.svc, self.trust = svc, trust
         self._last = trust.state
         self._alert()
+        self.trust.check()  # a trusted start raises the floor to now ...
+        self._persist_floor()  # ... and keeps it (one small write per start)
 
     def tick(self) -> None:
         """Re-judge the clock; undo wrong decisions on a correction; persist the floor now and then."""
@@ -66,6 +68,9 @@ class Retimer:
             self._alert()
             if state is Trust.TRUSTED:
                 self.correct(self.svc.wall(), why=f"clock trusted again (was {before.value})")
+        self._persist_floor()
+
+    def _persist_floor(self) -> None:
         due = self.trust.floor_due()
         if due is not None:
             with self.svc.store.write() as tx:

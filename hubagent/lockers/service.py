@@ -15,11 +15,11 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import time
 from collections.abc import Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Callable
 
+from hubagent.clock import Clock, Timer
 from hubagent.errors import CommandError, DeviceError, InputError
 from hubagent.events import DeviceHealthChanged, DoorChanged, Health
 from hubagent.interfaces import StaffDirectory
@@ -45,15 +45,18 @@ Key = tuple[str, str]
 class LockerService:
     """Locker banks, their compartments and the flows that move parcels through them."""
 
-    def __init__(self, app: "App", policy: LockerPolicySettings, *, staff: StaffDirectory | None = None) -> None:
-        """Collect the configured banks; opens nothing. ``staff`` says who is signed in on a scanner."""
+    def __init__(self, app: "App", policy: LockerPolicySettings, *, clock: Clock,
+                 staff: StaffDirectory | None = None) -> None:
+        """Collect the configured banks; opens nothing.
+
+        ``clock`` times lock-outs, pulse waits, door timers and the expiry
+        check (monotonic), and dates expiry and records (wall). ``staff``
+        says who is signed in on a scanner.
+        """
         self.app = app
         self.store = app.store
         self.policy = policy
-        self.clock: Callable[[], float] = time.monotonic
-        """Monotonic clock of lock-outs (tests inject their own)."""
-        self.wall: Callable[[], datetime] = lambda: datetime.now(timezone.utc)
-        """Wall clock of expiry (tests inject their own)."""
+        self.clock = clock
         self.banks: dict[str, LockerBank] = {e.name: _as_bank(e.device) for e in app.devices_of("lockers")}
         self.layouts: dict[str, Mapping[str, CompartmentInfo]] = {
             name: bank.layout() for name, bank in self.banks.items()}
@@ -61,8 +64,9 @@ class LockerService:
         self.limiter = AttemptLimiter(policy.max_failures, policy.base_lockout_s,
                                       policy.max_lockout_s, policy.forget_after_s)
         self.secret: bytes | None = None
-        self.pulses = PulseQueue(self.banks, self.later, self._pulsed_ok, self._pulse_failed)
-        self._timers: dict[tuple[str, Key], Any] = {}
+        self.pulses = PulseQueue(self.banks, self.later, self._pulsed_ok, self._pulse_failed,
+                                  clock=clock)
+        self._timers: dict[tuple[str, Key], Timer] = {}
         self._too_long: set[Key] = set()
         self._pulsed: set[int] = set()  # release ids whose lock this process energised
         self._unreconciled: set[str] = set()  # banks whose doors could not be read at start
@@ -128,9 +132,8 @@ class LockerService:
         return self.pulses.paused
 
     def later(self, delay: float, fn: Callable[[], None]) -> bool:
-        """Run ``fn`` on the core thread after ``delay`` s (guarded); False without a loop."""
-        loop = self.app.loop
-        if loop is None or loop.is_closed():
+        """Run ``fn`` on the core thread after ``delay`` s (guarded); False when not started."""
+        if not self._started:
             return False
 
         def run() -> None:
@@ -141,13 +144,16 @@ class LockerService:
             except Exception:
                 log.exception("locker timer failed")
 
-        loop.call_later(max(0.0, delay), run)
+        self.clock.call_later(delay, run)
         return True
+
+    def wall(self) -> datetime:
+        """The wall clock of expiry (from the core clock)."""
+        return self.clock.now()
 
     def _timer(self, name: str, key: Key, delay: float, fn: Callable[[], None]) -> None:
         self._cancel(name, key)
-        loop = self.app.loop
-        if loop is None or loop.is_closed():
+        if not self._started:
             return
 
         def run() -> None:
@@ -157,7 +163,7 @@ class LockerService:
             except Exception:
                 log.exception("locker timer %s failed", name)
 
-        self._timers[(name, key)] = loop.call_later(delay, run)
+        self._timers[(name, key)] = self.clock.call_later(delay, run)
 
     def _cancel(self, name: str, key: Key) -> None:
         handle = self._timers.pop((name, key), None)
@@ -237,7 +243,7 @@ class LockerService:
                                 door_moved=int(already_open))
         seconds = self.layouts[bank][compartment].max_pulse_s
         job = PulseJob(bank, compartment, release_id, seconds,
-                       give_up_at=time.monotonic() + self.policy.busy_wait_s, expires_at=expires_at)
+                       give_up_at=self.clock.monotonic() + self.policy.busy_wait_s, expires_at=expires_at)
         tx.after_commit(lambda: self.pulses.submit(job))
         return release_id
 

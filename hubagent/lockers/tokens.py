@@ -32,7 +32,7 @@ from hubagent.errors import CommandError
 from hubagent.lockers import repo
 from hubagent.lockers.inputs import Attempt, Outcome, _feedback
 from hubagent.lockers.state import Purpose
-from hubagent.store.store import Tx, utc_now
+from hubagent.store.store import Tx
 
 if TYPE_CHECKING:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -192,7 +192,7 @@ class TokenDesk:
     def redeem(self, source: str, value: str) -> Attempt:
         """Check one token from ``source`` and open its parcel's door (single use)."""
         svc, desk = self.svc, self.desk
-        now = svc.clock()
+        now = svc.clock.monotonic()
         wait = svc.limiter.check(source, now)
         if wait > 0:
             desk._rejected(source, "locked_out", retry_in_s=round(wait, 1))
@@ -244,7 +244,7 @@ class TokenDesk:
         release = self.svc.release(tx, parcel["bank"], parcel["compartment"], Purpose.PICKUP, source=source,
                                    reason="pickup", token=token.id)
         tx.execute("INSERT INTO locker_tokens_spent(id, parcel, release_id, spent_at) VALUES (?, ?, ?, ?)",
-                   (token.id, token.parcel, release, utc_now()))
+                   (token.id, token.parcel, release, tx.now))
         repo.audit(tx, "token_accepted", bank=parcel["bank"], compartment=parcel["compartment"],
                    ref=token.parcel, source=source, token=token.id)
         return parcel["bank"], parcel["compartment"]

@@ -24,7 +24,7 @@ def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     """The power service when a power source is configured."""
     if not app.config.devices_of("power"):
         return Built()
-    svc = PowerService(app, POWER_POLICY.of(app.config), uses=uses)
+    svc = PowerService(app, POWER_POLICY.of(app.config), uses=uses, clock=clock)
     svc.install()
     return Built(svc)
 

@@ -20,14 +20,13 @@ still on low battery is a new boot, and the policy decides afresh.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import threading
-import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from hubagent.clock import Clock, Timer, rfc3339
 from hubagent.events import PowerReading
 from hubagent.feature import Interfaces
 from hubagent.ports import RateLimited
@@ -43,7 +42,7 @@ from hubagent.power.policy import (
 from hubagent.power.settings import PowerPolicySettings
 from hubagent.power.shutdown import SequenceState, ShutdownResult, ShutdownSequence
 from hubagent.power.steps import CoreCaller, build_steps, records_only, resume_work
-from hubagent.store.store import Tx, dumps, utc_now
+from hubagent.store.store import Tx, dumps
 
 if TYPE_CHECKING:
     from hubagent.app import App
@@ -74,17 +73,21 @@ def _reading_figures(r: PowerReading | None) -> dict[str, Any]:
 class PowerService:
     """Carries out the power policy's decisions for one app (core thread)."""
 
-    def __init__(self, app: "App", settings: PowerPolicySettings, *, uses: Interfaces) -> None:
-        """Policy for ``app``; ``uses`` are the other features it pauses, parks and flushes."""
+    def __init__(self, app: "App", settings: PowerPolicySettings, *, uses: Interfaces, clock: Clock) -> None:
+        """Policy for ``app``; ``uses`` are the other features it pauses, parks and flushes.
+
+        ``clock`` times the policy's confirmations and dates the status.
+        """
         self.app = app
         self.uses = uses
         self.settings = settings
+        self.clock = clock
         self.policy = PowerPolicy(settings)
         self.records_only = records_only(app)
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: Timer | None = None
         self._reading: PowerReading | None = None
         self._reading_at: str | None = None
-        self._since = utc_now()
+        self._since = self._now()
         self._shutdown: dict[str, Any] = {"phase": "none"}
         self._sequence: ShutdownSequence | None = None
         self._cancel_wait: threading.Event | None = None
@@ -124,16 +127,19 @@ class PowerService:
             self._timer = None
 
     # -- readings and time -------------------------------------------------------
+    def _now(self) -> str:
+        return rfc3339(self.clock.now())
+
     def on_reading(self, reading: PowerReading) -> None:
         """A reading from a power source (core thread)."""
-        self._reading, self._reading_at = reading, utc_now()
-        self._apply(self.policy.observe(reading, time.monotonic()))
+        self._reading, self._reading_at = reading, self._now()
+        self._apply(self.policy.observe(reading, self.clock.monotonic()))
         self._schedule()
 
     def _tick(self) -> None:
         self._timer = None
         try:
-            self._apply(self.policy.tick(time.monotonic()))
+            self._apply(self.policy.tick(self.clock.monotonic()))
         except Exception:  # a timer callback must never raise into the loop
             log.exception("power policy tick failed")
         self._schedule()
@@ -144,12 +150,11 @@ class PowerService:
             self._timer.cancel()
             self._timer = None
         deadline = self.policy.next_deadline()
-        loop = self.app.loop
-        if deadline is None or loop is None or self._stopping:
+        if deadline is None or self.app.loop is None or self._stopping:
             return
         # A hair late rather than early, so the tick confirms at the first try.
-        delay = max(0.0, deadline - time.monotonic()) + 0.01
-        self._timer = loop.call_later(delay, self._tick)
+        delay = max(0.0, deadline - self.clock.monotonic()) + 0.01
+        self._timer = self.clock.call_later(delay, self._tick)
 
     def _apply(self, decisions: Sequence[Decision]) -> None:
         for d in decisions:
@@ -167,7 +172,7 @@ class PowerService:
 
     # -- decisions ---------------------------------------------------------------
     def _state_changed(self, d: StateChanged) -> None:
-        self._since = utc_now()
+        self._since = self._now()
         try:
             data = {"from": d.old.value, "to": d.new.value, **_reading_figures(d.reading)}
             with self.app.store.write() as tx:
@@ -218,7 +223,7 @@ class PowerService:
             return
         if self._previous is not None:
             log.warning("power: shutting down again after a restart (previous: %s)", self._previous)
-        at = utc_now()
+        at = self._now()
         self._shutdown = {"phase": "begin", "reason": reason, "at": at,
                           "command": list(self.settings.shutdown_command)}
         try:
@@ -238,6 +243,7 @@ class PowerService:
             command_timeout_s=s.command_timeout_s,
             run_command=self._record_command if self.records_only else None,
             on_command_started=self._command_starting,
+            clock=self.clock,
         )
         self._sequence, self._cancel_wait = seq, cancelled
         threading.Thread(target=self._run_sequence, args=(seq,), name="power-shutdown", daemon=True).start()
@@ -251,7 +257,7 @@ class PowerService:
         if not seq.cancel():
             log.warning("power: %s, but the power-off command has already started", reason)
             return
-        at = utc_now()
+        at = self._now()
         self._shutdown = {**self._shutdown, "phase": "cancelled", "cancelled_at": at, "cancel_reason": reason}
         with self.app.store.write() as tx:
             tx.emit("power.shutdown", {"reason": reason, "phase": "cancelled"})
@@ -280,7 +286,7 @@ class PowerService:
         cmd = list(self.settings.shutdown_command)
         ran = not self.records_only
         self._shutdown = {**self._shutdown, "phase": "command", "ran": ran,
-                          "recorded": self.records_only, "command_at": utc_now()}
+                          "recorded": self.records_only, "command_at": self._now()}
         with self.app.store.write() as tx:
             tx.emit("power.shutdown", {"reason": self._shutdown.get("reason", ""), "phase": "command",
                                        "command": cmd, "ran": ran, "recorded": self.records_only})

@@ -14,9 +14,10 @@ import enum
 import logging
 import subprocess
 import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+
+from hubagent.clock import Clock
 
 log = logging.getLogger(__name__)
 
@@ -80,8 +81,9 @@ class ShutdownSequence:
         command_timeout_s: float = 60.0,
         run_command: RunCommand | None = None,
         on_command_started: Step | None = None,
-        clock: Callable[[], float] = time.monotonic,
+        clock: Clock,
     ) -> None:
+        """Check the command; ``clock`` times the grace period (read from the worker thread)."""
         if not command:
             raise ValueError("shutdown command is empty")
         self._steps = steps
@@ -118,7 +120,7 @@ class ShutdownSequence:
             if self._result.state is not SequenceState.IDLE:
                 return self._result
             self._result.state = SequenceState.RUNNING
-        deadline = self._clock() + self._grace_s
+        deadline = self._clock.monotonic() + self._grace_s
         steps = self._steps
         ordered: list[tuple[str, Step | None]] = [
             ("stop_print_jobs", steps.stop_print_jobs),
@@ -150,7 +152,7 @@ class ShutdownSequence:
     def _flush(self, flush: Callable[[float], object] | None, deadline: float) -> Step | None:
         if flush is None:
             return None
-        return lambda: flush(max(0.0, deadline - self._clock()))
+        return lambda: flush(max(0.0, deadline - self._clock.monotonic()))
 
     def _cancelled(self) -> bool:
         with self._lock:

@@ -13,9 +13,9 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import threading
-import time
 from typing import TYPE_CHECKING, Any, Callable, TypeVar
 
+from hubagent.clock import Clock
 from hubagent.feature import Interfaces
 from hubagent.interfaces import Uplink
 from hubagent.power.shutdown import ShutdownSteps
@@ -46,9 +46,6 @@ class CoreCaller:
 
     def __call__(self, fn: Callable[[], T]) -> T:
         """``fn()`` on the core thread; its exception is re-raised here."""
-        loop = self._app.loop
-        if loop is None or loop.is_closed():
-            raise CoreUnavailable("the core loop is not running")
         fut: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def run() -> None:
@@ -59,10 +56,9 @@ class CoreCaller:
             except BaseException as e:  # handed to the waiting thread
                 fut.set_exception(e)
 
-        try:
-            loop.call_soon_threadsafe(run)
-        except RuntimeError as e:  # the loop closed in between
-            raise CoreUnavailable(f"the core loop is closing: {e}") from None
+        if not self._app.clock.call_from_thread(run):
+            raise CoreUnavailable("the core loop is not running")
+        # A real wait for another thread (the core), not a timer of the core.
         try:
             return fut.result(self._timeout_s)
         except concurrent.futures.TimeoutError:
@@ -111,20 +107,23 @@ def resume_work(uses: Interfaces) -> None:
         uses.lock_parking.resume()
 
 
-def flush_outbox(uplink: Uplink, call: CoreCaller, seconds: float, cancelled: threading.Event) -> int:
+def flush_outbox(uplink: Uplink, call: CoreCaller, seconds: float, cancelled: threading.Event,
+                 clock: Clock) -> int:
     """Wait up to ``seconds`` for every committed event to be published.
 
     Returns what is still pending (0 when flushed). Without a broker
     configured there is nothing to flush. Polls (every 0.1 s) because the
     sync service has no completion signal; the wait ends early on cancel.
+    The deadline is on the core clock; the poll only waits for the network
+    thread to make progress.
     """
-    deadline = time.monotonic() + seconds
+    deadline = clock.monotonic() + seconds
     while True:
         pending = call(uplink.pending_publish)
         if pending <= 0:
             log.info("outbox flushed")
             return 0
-        left = deadline - time.monotonic()
+        left = deadline - clock.monotonic()
         if left <= 0:
             log.warning("outbox not flushed: %d event(s) still unsent; they stay in the database", pending)
             return pending
@@ -142,7 +141,8 @@ def build_steps(app: "App", uses: Interfaces, call: CoreCaller, cancelled: threa
     return ShutdownSteps(
         stop_print_jobs=lambda: call(lambda: stop_print_jobs(uses)),
         park_locks=lambda: call(lambda: park_locks(app, uses)),
-        flush_outbox=(lambda left: flush_outbox(uplink, call, left, cancelled)) if uplink is not None else None,
+        flush_outbox=(lambda left: flush_outbox(uplink, call, left, cancelled, app.clock))
+        if uplink is not None else None,
         checkpoint_wal=lambda: call(app.store.checkpoint),
         publish_offline=(lambda: call(uplink.publish_offline)) if uplink is not None else None,
         resume=lambda: call(lambda: resume_work(uses)),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from decimal import Decimal, InvalidOperation
 from collections.abc import Mapping
 from typing import Any
 
@@ -27,7 +28,13 @@ def _consumer_gtin(gtins: list[str]) -> str | None:
     from hubagent.printing.symbols import valid_gtin
 
     units = [g for g in gtins if valid_gtin(g) and len(g) <= 14 and g.zfill(14).startswith("0")]
-    return min(units, key=lambda g: g.zfill(14)) if units else None
+    return _printed_form(min(units, key=lambda g: g.zfill(14))) if units else None
+
+
+def _printed_form(gtin: str) -> str:
+    """The symbol a pack carries for a GTIN the catalog keeps as GTIN-14: EAN-8 or EAN-13."""
+    g14 = gtin.zfill(14)
+    return g14[6:] if g14.startswith("000000") else g14[1:]
 
 
 def catalog_item(tx: Tx, sku: str) -> dict[str, Any] | None:
@@ -54,10 +61,27 @@ def catalog_item(tx: Tx, sku: str) -> dict[str, Any] | None:
         # "each" is the catalog's default: it says nothing on a shelf label.
         "unit": item.get("unit") if item.get("unit") not in (None, "", "each") else None,
         "bin": item.get("default_bin"),
-        "net_content": item.get("net_content", extra.get("net_content")),
-        "net_unit": item.get("net_unit", extra.get("net_unit")),
+        "net_content": _number(_column_or_extra(item, extra, "net_content")),
+        "net_unit": _column_or_extra(item, extra, "net_unit"),
     }
     return {k: v for k, v in out.items() if v is not None and v != ""}
+
+
+def _column_or_extra(item: dict[str, Any], extra: dict[str, Any], key: str) -> Any:
+    """The catalog column ``key`` when set (``catalog.upsert``), else the item's extra data."""
+    value = item.get(key)
+    return value if value is not None else extra.get(key)
+
+
+def _number(value: Any) -> Any:
+    """A decimal string from the catalog column (``"0.75"``) as the number a label field takes."""
+    if not isinstance(value, str):
+        return value
+    try:
+        d = Decimal(value)
+    except InvalidOperation:
+        return value
+    return int(d) if d == d.to_integral_value() else float(d)
 
 
 def _extra(raw: object) -> dict[str, Any]:

@@ -8,12 +8,12 @@ their labels) and the commands answer ``no_printer``.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 from msgspec import Meta
 
+from hubagent.clock import Clock
 from hubagent.commands import CommandArgs, CommandContext
 from hubagent.errors import CommandError
 from hubagent.feature import Built, Feature, Interfaces
@@ -59,18 +59,19 @@ class CancelArgs(CommandArgs, frozen=True):
     job: _JobId
 
 
-def _not_expired(ctx: CommandContext) -> None:
+def _not_expired(ctx: CommandContext, clock: Clock) -> None:
     expires = ctx.extra.get("expires_at_monotonic")
-    if expires is not None and time.monotonic() >= expires:
+    if expires is not None and clock.monotonic() >= expires:
         raise CommandError("expired", "the command expired before it could run")
 
 
 class PrintCommands:
     """The MQTT/local commands over a :class:`PrintService` (None: no printer)."""
 
-    def __init__(self, service: PrintService | None) -> None:
-        """Wrap ``service``."""
+    def __init__(self, service: PrintService | None, *, clock: Clock) -> None:
+        """Wrap ``service``; ``clock`` tells whether a command has expired."""
         self.service = service
+        self.clock = clock
 
     def install(self, app: "App") -> None:
         """Register the commands."""
@@ -93,7 +94,7 @@ class PrintCommands:
     def print_(self, ctx: CommandContext, args: PrintArgs) -> dict[str, Any]:
         """Queue a label; the reply says where it waits."""
         svc = self._svc()
-        _not_expired(ctx)
+        _not_expired(ctx, self.clock)
         job, created = svc.submit(ctx.tx, args.template, args.fields, printer=args.printer, job_id=ctx.id,
                                   copies=args.copies, origin=f"command:{ctx.source}")
         return _reply(ctx, job, created)
@@ -101,7 +102,7 @@ class PrintCommands:
     def reprint(self, ctx: CommandContext, args: ReprintArgs) -> dict[str, Any]:
         """Print a finished (done, failed, interrupted, cancelled) job again as a new job."""
         svc = self._svc()
-        _not_expired(ctx)
+        _not_expired(ctx, self.clock)
         job = svc.reprint(ctx.tx, args.job, printer=args.printer, copies=args.copies,
                           origin=f"command:{ctx.source}")
         return _reply(ctx, job, True)
@@ -134,11 +135,11 @@ def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     settings = PRINTING.of(app.config)
     service = None
     if app.devices_of("printers"):
-        service = PrintService(app, settings, load_templates(_templates_dir(app, settings)))
+        service = PrintService(app, settings, load_templates(_templates_dir(app, settings)), clock=app.clock)
         app.on_start(service.start)
         app.on_stop(service.stop)
         app.add_status("printing", service.status)
-    PrintCommands(service).install(app)
+    PrintCommands(service, clock=clock).install(app)
     if service is None:
         return Built()
     return Built(service, Interfaces(labels=service, print_pause=service))

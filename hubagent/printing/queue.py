@@ -16,7 +16,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from hubagent.store.store import Store, Tx, dumps, utc_now
+from hubagent.store.store import Store, Tx, dumps
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -96,7 +96,7 @@ def _one(conn: sqlite3.Connection, where: str, params: Any) -> Job | None:
 def insert(tx: Tx, *, job_id: str, printer: str, template: str, fields: Mapping[str, object], copies: int,
            origin: str, reprint_of: str | None = None) -> Job:
     """Add a queued job (the caller has checked that ``job_id`` is new)."""
-    now = utc_now()
+    now = tx.now
     tx.execute(
         "INSERT INTO print_jobs(id, printer, template, fields, copies, state, origin, reprint_of, "
         "created_at, updated_at) VALUES (?, ?, ?, ?, ?, 'queued', ?, ?, ?, ?)",
@@ -136,7 +136,7 @@ def _move(tx: Tx, job_id: str, frm: tuple[str, ...], to: str, extra: str = "", p
     marks = ", ".join("?" for _ in frm)
     cur = tx.execute(
         f"UPDATE print_jobs SET state=?, updated_at=?{extra} WHERE id=? AND state IN ({marks})",
-        (to, utc_now(), *params, job_id, *frm),
+        (to, tx.now, *params, job_id, *frm),
     )
     return cur.rowcount == 1
 

@@ -13,12 +13,12 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
-import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hubagent.clock import Clock, Timer
 from hubagent.errors import CommandError, InputError
 from hubagent.events import DeviceHealthChanged, Health
 from hubagent.ports import Printer
@@ -49,7 +49,7 @@ class Lane:
     device: Printer
     worker: PrinterWorker | None = None
     current: str | None = None  # job handed to the worker and not yet reported back
-    timer: asyncio.TimerHandle | None = None  # pending retry
+    timer: Timer | None = None  # pending retry
     retry_at: float | None = None  # monotonic time of that retry
     failures: int = 0  # consecutive unsuccessful attempts (backoff exponent)
     last_error: str = ""
@@ -58,9 +58,15 @@ class Lane:
 class PrintService:
     """The durable print queue of a hub."""
 
-    def __init__(self, app: "App", settings: PrintingSettings, templates: Mapping[str, Template]) -> None:
-        """Prepare one lane per configured printer; starts nothing."""
+    def __init__(self, app: "App", settings: PrintingSettings, templates: Mapping[str, Template], *,
+                 clock: Clock) -> None:
+        """Prepare one lane per configured printer; starts nothing.
+
+        ``clock`` times retries and the wait for labels being sent at stop,
+        and carries printer threads' calls to the core thread.
+        """
         self.app = app
+        self.clock = clock
         self.store = app.store
         self.settings = settings
         font = font_path(settings, app.config.state_dir)
@@ -169,7 +175,7 @@ class PrintService:
     def printers_status(self) -> dict[str, dict[str, Any]]:
         """Per printer: health, queue depth, current job, last error, next retry."""
         out = {}
-        now = time.monotonic()
+        now = self.clock.monotonic()
         for lane in self.lanes.values():
             health = lane.device.status()
             waiting = queue.waiting_count(self.store.conn, lane.name)
@@ -216,17 +222,22 @@ class PrintService:
             if lane.timer is not None:
                 lane.timer.cancel()
                 lane.timer = None
-        deadline = time.monotonic() + self.settings.stop_wait_s
-        while self._settled is not None and any(lane.current for lane in self.lanes.values()):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                log.warning("printing still busy at shutdown; the job will show as interrupted")
-                break
-            self._settled.clear()
-            try:
-                await asyncio.wait_for(self._settled.wait(), left)
-            except asyncio.TimeoutError:
-                pass
+        settled = self._settled
+        if settled is not None and any(lane.current for lane in self.lanes.values()):
+            timed_out: list[bool] = []
+
+            def give_up() -> None:
+                timed_out.append(True)
+                settled.set()
+
+            timer = self.clock.call_later(self.settings.stop_wait_s, give_up)
+            while any(lane.current for lane in self.lanes.values()):
+                if timed_out:
+                    log.warning("printing still busy at shutdown; the job will show as interrupted")
+                    break
+                settled.clear()
+                await settled.wait()  # a printer reported, or the wait timed out
+            timer.cancel()
         for lane in self.lanes.values():
             if lane.worker is not None:
                 lane.worker.stop(timeout=0.1 if lane.current else 2.0)
@@ -253,14 +264,10 @@ class PrintService:
 
     def _go_ahead(self, job_id: str) -> bool:
         """Printer thread: have the core commit ``sending``; False means do not send."""
-        loop = self.app.loop
         fut: concurrent.futures.Future[bool] = concurrent.futures.Future()
-        if loop is None or loop.is_closed():
-            return False
-        try:
-            loop.call_soon_threadsafe(self._begin_send, job_id, fut)
-        except RuntimeError:
-            return False  # the loop is shutting down
+        if not self.clock.call_from_thread(lambda: self._begin_send(job_id, fut)):
+            return False  # the core is not running
+        # A real wait for the core thread (another thread), not a timer of the core.
         try:
             return fut.result(timeout=GO_AHEAD_TIMEOUT)
         except TimeoutError:
@@ -279,14 +286,8 @@ class PrintService:
 
     def _report(self, name: str, result: SendResult) -> None:
         """Printer thread: hand ``result`` to the core thread."""
-        loop = self.app.loop
-        if loop is None or loop.is_closed():
+        if not self.clock.call_from_thread(lambda: self._on_result(name, result)):
             log.warning("printer %s: result of job %s lost at shutdown (%s)", name, result.job, result.outcome.value)
-            return
-        try:
-            loop.call_soon_threadsafe(self._on_result, name, result)
-        except RuntimeError:
-            log.warning("printer %s: result of job %s lost at shutdown", name, result.job)
 
     def _on_result(self, name: str, result: SendResult) -> None:
         lane = self.lanes[name]
@@ -353,14 +354,13 @@ class PrintService:
                                  "reason": reason, "message": message})
 
     def _schedule_retry(self, lane: Lane) -> None:
-        loop = self.app.loop
-        if self._stopping or loop is None or lane.timer is not None:
+        if self._stopping or lane.timer is not None:
             return
         s = self.settings
         delay = min(s.retry_max_s, s.retry_min_s * 2 ** min(lane.failures, 20))
         lane.failures += 1
-        lane.retry_at = time.monotonic() + delay
-        lane.timer = loop.call_later(delay, self._retry, lane.name)
+        lane.retry_at = self.clock.monotonic() + delay
+        lane.timer = self.clock.call_later(delay, lambda: self._retry(lane.name))
 
     def _retry(self, name: str) -> None:
         self.lanes[name].timer = None

@@ -87,6 +87,7 @@ COMMAND_CODES: tuple[str, ...] = (
     "HA:CANCEL",
     "HA:COND:RESELLABLE",
     "HA:COND:DAMAGED",
+    "HA:ZERO",
 )
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from biip.gs1_element_strings import GS1ElementStrings
 from biip.gs1_messages import GS1Message
 from biip.gtin import Gtin
 from biip.sscc import Sscc
+from biip.upc import Upc
 from biip.symbology import GS1Symbology, SymbologyIdentifier
 
 from hubagent.errors import InputError
@@ -44,6 +45,7 @@ DONE = "DONE"
 CANCEL = "CANCEL"
 COND = "COND"
 TOKEN = "TOK"
+ZERO = "ZERO"
 
 MODES = ("RECEIVE", "PICK", "COUNT", "MOVE", "RETURN", "LOOKUP")
 """Values of ``HA:MODE:<mode>`` command barcodes."""
@@ -101,12 +103,13 @@ class ScanKind(enum.Enum):
     CANCEL = "cancel"      # HA:CANCEL
     CONDITION = "condition"  # HA:COND:<condition>
     TOKEN = "token"        # HA:TOK:<payload>.<signature>, a signed pickup token
+    ZERO = "zero"          # HA:ZERO: the counted bin is empty
 
 
 _KIND_BY_TAG = {
     BIN: ScanKind.BIN, PARCEL: ScanKind.PARCEL, PICKUP: ScanKind.PICKUP, STAFF: ScanKind.STAFF,
     RETURN: ScanKind.RETURN, MODE: ScanKind.MODE, QTY: ScanKind.QTY, DONE: ScanKind.DONE,
-    CANCEL: ScanKind.CANCEL, COND: ScanKind.CONDITION, TOKEN: ScanKind.TOKEN,
+    CANCEL: ScanKind.CANCEL, COND: ScanKind.CONDITION, ZERO: ScanKind.ZERO, TOKEN: ScanKind.TOKEN,
 }
 
 
@@ -118,8 +121,11 @@ class Scan:
     the GS1 human-readable form for GS1, the identifier for internal codes
     with one (``HA:BIN:A-01`` gives ``A-01``), the upper-case keyword for
     MODE/CONDITION, the decimal number for QTY and the keyword for
-    DONE/CANCEL. The GS1 fields are filled from AI 01/00/10/17/21/30/37
+    DONE/CANCEL/ZERO. The GS1 fields are filled from AI 01/00/10/15/17/21/30/37
     wherever they appear (``elements`` keeps every AI in order).
+    ``alternatives`` are other GTIN-14s the same symbol may stand for: an
+    8-digit read without AIM identifier that is both a valid EAN-8 and a
+    valid UPC-E (the catalog decides which one exists).
     """
 
     kind: ScanKind
@@ -134,6 +140,13 @@ class Scan:
     count: int | None = None
     quantity: int | None = None
     elements: tuple[tuple[str, str], ...] = ()
+    best_before: dt.date | None = None
+    alternatives: tuple[str, ...] = ()
+
+    @property
+    def gtins(self) -> tuple[str, ...]:
+        """Every GTIN-14 this scan may name, the most likely first."""
+        return ((self.gtin,) if self.gtin else ()) + self.alternatives
 
 
 def interpret(data: bytes, symbology: str | None = None) -> Scan:
@@ -197,7 +210,7 @@ def _internal(body: str, raw: bytes, symbology: str | None) -> Scan:
     kind = _KIND_BY_TAG.get(tag)
     if kind is None:
         raise InputError("bad_internal_code", f"unknown hub code type {tag!r}")
-    if tag in (DONE, CANCEL):
+    if tag in (DONE, CANCEL, ZERO):
         if arg is not None:
             raise InputError("bad_internal_code", f"HA:{tag} takes no argument")
         return Scan(kind, tag, raw, symbology)
@@ -238,6 +251,8 @@ def _gs1_by_symbology(gs1: GS1Symbology, body: str, raw: bytes, symbology: str |
     """The AIM identifier says what the data is; hold it to that."""
     if gs1 is GS1Symbology.EAN_13_WITH_ADD_ON and len(body) in (15, 18):
         body = body[:13]  # the 2- or 5-digit add-on (issue number, price) is not part of the GTIN
+    if gs1 is GS1Symbology.EAN_13 and len(body) == 8:
+        return _upc_e(body, raw, symbology)  # ]E0 + 8 digits: UPC-E (EAN-8 is ]E4)
     if gs1 in GS1Symbology.with_gtin():
         return _gtin(body, raw, symbology)
     if gs1 in GS1Symbology.with_gs1_digital_link_uri() and body.lower().startswith("http"):
@@ -252,7 +267,7 @@ def _guess(body: str, raw: bytes, symbology: str | None) -> Scan:
     """No GS1 symbology identifier: decide from the shape of the data."""
     if body.isascii() and body.isdigit():
         if len(body) in (8, 12, 13, 14):
-            return _gtin(body, raw, symbology)
+            return _gtin(body, raw, symbology, guess=True)
         if len(body) == 18:
             return _sscc(body, raw, symbology)
     if GS1_SEPARATOR in body or _GS1_START.match(body):
@@ -267,14 +282,42 @@ def _guess(body: str, raw: bytes, symbology: str | None) -> Scan:
     raise InputError("unknown_code", f"not a code the hub knows: {body[:40]!r}")
 
 
-def _gtin(digits: str, raw: bytes, symbology: str | None) -> Scan:
-    """EAN-8/EAN-13/UPC-A/GTIN-14 to a GTIN-14 scan, check digit verified."""
+def _gtin(digits: str, raw: bytes, symbology: str | None, *, guess: bool = False) -> Scan:
+    """EAN-8/EAN-13/UPC-A/GTIN-14 to a GTIN-14 scan, check digit verified.
+
+    Eight digits without an AIM identifier (``guess``) are an EAN-8, or a
+    UPC-E when they are not a valid EAN-8; a code valid as both carries the
+    UPC-E reading as an alternative.
+    """
     try:
         gtin = Gtin.parse(digits)
     except ParseError as e:
+        if guess and len(digits) == 8 and digits[0] in "01":
+            try:
+                return _upc_e(digits, raw, symbology)
+            except InputError:
+                pass
         code = "bad_check_digit" if "check digit" in str(e) else "bad_gtin"
         raise InputError(code, str(e)) from e
     value = _nonzero_gtin(gtin.as_gtin_14())
+    alternatives: tuple[str, ...] = ()
+    if guess and len(digits) == 8 and digits[0] in "01":
+        try:
+            alternatives = (Upc.parse(digits).as_gtin_14(),)
+        except ParseError:
+            pass
+    return Scan(ScanKind.GTIN, value, raw, symbology, gtin=value, elements=(("01", value),),
+                alternatives=alternatives)
+
+
+def _upc_e(digits: str, raw: bytes, symbology: str | None) -> Scan:
+    """A zero-suppressed UPC-E, expanded to its UPC-A (as GTIN-14)."""
+    try:
+        upc = Upc.parse(digits)
+    except ParseError as e:
+        code = "bad_check_digit" if "check digit" in str(e) else "bad_gtin"
+        raise InputError(code, f"UPC-E {digits}: {e}") from e
+    value = _nonzero_gtin(upc.as_gtin_14())
     return Scan(ScanKind.GTIN, value, raw, symbology, gtin=value, elements=(("01", value),))
 
 
@@ -341,4 +384,5 @@ def _from_elements(elements: GS1ElementStrings, hri: str, raw: bytes, symbology:
     return Scan(kind, value, raw, symbology, gtin=gtin, sscc=sscc, lot=text("10"),
                 expiry=fields["17"].date if "17" in fields else None, serial=text("21"),
                 count=int(count) if count is not None else None,
-                elements=tuple((e.ai.ai, e.value) for e in elements))
+                elements=tuple((e.ai.ai, e.value) for e in elements),
+                best_before=fields["15"].date if "15" in fields else None)

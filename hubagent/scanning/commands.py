@@ -19,6 +19,7 @@ from hubagent.stock.feature import Code
 
 if TYPE_CHECKING:
     from hubagent.app import App
+    from hubagent.store.store import Tx
 
 Qty = Annotated[int, Meta(ge=1, le=ledger.MAX_QTY)]
 Lines = Meta(min_length=1, max_length=1000)
@@ -70,6 +71,11 @@ def _unique_skus(skus: list[str]) -> None:
         seen.add(sku)
 
 
+def _default_bin(tx: "Tx", sku: str) -> str | None:
+    row = tx.execute("SELECT default_bin FROM skus WHERE sku=?", (sku,)).fetchone()
+    return str(row[0]) if row and row[0] else None
+
+
 class ScanCommands:
     """Handlers bound to the app; ``on_mode`` resets a scanner's session after commit."""
 
@@ -110,7 +116,10 @@ class ScanCommands:
             ledger.require_sku(ctx.tx, line.sku)
         schema.create_pick(ctx.tx, args.pick, [(x.sku, x.qty, x.bin) for x in args.lines],
                            args.scanner, ctx.id)
-        return {"pick": args.pick, "lines": len(args.lines), "scanner": args.scanner}
+        first = [{"sku": x.sku, **(ledger.first_lot(ctx.tx, x.sku, x.bin or _default_bin(ctx.tx, x.sku))
+                                   or {"bin": None, "lot": None, "expiry": None, "best_before": None})}
+                 for x in args.lines]
+        return {"pick": args.pick, "lines": len(args.lines), "scanner": args.scanner, "first": first}
 
     def scanner_mode(self, ctx: CommandContext, args: ScannerMode) -> dict[str, Any]:
         """Switch a scanner's mode remotely (as scanning HA:MODE:<mode> would)."""

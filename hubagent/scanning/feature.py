@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     """The scan service; shelf labels go to the label queue when there is one."""
-    svc = ScanService(app, SCANNING.of(app.config), labels=uses.labels)
+    svc = ScanService(app, SCANNING.of(app.config), labels=uses.labels, clock=clock)
     app.on(RawScan, svc.on_raw)
     app.on(ScanRejectedAtDevice, svc.on_device_reject)
     app.on_start(svc.load)

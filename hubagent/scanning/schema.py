@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hubagent.store.store import Store, Tx, rows, utc_now
+from hubagent.store.store import Store, Tx, rows
 
 MIGRATIONS: list[tuple[str, str]] = [
     (
@@ -80,7 +80,7 @@ def save_station(tx: Tx, scanner: str, mode: str, staff: str | None, delivery: s
         "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(scanner) DO UPDATE SET mode=excluded.mode, "
         "staff=excluded.staff, delivery=excluded.delivery, pick=excluded.pick, "
         "updated_at=excluded.updated_at",
-        (scanner, mode, staff, delivery, pick, utc_now()),
+        (scanner, mode, staff, delivery, pick, tx.now),
     )
 
 
@@ -91,7 +91,7 @@ def create_delivery(tx: Tx, delivery: str, lines: list[tuple[str, int]], bin: st
                     command: str) -> None:
     """Record an expected delivery and its lines."""
     tx.execute("INSERT INTO deliveries(id, bin, command, created_at) VALUES (?, ?, ?, ?)",
-               (delivery, bin, command, utc_now()))
+               (delivery, bin, command, tx.now))
     for n, (sku, qty) in enumerate(lines, 1):
         tx.execute("INSERT INTO delivery_lines(delivery, line, sku, expected) VALUES (?, ?, ?, ?)",
                    (delivery, n, sku, qty))
@@ -145,7 +145,7 @@ def delivery_lines(tx_or_store: Tx | Store, delivery: str) -> list[dict[str, Any
 
 def close_delivery(tx: Tx, delivery: str) -> list[dict[str, Any]]:
     """Mark the delivery received; return its final lines."""
-    tx.execute("UPDATE deliveries SET status='received', closed_at=? WHERE id=?", (utc_now(), delivery))
+    tx.execute("UPDATE deliveries SET status='received', closed_at=? WHERE id=?", (tx.now, delivery))
     return delivery_lines(tx, delivery)
 
 
@@ -156,7 +156,7 @@ def create_pick(tx: Tx, pick: str, lines: list[tuple[str, int, str | None]], sca
                 command: str) -> None:
     """Record a pick list and its lines."""
     tx.execute("INSERT INTO picks(id, scanner, command, created_at) VALUES (?, ?, ?, ?)",
-               (pick, scanner, command, utc_now()))
+               (pick, scanner, command, tx.now))
     for n, (sku, qty, bin) in enumerate(lines, 1):
         tx.execute("INSERT INTO pick_lines(pick, line, sku, bin, qty) VALUES (?, ?, ?, ?, ?)",
                    (pick, n, sku, bin, qty))
@@ -208,5 +208,5 @@ def pick_complete(tx: Tx, pick: str) -> bool:
 
 def close_pick(tx: Tx, pick: str, status: str) -> list[dict[str, Any]]:
     """Close the pick as ``complete`` or ``short``; return its final lines."""
-    tx.execute("UPDATE picks SET status=?, closed_at=? WHERE id=?", (status, utc_now(), pick))
+    tx.execute("UPDATE picks SET status=?, closed_at=? WHERE id=?", (status, tx.now, pick))
     return pick_lines(tx, pick)

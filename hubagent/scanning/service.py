@@ -21,9 +21,9 @@ from __future__ import annotations
 import collections
 import copy
 import logging
-import time
 from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 
+from hubagent.clock import Clock
 from hubagent.errors import HubError, InputError
 from hubagent.events import RawScan, ScanRejectedAtDevice
 from hubagent.interfaces import LabelQueue
@@ -33,6 +33,7 @@ from hubagent.scanning.codes import Scan, ScanKind, interpret
 from hubagent.scanning.session import Mode, Refused, Session
 from hubagent.scanning.settings import ScannerSettings, ScanningSettings
 from hubagent.scanning.workflows import StepContext, step
+from hubagent.stock import ledger
 
 if TYPE_CHECKING:
     from hubagent.app import App
@@ -41,6 +42,20 @@ log = logging.getLogger(__name__)
 
 EXCERPT_CHARS = 64
 """Longest excerpt of raw scan bytes put into a ``scan.rejected`` event."""
+
+
+def pick_lines_fefo(store: Any, pick: str) -> list[dict[str, Any]]:
+    """Pick lines, each naming where and which lot to pick first (``first``: FEFO)."""
+    lines = schema.pick_lines(store, pick)
+    for line in lines:
+        bin = line["bin"] or _default_bin(store, line["sku"])
+        line["first"] = ledger.first_lot(store, line["sku"], bin) if line["picked"] < line["qty"] else None
+    return lines
+
+
+def _default_bin(store: Any, sku: str) -> str | None:
+    rows = store.query("SELECT default_bin FROM skus WHERE sku=?", (sku,))
+    return rows[0]["default_bin"] if rows and rows[0]["default_bin"] else None
 
 
 def excerpt(data: bytes, limit: int = EXCERPT_CHARS) -> str:
@@ -68,9 +83,14 @@ class RecordsFeedback(Protocol):
 class ScanService:
     """Scan handling, scanner sessions and the ``scanning`` status section."""
 
-    def __init__(self, app: "App", settings: ScanningSettings, *, labels: LabelQueue | None = None) -> None:
-        """Scans of ``app``'s scanners; shelf labels go to ``labels`` (None: no printer)."""
+    def __init__(self, app: "App", settings: ScanningSettings, *, clock: Clock,
+                 labels: LabelQueue | None = None) -> None:
+        """Scans of ``app``'s scanners; shelf labels go to ``labels`` (None: no printer).
+
+        ``clock`` times double scans, sessions and the rejection bucket.
+        """
         self.app = app
+        self.clock = clock
         self.settings = settings
         self.labels = labels
         self.sessions: dict[str, Session] = {}
@@ -121,7 +141,8 @@ class ScanService:
     # -- events ---------------------------------------------------------------
     def on_raw(self, ev: RawScan) -> None:
         """One read from a scanner (core thread)."""
-        if self._double(ev):
+        # In count mode every read of an item counts, the same one several times in a row too.
+        if self._double(ev) and self._session(ev.device).mode is not Mode.COUNT:
             self.reject(ev.device, "double_scan", f"same code again within {self.settings.dedupe_s} s",
                         ev.data)
             return
@@ -130,24 +151,31 @@ class ScanService:
         except InputError as e:
             self.reject(ev.device, e.code, e.message, ev.data)
             return
-        self.handle(ev.device, scan, ev.at)
+        self.handle(ev.device, scan, self._at(ev))
 
     def on_device_reject(self, ev: ScanRejectedAtDevice) -> None:
         """A read the driver could not frame (over-long line)."""
         self._last_read.pop(ev.device, None)
         self.reject(ev.device, ev.reason, ev.detail or ev.reason, b"")
 
+    def _at(self, ev: RawScan) -> float:
+        """When the read reached the core (now, for an event dispatched without a time)."""
+        return self.clock.monotonic() if ev.at is None else ev.at
+
     def _double(self, ev: RawScan) -> bool:
+        at = self._at(ev)
         last = self._last_read.get(ev.device)
-        self._last_read[ev.device] = (ev.data, ev.at)
+        self._last_read[ev.device] = (ev.data, at)
         window = self.settings.dedupe_s
-        return window > 0 and last is not None and last[0] == ev.data and ev.at - last[1] < window
+        return window > 0 and last is not None and last[0] == ev.data and at - last[1] < window
 
     # -- one scan -------------------------------------------------------------
     def handle(self, scanner: str, scan: Scan, at: float | None = None) -> None:
         """Route or carry out one understood scan, then signal feedback."""
-        now = time.monotonic() if at is None else at
+        now = self.clock.monotonic() if at is None else at
         handler = self.app.scan_handlers.get(scan.kind.value)
+        if scan.kind is ScanKind.RETURN and self._session(scanner).mode is Mode.RETURN:
+            handler = None  # in return mode HA:RET is the return reference of the movements
         if handler is not None and scan.kind is not ScanKind.STAFF:
             self._routed(scanner, scan, handler)
             return
@@ -225,7 +253,7 @@ class ScanService:
                 "unrecorded": self.unrecorded[scanner]}
         log.info("%s: scan rejected: %s (%s) %r", scanner, reason, message, data["raw"])
         recorded = False
-        if self._may_record_rejection(scanner, time.monotonic()):
+        if self._may_record_rejection(scanner, self.clock.monotonic()):
             try:
                 with self.app.store.write() as tx:
                     tx.emit("scan.rejected", data)
@@ -247,7 +275,7 @@ class ScanService:
     def signal(self, scanner: str, pattern: FeedbackPattern, note: str) -> None:
         """Play ``pattern`` on the scanner's feedback device; never raises."""
         self.last_feedback[scanner] = {"pattern": pattern.value, "note": note[:120],
-                                       "at": round(time.time(), 3)}
+                                       "at": round(self.clock.time(), 3)}
         name = self._feedback_of.get(scanner)
         if name is None:
             return
@@ -288,7 +316,7 @@ class ScanService:
     def _pick(self, pick: str | None) -> dict[str, Any] | None:
         if pick is None:
             return None
-        return {"id": pick, "lines": schema.pick_lines(self.app.store, pick)}
+        return {"id": pick, "lines": pick_lines_fefo(self.app.store, pick)}
 
     def _history(self, scanner: str) -> list[str]:
         """The last patterns a simulated feedback device recorded (oldest first)."""

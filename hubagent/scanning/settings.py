@@ -202,6 +202,33 @@ BinCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Z0-9][A-Z0-9-]{0,23}$")]
 """A bin code as ``HA:BIN:<code>`` yields it (upper case)."""
 
 
+class VariableMeasureLayout(_Base, frozen=True):
+    """``[[scanning.variable_measure]]``: one variable-measure EAN-13 layout of the hub's region."""
+
+    # First two digits of the EAN-13: "02" or "20".."29".
+    prefix: Annotated[str, msgspec.Meta(pattern=r"^(02|2[0-9])$")]
+    # Digits after the prefix that identify the item (the rest, before the check digit, is the value).
+    item_digits: Annotated[int, msgspec.Meta(ge=1, le=8)]
+    # What the value is: a weight in kg or a price in the hub's currency.
+    kind: Literal["weight", "price"]
+    # Decimal places of the value (weight in grams: 3).
+    decimals: Annotated[int, msgspec.Meta(ge=0, le=5)] = 0
+    # A price/weight check digit sits between item and value (4- or 5-digit values only).
+    value_check: bool = False
+
+    @property
+    def value_digits(self) -> int:
+        """Digits of the value."""
+        return 10 - self.item_digits - (1 if self.value_check else 0)
+
+    def __post_init__(self) -> None:
+        """Cross-field checks."""
+        if self.value_digits < 1:
+            raise ValueError("item_digits leaves no digits for the value")
+        if self.value_check and self.value_digits not in (4, 5):
+            raise ValueError("value_check needs a value of 4 or 5 digits")
+
+
 class ScanningSettings(_Base, frozen=True):
     """``[scanning]``: how scans become stock movements (the shelf workflows)."""
 
@@ -222,6 +249,17 @@ class ScanningSettings(_Base, frozen=True):
     # Most scan.rejected events one scanner records per minute (a burst of as many is allowed);
     # beyond, rejections still beep and count, and the next event recorded says how many were not.
     rejected_events_per_min: Annotated[int, msgspec.Meta(ge=1, le=6000)] = 60
+    # A count differing from the ledger by more than this many units (per SKU) beeps attention.
+    count_tolerance: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] = 5
+    # Variable-measure EAN-13 layouts (weight or price in the code) used in the hub's region.
+    variable_measure: Annotated[list[VariableMeasureLayout], msgspec.Meta(max_length=11)] = \
+        msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        """Cross-field checks."""
+        prefixes = [x.prefix for x in self.variable_measure]
+        if len(set(prefixes)) != len(prefixes):
+            raise ValueError("variable_measure: each prefix may have one layout")
 
 
 ScannerSettings = SerialScannerSettings | HidScannerSettings | CameraScannerSettings | SimScannerSettings

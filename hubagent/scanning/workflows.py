@@ -12,17 +12,22 @@ current task), ``HA:STAFF:<id>`` signs staff in, ``HA:QTY:<n>`` sets the
 quantity of the next item, ``HA:CANCEL`` drops the current selection/task
 or, with nothing in hand, signs staff out. ``HA:BIN``, items and ``HA:DONE``
 mean what the mode says (see ``docs/scan-codes.md``).
+
+An item scan resolves to an :class:`Item`: the SKU, how many units the
+scanned GTIN stands for (an outer case), and what the code said about the
+goods (GS1 lot/dates/serial, a variable-measure weight or price), which is
+recorded on every movement it causes.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from hubagent.errors import HubError, InputError
 from hubagent.interfaces import LabelQueue
-from hubagent.scanning import schema
+from hubagent.scanning import measure, schema
 from hubagent.scanning.codes import Scan, ScanKind
 from hubagent.scanning.session import Mode, Outcome, Refused, Session, attention, first_needed, ok
 from hubagent.scanning.settings import ScanningSettings
@@ -72,29 +77,56 @@ def step(ctx: StepContext, s: Session, scan: Scan) -> Outcome:
         return ok(f"return {scan.value}")
     if kind is ScanKind.DONE:
         return _DONE[s.mode](ctx, s)
+    if kind is ScanKind.ZERO:
+        _need_mode(s, Mode.COUNT, scan)
+        return _count_zero(ctx, s)
     if kind is ScanKind.BIN:
         return _BIN[s.mode](ctx, s, scan.value)
     if kind in (ScanKind.GTIN, ScanKind.SKU):
-        sku = resolve_item(ctx.tx, scan)
-        qty = _take_qty(s, scan)
-        return _ITEM[s.mode](ctx, s, sku, qty, scan)
+        item = resolve_item(ctx.tx, scan, ctx.settings)
+        qty = _take_qty(s, scan) * item.pack
+        return _ITEM[s.mode](ctx, s, item, qty, scan)
     raise Refused("unsupported_code", f"a {kind.value} code means nothing in {s.mode.value} mode")
 
 
-def resolve_item(tx: Tx, scan: Scan) -> str:
-    """The catalog SKU of a GTIN or SKU scan; Refused ``unknown_item`` otherwise."""
-    if scan.kind is ScanKind.GTIN:
-        row = tx.execute("SELECT sku FROM gtins WHERE gtin=?", (scan.value,)).fetchone()
-        if row is None:
-            raise Refused("unknown_item", f"GTIN {scan.value} is not in the catalog")
-        return str(row[0])
-    if tx.execute("SELECT 1 FROM skus WHERE sku=?", (scan.value,)).fetchone() is None:
-        raise Refused("unknown_item", f"SKU {scan.value!r} is not in the catalog")
-    return scan.value
+@dataclass(frozen=True)
+class Item:
+    """A scanned item: its SKU, units per scan, and what the code said about the goods."""
+
+    sku: str
+    pack: int = 1
+    data: ledger.ItemData = ledger.NO_ITEM_DATA
+
+
+def resolve_item(tx: Tx, scan: Scan, settings: ScanningSettings) -> Item:
+    """The catalog item of a GTIN or SKU scan; Refused ``unknown_item`` otherwise.
+
+    A GTIN is looked up in every form it may stand for (an EAN-13 and its
+    GTIN-14 are one number; a variable-measure code names the item with its
+    value zeroed, see :mod:`hubagent.scanning.measure`).
+    """
+    if scan.kind is not ScanKind.GTIN:
+        if tx.execute("SELECT 1 FROM skus WHERE sku=?", (scan.value,)).fetchone() is None:
+            raise Refused("unknown_item", f"SKU {scan.value!r} is not in the catalog")
+        return Item(scan.value)
+    measured = measure.read(scan.value, settings.variable_measure)
+    candidates = ((measured.gtin,) if measured else ()) + scan.gtins
+    for gtin in candidates:
+        row = tx.execute("SELECT sku, qty FROM gtins WHERE gtin=?", (gtin,)).fetchone()
+        if row is not None:
+            break
+    else:
+        shown = f"{scan.value} ({measured.kind} code of {measured.gtin})" if measured else scan.value
+        raise Refused("unknown_item", f"GTIN {shown} is not in the catalog")
+    data = ledger.ItemData(scan.lot, scan.expiry, scan.best_before, scan.serial)
+    if measured is not None and gtin == measured.gtin:
+        value = str(measured.value)
+        data = replace(data, weight=value) if measured.kind == "weight" else replace(data, price=value)
+    return Item(str(row[0]), int(row[1]), data)
 
 
 def _take_qty(s: Session, scan: Scan) -> int:
-    """The quantity of this item scan: HA:QTY first, then a GS1 count, else 1."""
+    """The quantity of this item scan: HA:QTY first, then a GS1 count, else 1 (times the pack)."""
     qty = s.qty or scan.count or 1
     s.qty = None
     return qty
@@ -135,7 +167,8 @@ def _nothing_done(ctx: StepContext, s: Session) -> Outcome:
 # --- receive -----------------------------------------------------------------
 
 
-def _receive_item(ctx: StepContext, s: Session, sku: str, qty: int, scan: Scan) -> Outcome:
+def _receive_item(ctx: StepContext, s: Session, item: Item, qty: int, scan: Scan) -> Outcome:
+    sku = item.sku
     if qty > ctx.settings.max_receive_qty:
         raise Refused("qty_too_large", f"{qty} is more than max_receive_qty {ctx.settings.max_receive_qty}")
     delivery = schema.open_delivery(ctx.tx, s.delivery) or schema.delivery_for(ctx.tx, sku)
@@ -143,7 +176,8 @@ def _receive_item(ctx: StepContext, s: Session, sku: str, qty: int, scan: Scan) 
     if bin is None:
         raise first_needed("no_bin", "scan the bin to receive into first")
     ref = delivery["id"] if delivery else None
-    m = ledger.record(ctx.tx, type="receive", sku=sku, bin=bin, delta=qty, ref=ref, **ctx.who(s))
+    m = ledger.record(ctx.tx, type="receive", sku=sku, bin=bin, delta=qty, ref=ref, item=item.data,
+                      **ctx.who(s))
     if delivery is None:
         return ok(f"received {qty} {sku} into {bin} (on hand {m.on_hand})")
     s.delivery = delivery["id"]
@@ -170,7 +204,8 @@ def _receive_done(ctx: StepContext, s: Session) -> Outcome:
 # --- pick --------------------------------------------------------------------
 
 
-def _pick_item(ctx: StepContext, s: Session, sku: str, qty: int, scan: Scan) -> Outcome:
+def _pick_item(ctx: StepContext, s: Session, item: Item, qty: int, scan: Scan) -> Outcome:
+    sku = item.sku
     pick = schema.open_pick(ctx.tx, s.pick) or schema.pick_for(ctx.tx, ctx.scanner)
     if pick is None:
         raise Refused("no_pick", "no open pick list for this scanner")
@@ -183,13 +218,36 @@ def _pick_item(ctx: StepContext, s: Session, sku: str, qty: int, scan: Scan) -> 
     bin = s.bin or line["bin"] or _default_bin(ctx.tx, sku)
     if bin is None:
         raise first_needed("no_bin", f"scan the bin {sku} is picked from first")
-    ledger.record(ctx.tx, type="pick", sku=sku, bin=bin, delta=-qty, ref=pick["id"], **ctx.who(s))
+    data = ledger.known_lot(ctx.tx, sku, bin, item.data)
+    skipped = _fefo_skipped(ctx.tx, sku, bin, data)
+    extra = {"fefo_first": skipped} if skipped else None
+    ledger.record(ctx.tx, type="pick", sku=sku, bin=bin, delta=-qty, ref=pick["id"], item=data,
+                  reason="fefo_skipped" if skipped else None, extra=extra, **ctx.who(s))
     schema.add_picked(ctx.tx, pick["id"], sku, qty)
     s.pick = pick["id"]
+    done = ok
+    note = f"{sku}: {line['picked'] + qty} of {line['qty']} picked"
+    if skipped:
+        done = attention
+        note += f"; lot {skipped['lot'] or '?'} ({skipped['expiry'] or skipped['best_before']}) was due first"
     if not schema.pick_complete(ctx.tx, pick["id"]):
-        return ok(f"{sku}: {line['picked'] + qty} of {line['qty']} picked")
+        return done(note)
     _close_pick(ctx, s, pick["id"], "complete")
-    return ok(f"pick {pick['id']} complete")
+    return done(f"pick {pick['id']} complete" + (f" ({note})" if skipped else ""))
+
+
+def _fefo_skipped(tx: Tx, sku: str, bin: str, data: ledger.ItemData) -> dict[str, Any] | None:
+    """The earlier-dated lot in the bin that a pick of lot ``data`` passed over, if any."""
+    if not data.names_lot:
+        return None  # no lot scanned: the ledger takes the first-expiring lots itself
+    for lot, expiry, best_before, _ in ledger.fefo_lots(tx, sku, bin):
+        first = ledger.ItemData.from_key(lot, expiry, best_before)
+        if first.date is None or first.key() == data.key():
+            return None
+        if data.date is None or first.date < data.date:
+            return {"lot": first.lot, "expiry": expiry or None, "best_before": best_before or None}
+        return None
+    return None
 
 
 def _pick_done(ctx: StepContext, s: Session) -> Outcome:
@@ -220,27 +278,53 @@ def _count_bin(ctx: StepContext, s: Session, code: str) -> Outcome:
     return ok(f"counting bin {code}")
 
 
-def _count_item(ctx: StepContext, s: Session, sku: str, qty: int, scan: Scan) -> Outcome:
+def _count_item(ctx: StepContext, s: Session, item: Item, qty: int, scan: Scan) -> Outcome:
     if s.bin is None:
         raise first_needed("no_bin", "scan the bin to count first")
-    s.counts[sku] = s.counts.get(sku, 0) + qty
-    return ok(f"{sku}: {s.counts[sku]} counted in {s.bin}")
+    s.counts[item.sku] = s.counts.get(item.sku, 0) + qty
+    return ok(f"{item.sku}: {s.counts[item.sku]} counted in {s.bin}")
 
 
 def _count_done(ctx: StepContext, s: Session) -> Outcome:
-    """Book every difference in the bin: SKUs on the ledger not scanned count as 0."""
+    """Book every difference in the bin: SKUs on the ledger not scanned count as 0.
+
+    Nothing scanned is refused (``empty_count``): an empty bin is booked with
+    ``HA:ZERO``, so a stray ``HA:DONE`` can never wipe a bin.
+    """
     if s.bin is None:
         raise first_needed("no_bin", "scan the bin to count first")
+    if not s.counts:
+        raise Refused("empty_count", f"nothing counted in {s.bin}: scan the items, "
+                                     "or HA:ZERO if the bin is empty")
+    return _book_count(ctx, s)
+
+
+def _count_zero(ctx: StepContext, s: Session) -> Outcome:
+    """``HA:ZERO``: the bin is empty; every SKU the ledger has in it is counted as 0."""
+    if s.bin is None:
+        raise first_needed("no_bin", "scan the bin that is empty first")
+    if s.counts:
+        raise Refused("count_open", f"items were counted in {s.bin}: HA:DONE books them, "
+                                    "HA:CANCEL drops them")
+    return _book_count(ctx, s)
+
+
+def _book_count(ctx: StepContext, s: Session) -> Outcome:
+    assert s.bin is not None
     listed = {str(r[0]) for r in ctx.tx.execute(
         "SELECT sku FROM balances WHERE bin=? AND on_hand != 0", (s.bin,)).fetchall()}
-    changed = 0
+    changed, worst = 0, 0
     for sku in sorted(listed | set(s.counts)):
         counted = s.counts.get(sku, 0)
-        if counted != ledger.on_hand(ctx.tx, sku, s.bin):
+        diff = counted - ledger.on_hand(ctx.tx, sku, s.bin)
+        if diff:
             ledger.count(ctx.tx, sku=sku, bin=s.bin, counted=counted, **ctx.who(s))
             changed += 1
+            worst = max(worst, abs(diff))
     note = f"count of {s.bin} booked: {changed} difference(s)"
     s.clear_selection()
+    if worst > ctx.settings.count_tolerance:
+        return attention(f"{note}, up to {worst} units (count_tolerance {ctx.settings.count_tolerance})")
     return ok(note)
 
 
@@ -258,17 +342,19 @@ def _move_bin(ctx: StepContext, s: Session, code: str) -> Outcome:
     return ok(f"moving from {s.bin} to {code}")
 
 
-def _move_item(ctx: StepContext, s: Session, sku: str, qty: int, scan: Scan) -> Outcome:
+def _move_item(ctx: StepContext, s: Session, item: Item, qty: int, scan: Scan) -> Outcome:
     if s.bin is None or s.dest is None:
         raise first_needed("no_bin", "scan the source bin, then the destination bin")
-    ledger.move(ctx.tx, sku=sku, src=s.bin, dst=s.dest, qty=qty, **ctx.who(s))
-    return ok(f"moved {qty} {sku} from {s.bin} to {s.dest}")
+    data = ledger.known_lot(ctx.tx, item.sku, s.bin, item.data)
+    ledger.move(ctx.tx, sku=item.sku, src=s.bin, dst=s.dest, qty=qty, item=data, **ctx.who(s))
+    return ok(f"moved {qty} {item.sku} from {s.bin} to {s.dest}")
 
 
 # --- return ------------------------------------------------------------------
 
 
-def _return_item(ctx: StepContext, s: Session, sku: str, qty: int, scan: Scan) -> Outcome:
+def _return_item(ctx: StepContext, s: Session, item: Item, qty: int, scan: Scan) -> Outcome:
+    sku = item.sku
     if s.condition is None:
         raise first_needed("no_condition", "scan HA:COND:RESELLABLE or HA:COND:DAMAGED first")
     bin: str | None
@@ -280,18 +366,19 @@ def _return_item(ctx: StepContext, s: Session, sku: str, qty: int, scan: Scan) -
         if bin is None:
             raise first_needed("no_bin", f"{sku} has no default bin: scan the bin to return into")
     ledger.record(ctx.tx, type="return", sku=sku, bin=bin, delta=qty, reason=s.condition,
-                  ref=s.ref, **ctx.who(s))
+                  ref=s.ref, item=item.data, **ctx.who(s))
     return ok(f"returned {qty} {sku} ({s.condition}) into {bin}")
 
 
 # --- lookup ------------------------------------------------------------------
 
 
-def _lookup_item(ctx: StepContext, s: Session, sku: str, qty: int, scan: Scan) -> Outcome:
+def _lookup_item(ctx: StepContext, s: Session, item: Item, qty: int, scan: Scan) -> Outcome:
     """Feedback only; a shelf label when ``lookup_prints_label`` names a printer."""
+    sku = item.sku
     printer = ctx.settings.lookup_prints_label
     if printer and ctx.labels is not None:
-        _print_shelf_label(ctx, ctx.labels, sku, printer, qty)
+        _print_shelf_label(ctx, ctx.labels, sku, printer, max(1, qty // item.pack))
     return ok(f"{sku}: {ledger.on_hand(ctx.tx, sku, s.bin) if s.bin else 'known'}")
 
 
@@ -306,7 +393,7 @@ def _print_shelf_label(ctx: StepContext, labels: LabelQueue, sku: str, printer: 
 
 _DoneFn = Callable[[StepContext, Session], Outcome]
 _BinFn = Callable[[StepContext, Session, str], Outcome]
-_ItemFn = Callable[[StepContext, Session, str, int, Scan], Outcome]
+_ItemFn = Callable[[StepContext, Session, Item, int, Scan], Outcome]
 
 _DONE: dict[Mode, _DoneFn] = {
     Mode.RECEIVE: _receive_done, Mode.PICK: _pick_done, Mode.COUNT: _count_done,

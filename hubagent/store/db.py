@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import time
+from datetime import datetime
 from pathlib import Path
 
 from hubagent.errors import DatabaseCorrupt, DiskFull, StoreError
@@ -24,9 +24,12 @@ _HEADER = b"SQLite format 3\x00"
 _SIDECARS = ("-wal", "-shm", "-journal")
 
 
-def quarantine(path: Path) -> Path:
-    """Move ``path`` and its sidecar files aside; return the new main path."""
-    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+def quarantine(path: Path, now: datetime) -> Path:
+    """Move ``path`` and its sidecar files aside; return the new main path.
+
+    ``now`` (the core clock's wall time) names the quarantined copy.
+    """
+    stamp = now.strftime("%Y%m%dT%H%M%SZ")
     target = path.with_name(f"{path.name}.corrupt-{stamp}")
     n = 1
     while target.exists():
@@ -77,8 +80,8 @@ def _verify(conn: sqlite3.Connection) -> str | None:
     return None if result == "ok" else result
 
 
-def _corrupt(path: Path, reason: str) -> DatabaseCorrupt:
-    moved = quarantine(path)
+def _corrupt(path: Path, reason: str, now: datetime) -> DatabaseCorrupt:
+    moved = quarantine(path, now)
     log.error("database %s is damaged (%s); moved aside to %s", path, reason, moved)
     return DatabaseCorrupt(
         f"database {path} is damaged ({reason}); it was moved aside to {moved} "
@@ -88,15 +91,16 @@ def _corrupt(path: Path, reason: str) -> DatabaseCorrupt:
     )
 
 
-def open_database(path: Path, reserve: Reserve | None = None, *,
+def open_database(path: Path, now: datetime, reserve: Reserve | None = None, *,
                   exclusive: bool = False) -> sqlite3.Connection:
     """Open (or create) the database at ``path`` with the required settings.
 
-    Raises DatabaseCorrupt (after quarantining the files) if the file is
-    damaged, DiskFull if there is no room to open it (a full disk is never
-    mistaken for damage: nothing is moved aside), StoreError if it cannot be
-    used for another reason. ``exclusive`` opens it without a ``-shm``
-    file, holding the lock until closed (for a full disk).
+    Raises DatabaseCorrupt (after quarantining the files, named after the
+    wall time ``now``) if the file is damaged, DiskFull if there is no room
+    to open it (a full disk is never mistaken for damage: nothing is moved
+    aside), StoreError if it cannot be used for another reason.
+    ``exclusive`` opens it without a ``-shm`` file, holding the lock until
+    closed (for a full disk).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists():
@@ -104,7 +108,7 @@ def open_database(path: Path, reserve: Reserve | None = None, *,
         if bad and bad.startswith("cannot read"):
             raise StoreError(f"database {path}: {bad}")
         if bad:
-            raise _corrupt(path, bad)
+            raise _corrupt(path, bad, now)
     try:
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so the
         # transaction boundaries are exactly the ones the code shows.
@@ -120,10 +124,10 @@ def open_database(path: Path, reserve: Reserve | None = None, *,
         conn.close()
         if is_disk_full(e, reserve):
             raise DiskFull(f"database {path}: no space to open it: {e}") from e
-        raise _corrupt(path, str(e)) from e
+        raise _corrupt(path, str(e), now) from e
     if bad:
         conn.close()
-        raise _corrupt(path, f"integrity check: {bad}")
+        raise _corrupt(path, f"integrity check: {bad}", now)
     return conn
 
 

@@ -11,7 +11,7 @@ A migration is never edited after release: add a new one instead.
 from __future__ import annotations
 
 import sqlite3
-import time
+from datetime import datetime
 from typing import Iterable
 
 CORE: list[tuple[str, str]] = [
@@ -47,8 +47,8 @@ CORE: list[tuple[str, str]] = [
     ),
 ]
 
-def apply(conn: sqlite3.Connection, migrations: Iterable[tuple[str, str]]) -> list[str]:
-    """Apply the migrations not yet applied; return their names."""
+def apply(conn: sqlite3.Connection, migrations: Iterable[tuple[str, str]], now: datetime) -> list[str]:
+    """Apply the migrations not yet applied, stamped with wall time ``now``; return their names."""
     conn.execute(
         "CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
     )
@@ -63,7 +63,7 @@ def apply(conn: sqlite3.Connection, migrations: Iterable[tuple[str, str]]) -> li
                 conn.execute(statement)
             conn.execute(
                 "INSERT INTO migrations(name, applied_at) VALUES (?, ?)",
-                (name, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())),
+                (name, now.strftime("%Y-%m-%dT%H:%M:%SZ")),
             )
             conn.execute("COMMIT")
         except BaseException:

@@ -109,8 +109,7 @@ def is_disk_full(err: BaseException, reserve: Reserve | None = None) -> bool:
     """
     if not isinstance(err, sqlite3.Error):
         return False
-    code = getattr(err, "sqlite_errorcode", None)
-    primary = code & 0xFF if isinstance(code, int) else None
+    primary = err.sqlite_errorcode & 0xFF
     if primary == SQLITE_FULL or "full" in str(err).lower():
         return True
     if primary in (SQLITE_IOERR, SQLITE_CANTOPEN) or "disk i/o error" in str(err).lower():

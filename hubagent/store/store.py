@@ -14,14 +14,13 @@ import json
 import logging
 import sqlite3
 import threading
-import time
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
 
+from hubagent.clock import Clock, LoopClock, rfc3339
 from hubagent.errors import DiskFull, StoreError
 from hubagent.store import migrations
 from hubagent.store.db import integrity_check, open_database
@@ -49,12 +48,6 @@ def rows(db: Reader, sql: str, params: Any = ()) -> list[Row]:
     return [dict(zip(cols, r)) for r in cur.fetchall()]
 
 
-def utc_now() -> str:
-    """Current time as RFC 3339 UTC with milliseconds."""
-    now = datetime.now(timezone.utc)
-    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
-
-
 def dumps(value: Any) -> str:
     """Compact, deterministic JSON as stored in the database."""
     return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
@@ -77,6 +70,8 @@ class Tx:
     def __init__(self, store: "Store", *, read_only: bool = False) -> None:
         self._store = store
         self.read_only = read_only
+        self.now = rfc3339(store.clock.now())
+        """The transaction's wall time (RFC 3339 UTC, ms): every row it stamps gets this one."""
         self.conn = store.conn
         self.events: list[EmittedEvent] = []
         self._after: list[Callable[[], None]] = []
@@ -96,7 +91,7 @@ class Tx:
             "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
             (str(seq),),
         )
-        ev = EmittedEvent(seq, uuid.uuid4().hex, kind, utc_now(), data)
+        ev = EmittedEvent(seq, uuid.uuid4().hex, kind, self.now, data)
         self.conn.execute(
             "INSERT INTO outbox(seq, id, kind, at, data) VALUES (?, ?, ?, ?, ?)",
             (ev.seq, ev.id, ev.kind, ev.at, dumps(ev.data)),
@@ -133,9 +128,15 @@ class Tx:
 class Store:
     """The hub's database: schema, the single writer, outbox and inbox."""
 
-    def __init__(self, path: Path, migrations: Sequence[tuple[str, str]], *, reserve_bytes: int = 0) -> None:
-        """A store at ``path`` with this schema (see :func:`hubagent.features.all_migrations`)."""
+    def __init__(self, path: Path, migrations: Sequence[tuple[str, str]], *, reserve_bytes: int = 0,
+                 clock: Clock | None = None) -> None:
+        """A store at ``path`` with this schema (see :func:`hubagent.features.all_migrations`).
+
+        ``clock`` stamps rows and events with its wall time (the real clock
+        when not given).
+        """
         self.path = path
+        self.clock: Clock = clock if clock is not None else LoopClock()
         self.migrations = tuple(migrations)
         self.reserve = Reserve.beside(path, reserve_bytes)
         self.space = Space.OK
@@ -154,7 +155,7 @@ class Store:
         the store then runs degraded (:attr:`space` is FULL, writes refused).
         """
         try:
-            self._conn = open_database(self.path, self.reserve)
+            self._conn = open_database(self.path, self.clock.now(), self.reserve)
         except DiskFull as e:
             self._conn = self._open_degraded()
             self._enter_full(str(e))
@@ -162,7 +163,7 @@ class Store:
             if not self.reserve.make():
                 log.warning("no room for the %d-byte disk reserve %s",
                             self.reserve.size, self.reserve.path)
-        applied = migrations.apply(self._conn, self.migrations)
+        applied = migrations.apply(self._conn, self.migrations, self.clock.now())
         if applied:
             log.info("applied migrations: %s", ", ".join(applied))
         return applied
@@ -171,11 +172,11 @@ class Store:
         """Open on a full disk: with the reserve's room, else without a ``-shm`` file."""
         if self.reserve.release():
             try:
-                return open_database(self.path, self.reserve)
+                return open_database(self.path, self.clock.now(), self.reserve)
             except DiskFull:
                 pass
         log.warning("opening %s in exclusive mode: no room for its -shm file", self.path)
-        return open_database(self.path, self.reserve, exclusive=True)
+        return open_database(self.path, self.clock.now(), self.reserve, exclusive=True)
 
     def close(self) -> None:
         """Checkpoint the WAL and close; idempotent."""
@@ -342,8 +343,3 @@ class Store:
 def row_to_event(row: dict[str, Any]) -> EmittedEvent:
     """An outbox row as an :class:`EmittedEvent`."""
     return EmittedEvent(row["seq"], row["id"], row["kind"], row["at"], json.loads(row["data"]))
-
-
-def monotonic() -> float:
-    """Monotonic seconds (expiry and timeouts never use the wall clock)."""
-    return time.monotonic()

@@ -19,11 +19,11 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from hubagent import secrets
-from hubagent.clock import Clock, Timer
+from hubagent.clock import Clock, Timer, rfc3339
 from hubagent.commands import CommandArgs, CommandContext, error_reply
 from hubagent.errors import CommandError
 from hubagent.feature import Built, Feature, Interfaces
-from hubagent.store.store import dumps, utc_now
+from hubagent.store.store import dumps
 from hubagent.sync import outbox
 from hubagent.sync.health import ConnectionHealth
 from hubagent.sync.mqtt import Inbound, LinkListener, MqttLink
@@ -63,7 +63,7 @@ class SyncService(LinkListener):
         self.topics = Topics(cfg.prefix, app.hub_id)
         self.session = 0
         self.state = "offline"
-        self.state_since = utc_now()
+        self.state_since = rfc3339(self.clock.now())
         self.sender = Pump(app.store, cfg.ack_timeout_s, cfg.max_unacked, clock)
         # Events per events.replay command: the broker queues them for
         # central, so a page stays well within the queue the send-ahead
@@ -143,13 +143,13 @@ class SyncService(LinkListener):
     def _state_payload(self, state: str) -> bytes:
         return dumps({"state": state, "session": self.session, "db": self.app.store.meta("db_id"),
                       "version": self.app.version,
-                      "since": self.state_since if state == self.state else utc_now(),
+                      "since": self.state_since if state == self.state else rfc3339(self.clock.now()),
                       "alerts": sorted(self.app.alerts)}).encode()
 
     def _publish_state(self) -> None:
         state = "alert" if self.app.alerts else "online"
         if state != self.state:
-            self.state, self.state_since = state, utc_now()
+            self.state, self.state_since = state, rfc3339(self.clock.now())
         if self.link is not None and self.link.connected:
             self.link.publish(self.topics.state, self._state_payload(self.state), retain=True)
 
@@ -398,7 +398,7 @@ class SyncService(LinkListener):
             "outbox_depth": st.depth,
             "oldest_unacked_at": st.oldest_unacked_at,
             # The sync lag: how long the oldest event has waited for central.
-            "oldest_unacked_age_s": age_s(st.oldest_unacked_at),
+            "oldest_unacked_age_s": age_s(st.oldest_unacked_at, self.app.clock.now()),
             "inflight": self.link.stream.depth()[1] if self.link else 0,
             "refused": self.sender.refused,
             "resends": self.sender.resends,
@@ -409,7 +409,7 @@ class SyncService(LinkListener):
         """Send one telemetry message (QoS 0: the next one supersedes it)."""
         if self.link is None or not self.link.connected:
             return
-        body: dict[str, Any] = {"at": utc_now(), "sync": self.metrics()}
+        body: dict[str, Any] = {"at": rfc3339(self.clock.now()), "sync": self.metrics()}
         for source in self._telemetry_sources:
             try:
                 body.update(source())

@@ -85,8 +85,9 @@ def routes(ctx: Ctx) -> list[Route]:
 
     async def stock(request: Request) -> Response:
         q = str(request.query_params.get("q") or "").strip()[:64]
-        found = _lookup(ctx, q) if q else None
-        return ctx.render(request, "staff/stock.html", q=q, found=found)
+        hits = _find(ctx, q) if q else []
+        found = _lookup(ctx, hits[0]["sku"]) if len(hits) == 1 else None
+        return ctx.render(request, "staff/stock.html", q=q, found=found, hits=hits)
 
     async def stock_action(request: Request) -> Response:
         form = request.state.form
@@ -106,7 +107,7 @@ def routes(ctx: Ctx) -> list[Route]:
                 return Response(status_code=404)
         except ValueError:
             reply = {"ok": False, "error": {"code": "bad_args", "message": "a whole number is needed"}}
-        return ctx.render(request, "staff/stock.html", q=sku, found=_lookup(ctx, sku), reply=reply)
+        return ctx.render(request, "staff/stock.html", q=sku, found=_lookup(ctx, sku), hits=[], reply=reply)
 
     async def lockers(request: Request) -> Response:
         return ctx.render(request, "staff/lockers.html", **_status_values(ctx))
@@ -191,6 +192,12 @@ def _printing_values(ctx: Ctx) -> dict[str, Any]:
     reply = ctx.view.command("print.jobs", {"limit": 20}, source="web")
     jobs = reply["result"]["jobs"] if reply.get("ok") else []
     return {**_status_values(ctx), "jobs": jobs, "previews": ctx.view.previews(6)}
+
+
+def _find(ctx: Ctx, q: str) -> list[dict[str, Any]]:
+    """Catalog items by SKU, GTIN or name (``catalog.find``)."""
+    reply = ctx.view.command("catalog.find", {"q": q, "limit": 20}, source="web")
+    return list(reply["result"]["items"]) if reply.get("ok") else []
 
 
 def _lookup(ctx: Ctx, q: str) -> dict[str, Any] | None:
