@@ -186,7 +186,8 @@ class GpioLockerBank:
         self._pulse: _Pulse | None = None
         self._stop = threading.Event()
         self._retry: threading.Thread | None = None
-        self._layout = {name: CompartmentInfo(cs.size, cs.pulse_s, settings.door_open_limit_s)
+        self._layout = {name: CompartmentInfo(cs.size, cs.pulse_s, settings.door_open_limit_s,
+                                              chilled=cs.chilled)
                         for name, cs in settings.compartments.items()}
 
     # -- life cycle -------------------------------------------------------

@@ -29,7 +29,7 @@ from hubagent.errors import DiskFull, HubError, InputError
 from hubagent.events import DeviceHealthChanged, DeviceStatus, Event, Health
 from hubagent.feature import Interfaces
 from hubagent.features import all_migrations
-from hubagent.interfaces import ScanHandler
+from hubagent.interfaces import ScanHandler, ScanLookup
 from hubagent.ports import Device, DeviceEnv, SimControl
 from hubagent.store.space import Space
 from hubagent.store.store import Store
@@ -81,6 +81,8 @@ class App:
         # Scan kinds (hubagent.scanning.codes.ScanKind values) that another
         # feature handles, e.g. lockers claim "parcel", "pickup", "return".
         self.scan_handlers: dict[str, ScanHandler] = {}
+        # Offered every read before it is interpreted (see look_up_scans).
+        self.scan_lookups: list[ScanLookup] = []
         self.started_at = self.clock.monotonic()
         self.loop: asyncio.AbstractEventLoop | None = None
         self._handlers: dict[type, list[EventHandler]] = defaultdict(list)
@@ -143,6 +145,15 @@ class App:
         if kind in self.scan_handlers:
             raise ValueError(f"scans of kind {kind!r} are already claimed")
         self.scan_handlers[kind] = handler
+
+    def look_up_scans(self, lookup: ScanLookup) -> None:
+        """Offer every read first to ``lookup(data, symbology, scanner)``.
+
+        It returns a FeedbackPattern when the read was its business (a
+        barcode it knows, such as a parcel's tracking number) and None to
+        let the read take its normal course; it must be cheap.
+        """
+        self.scan_lookups.append(lookup)
 
     def add_service(self, service: object) -> None:
         """Keep a feature's service, found again by its type with :meth:`service`."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Generic, Protocol, TypeVar
 
 from hubagent.interfaces import (
+    BadgePins,
     ClockTrustView,
     LabelQueue,
     LockerDesk,
@@ -27,6 +28,7 @@ from hubagent.interfaces import (
     StockSummary,
     ScanCounts,
     StaffDirectory,
+    StaffRecords,
     Uplink,
 )
 
@@ -72,6 +74,8 @@ class Interfaces:
     scan_counts: ScanCounts | None = None
     stock_summary: StockSummary | None = None
     clock_trust: ClockTrustView | None = None
+    staff_records: StaffRecords | None = None
+    badge_pins: BadgePins | None = None
 
     def merged(self, offered: "Interfaces") -> "Interfaces":
         """These interfaces plus ``offered``; offering one twice is a wiring error."""

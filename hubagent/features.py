@@ -17,6 +17,7 @@ from hubagent.restock.feature import FEATURE as RESTOCK
 from hubagent.power.feature import FEATURE as POWER
 from hubagent.printing.feature import FEATURE as PRINTING
 from hubagent.scanning.feature import FEATURE as SCANNING
+from hubagent.staff.feature import FEATURE as STAFF
 from hubagent.stock.feature import FEATURE as STOCK
 from hubagent.sync.feature import FEATURE as SYNC
 from hubagent.web.feature import FEATURE as WEB
@@ -26,6 +27,7 @@ FEATURES: tuple[Feature, ...] = (
     SYNC,
     STOCK,
     PRINTING,
+    STAFF,
     SCANNING,
     LOCKERS,
     POWER,

@@ -10,10 +10,11 @@ names only what the user needs, so either side can change behind it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 if TYPE_CHECKING:
     from hubagent.lockers.inputs import Attempt
+    from hubagent.staff.registry import Member, Reader
     from hubagent.ports import FeedbackPattern
     from hubagent.scanning.codes import Scan
     from hubagent.store.store import Tx
@@ -27,6 +28,46 @@ class StaffDirectory(Protocol):
 
     def staff_for(self, scanner: str) -> str | None:
         """The staff member signed in on ``scanner``, if any."""
+        ...
+
+
+class BadgePins(Protocol):
+    """Badges waiting for their PIN on a keypad (offered by scanning, used by lockers' keypads)."""
+
+    def pin_awaited(self, station: str) -> str | None:
+        """The staff member whose PIN keypad ``station`` should take now (a badge was scanned there)."""
+        ...
+
+    def pin_result(self, station: str, staff: str | None, reason: str) -> None:
+        """The keypad checked the PIN: sign ``staff`` in on scanner ``station``, or refuse with ``reason``."""
+        ...
+
+
+class StaffRecords(Protocol):
+    """Central's staff registry (offered by the staff feature; used by scanning, lockers, pages)."""
+
+    def member(self, db: "Reader", staff: str | None) -> "Member | None":
+        """``staff`` if registered, not revoked and not expired."""
+        ...
+
+    def by_badge(self, db: "Reader", badge: str) -> "Member | None":
+        """The live member holding ``badge``."""
+        ...
+
+    def pin_matches(self, db: "Reader", staff: str, pin: str) -> bool:
+        """Whether ``pin`` is live member ``staff``'s PIN (constant-time)."""
+        ...
+
+    def live_codes(self, db: "Reader") -> list[dict[str, Any]]:
+        """Live staff keypad code hashes as code rows (``id``, ``hash``, ``ref``, ``expires_at``)."""
+        ...
+
+    def code_in_use(self, db: "Reader", code: str) -> bool:
+        """Whether a live member's keypad code is ``code`` (normalised digits)."""
+        ...
+
+    def add_clash_check(self, check: Callable[["Reader", str], bool]) -> None:
+        """Also refuse a staff code for which ``check(db, code)`` is true (another keypad code)."""
         ...
 
 
@@ -74,16 +115,21 @@ class ClockTrustView(Protocol):
 class LockerDesk(Protocol):
     """Codes typed at a locker's screen (offered by lockers, used by the kiosk pages)."""
 
-    def attempt(self, source: str, raw: str, purposes: tuple[str, ...]) -> "Attempt":
-        """Check one code from ``source`` and open what it entitles to."""
+    def attempt(self, source: str, raw: str, purposes: tuple[str, ...], *, role: str = "keypad") -> "Attempt":
+        """Check one code from input ``role``/``source`` and open what it entitles to."""
         ...
 
-    def identify_staff(self, source: str, raw: str) -> str | None:
-        """The staff member whose code this is (a wrong code counts as a failure)."""
+    def identify_staff(self, source: str, raw: str, *, role: str = "web", name: str | None = None) -> str | None:
+        """The registered staff member whose code this is (a wrong code counts as a failure)."""
         ...
 
-    def lockout_left(self, source: str) -> float:
-        """Seconds ``source`` stays locked out (0 when it may try)."""
+    def identify_badge(self, source: str, badge: str, pin: str, *, role: str = "web",
+                       name: str | None = None) -> str | None:
+        """The registered staff member holding ``badge`` whose PIN is ``pin`` (else a failure)."""
+        ...
+
+    def lockout_left(self, role: str, name: str) -> float:
+        """Seconds input ``role``/``name`` stays locked out (0 when it may try)."""
         ...
 
 
@@ -141,3 +187,7 @@ class ScanCounts(Protocol):
 
 ScanHandler = Callable[["Scan", str], "FeedbackPattern"]
 """Handles a scan of a claimed kind on the core thread: ``handler(scan, scanner_name)``."""
+
+ScanLookup = Callable[[bytes, "str | None", str], "FeedbackPattern | None"]
+"""Offered each read before interpretation: ``lookup(data, symbology, scanner)``; a pattern
+when the read was its business (a parcel's tracking number), None to let it go on."""

@@ -216,12 +216,14 @@ class CompartmentInfo:
     ``size`` is matched against parcel sizes when allocating; ``max_pulse_s``
     is the longest time the bank will hold its lock energised (a longer
     ``pulse`` is cut to it); ``door_open_limit_s`` is how long its door may
-    stand open before the core raises an alarm.
+    stand open before the core raises an alarm. ``chilled`` marks a
+    refrigerated compartment: only parcels asking for one are put there.
     """
 
     size: Size
     max_pulse_s: float
     door_open_limit_s: float
+    chilled: bool = False
 
 
 @runtime_checkable

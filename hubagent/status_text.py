@@ -111,7 +111,13 @@ def _lockers(lk: dict[str, Any], now: datetime) -> str:
         text += f"; {opened} open; {energised} lock{'s' if energised != 1 else ''} energised"
         if faulted:
             text += f"; faulted {', '.join(faulted)}"
+        out_of_service = [f"{c} ({(comps[c].get('out_of_service') or {}).get('reason', '')})"
+                          for c in b.get("out_of_service") or []]
+        if out_of_service:
+            text += f"; out of service {', '.join(out_of_service)}"
         out.append(text)
+    if lk.get("couriers"):
+        out.append("couriers signed in: " + ", ".join(f"{who} at {st}" for st, who in lk["couriers"].items()))
     if lk.get("lockouts"):
         out.append("locked out: " + ", ".join(f"{k} {humanize.duration(v)}" for k, v in lk["lockouts"].items()))
     return " | ".join(out)

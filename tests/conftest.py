@@ -68,9 +68,7 @@ def central_factory(mqtt_broker: MosquittoBroker) -> Iterator[Callable[..., Cent
         c.close()
 
 
-@pytest.fixture
-def mock_pins() -> Iterator[Any]:
-    """gpiozero's global pin factory as a fresh MockFactory; the old one is restored after."""
+def _fresh_mock_pins() -> Iterator[Any]:
     from gpiozero import Device
     from gpiozero.pins.mock import MockFactory
 
@@ -81,3 +79,15 @@ def mock_pins() -> Iterator[Any]:
     finally:
         factory.reset()
         Device.pin_factory = old
+
+
+@pytest.fixture
+def mock_pins() -> Iterator[Any]:
+    """gpiozero's global pin factory as a fresh MockFactory; the old one is restored after."""
+    yield from _fresh_mock_pins()
+
+
+@pytest.fixture(scope="module")
+def module_mock_pins() -> Iterator[Any]:
+    """The same, shared by the tests of one module (for a hub that runs across them)."""
+    yield from _fresh_mock_pins()

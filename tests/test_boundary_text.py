@@ -9,22 +9,20 @@ feature set (every command the hub registers), on a real SQLite file.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import itertools
 import json
 import tempfile
-import threading
 import tomllib
 from importlib import resources
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hubagent.app import App, build_app
+from corethread import CoreThread
+from hubagent.app import build_app
 from hubagent.config import from_dict
 from hubagent.textcheck import check_text, printable, text_problem, tree_problem
 
@@ -71,75 +69,29 @@ def test_printable_escapes_for_logs() -> None:
 # -- every command of the simulator hub --------------------------------------------------
 
 
-class Core:
-    """The sim app on its own loop thread; ``handle`` runs a command on the core thread."""
-
-    def __init__(self, app: App) -> None:
-        self.app = app
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(app.start(), self.loop).result(30)
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                fut.set_result(fn())
-            except BaseException as e:
-                fut.set_exception(e)
-
-        self.loop.call_soon_threadsafe(run)
-        return fut.result(30)
-
-    def handle(self, name: str, payload: bytes) -> dict[str, Any]:
-        return self.call(lambda: self.app.commands.handle(name, payload))  # type: ignore[no-any-return]
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.app.stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
 @pytest.fixture(scope="module")
-def core(mock_pins_module: Any) -> Iterator[Core]:
+def core(module_mock_pins: Any) -> Iterator[CoreThread]:
     doc = tomllib.loads(resources.files("hubagent").joinpath("sim.toml").read_text())
     # A tmpfs state directory: thousands of refused commands are recorded in the
     # inbox, each with an fsync; the SD card is not what this test is about.
     with tempfile.TemporaryDirectory(prefix="boundary-", dir="/dev/shm") as d:
         doc["hub"]["state_dir"] = d
         doc.pop("mqtt", None)
-        c = Core(build_app(from_dict(doc, "<sim>"), simulated=True))
+        c = CoreThread(build_app(from_dict(doc, "<sim>"), simulated=True))
         try:
             yield c
         finally:
             c.close()
 
 
-@pytest.fixture(scope="module")
-def mock_pins_module() -> Iterator[Any]:
-    from gpiozero import Device
-    from gpiozero.pins.mock import MockFactory
-
-    old = Device.pin_factory
-    Device.pin_factory = factory = MockFactory()
-    try:
-        yield factory
-    finally:
-        factory.reset()
-        Device.pin_factory = old
-
-
-def _fields(core: Core, name: str) -> list[msgspec.structs.FieldInfo]:
+def _fields(core: CoreThread, name: str) -> list[msgspec.structs.FieldInfo]:
     schema = core.app.commands.schema(name)
     if schema is None or not isinstance(schema, type) or not issubclass(schema, msgspec.Struct):
         return []
     return list(msgspec.structs.fields(schema))
 
 
-def test_every_string_field_of_every_command_refuses_hostile_text(core: Core) -> None:
+def test_every_string_field_of_every_command_refuses_hostile_text(core: CoreThread) -> None:
     checked = 0
     for name in core.app.commands.names():
         for f in _fields(core, name):
@@ -154,7 +106,7 @@ def test_every_string_field_of_every_command_refuses_hostile_text(core: Core) ->
     assert checked > 50  # the sim hub registers dozens of fields
 
 
-def test_every_field_refuses_integers_past_64_bits(core: Core) -> None:
+def test_every_field_refuses_integers_past_64_bits(core: CoreThread) -> None:
     for name in core.app.commands.names():
         for f in _fields(core, name):
             for big in BIG_INTS:
@@ -165,7 +117,7 @@ def test_every_field_refuses_integers_past_64_bits(core: Core) -> None:
                 assert f.encode_name in reply["error"]["message"], reply
 
 
-def test_nested_fields_are_named_with_their_path(core: Core) -> None:
+def test_nested_fields_are_named_with_their_path(core: CoreThread) -> None:
     reply = core.handle("catalog.upsert", json.dumps(
         {"id": "nest-1", "items": [{"sku": "OK-1", "name": "Tea"},
                                    {"sku": "OK-2", "name": "Tea\u202e"}]}).encode())
@@ -174,7 +126,7 @@ def test_nested_fields_are_named_with_their_path(core: Core) -> None:
     assert core.handle("stock.get", b'{"id":"n-2","sku":"OK-2"}')["error"]["code"] == "unknown_sku"
 
 
-def test_hostile_ids_and_floats_are_refused(core: Core) -> None:
+def test_hostile_ids_and_floats_are_refused(core: CoreThread) -> None:
     for cid in ("\ud800", "a\u0000", "\u202e1"):
         reply = core.handle("ping", json.dumps({"id": cid}).encode())
         assert reply == {"id": None, "ok": False, "error": reply["error"]}
@@ -183,7 +135,7 @@ def test_hostile_ids_and_floats_are_refused(core: Core) -> None:
     assert reply["error"]["code"] == "bad_json"
 
 
-def test_fine_text_still_passes(core: Core) -> None:
+def test_fine_text_still_passes(core: CoreThread) -> None:
     for i, name in enumerate(FINE):
         reply = core.handle("catalog.upsert", json.dumps(
             {"id": f"fine-{i}", "items": [{"sku": f"FINE-{i}", "name": name}]}).encode())
@@ -201,7 +153,7 @@ _values = st.one_of(
 @settings(max_examples=10_000, deadline=None, database=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.data())
-def test_ten_thousand_payloads_and_never_internal(core: Core, data: st.DataObject) -> None:
+def test_ten_thousand_payloads_and_never_internal(core: CoreThread, data: st.DataObject) -> None:
     names = core.app.commands.names()
     name = data.draw(st.sampled_from(names))
     fields = [f.encode_name for f in _fields(core, name)] or ["x"]

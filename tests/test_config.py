@@ -32,6 +32,8 @@ BAD = [
     ("no driver", '[hub]\nid = "h"\n[printers.label]\nhost = "x"\n', "printers.label.driver", "required"),
     ("device not a table", '[hub]\nid = "h"\n[scanners]\nfront = 3\n', "scanners.front", "expected a table"),
     ("bad toml", '[hub\nid = "h"\n', "", "not valid TOML"),
+    ("parcel labels without a printer", '[hub]\nid = "h"\n[locker_policy]\nprint_parcel_labels = true\n',
+     "locker_policy.print_parcel_labels", "need a [printers.NAME] printer"),
 ]
 
 

@@ -89,7 +89,8 @@ def test_a_new_feature_is_one_entry_in_the_feature_list(tmp_path: Path) -> None:
         scanning = app.service(ScanService)
         assert scanning is not None
         assert command(app, "greet")["result"] == {"greeting": "moin", "who": None, "count": 1}
-        app.dispatch(RawScan("front", b"HA:STAFF:ann"))  # staff sign in on the scanner
+        assert app.commands.handle("staff.set", b'{"id": "s1", "staff": "ann", "badge": "ann-b1"}')["ok"]
+        app.dispatch(RawScan("front", b"HA:STAFF:ann-b1"))  # a registered staff member signs in
         reply = command(app, "greet")
         assert reply["ok"], reply
         assert reply["result"] == {"greeting": "moin", "who": "ann", "count": 2}

@@ -10,16 +10,15 @@ in the test from the scenario with plain arithmetic, then compared with
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import pytest
 
-from hubagent.app import App, build_app
+from corethread import CoreThread
+from hubagent.app import build_app
 from hubagent.clock import ManualClock
 from hubagent.config import from_dict
 from hubproc import wait_until
@@ -29,8 +28,8 @@ GTIN = "5901234123457"
 START = datetime(2026, 10, 31, 23, 0, tzinfo=timezone.utc)
 
 
-class Hub:
-    """An in-process hub on a manual clock: a sim scanner, a sim locker bank."""
+class Hub(CoreThread):
+    """An in-process hub on a manual clock: a sim scanner, keypad and locker bank."""
 
     def __init__(self, state: Path) -> None:
         comps = {n: {"lock_pin": lock, "door_pin": door, "size": "M", "pulse_s": 0.3}
@@ -42,23 +41,7 @@ class Hub:
                "lockers": {"bank-a": {"driver": "sim", "compartments": comps}},
                "locker_policy": {"expiry_check_s": 3600.0, "pickup_expiry_s": 30 * 86400}}
         self.clock = ManualClock(wall=START)
-        self.app: App = build_app(from_dict(doc, "<kpi test>"), clock=self.clock)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.app.start(), self.loop).result(30)
-        self.scans = 0
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        async def run() -> Any:
-            return fn()
-        return asyncio.run_coroutine_threadsafe(run(), self.loop).result(30)
-
-    def command(self, name: str, **args: Any) -> dict[str, Any]:
-        args.setdefault("id", f"{name}-{self.clock.monotonic()}-{len(args)}")
-        reply = self.call(lambda: self.app.commands.handle(name, json.dumps(args).encode()))
-        assert reply["ok"], reply
-        return reply["result"]  # type: ignore[no-any-return]
+        super().__init__(build_app(from_dict(doc, "<kpi test>"), clock=self.clock))
 
     def at(self, when: datetime) -> None:
         """Move the hub's clocks forward to ``when``."""
@@ -86,12 +69,6 @@ class Hub:
             self.clock.advance(0.05)
             return predicate()
         return wait_until(step, 15, what, interval=0.02)
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.app.stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 @pytest.fixture

@@ -22,12 +22,15 @@ COMPARTMENTS = [("A1", "S", 5, 17), ("A2", "S", 6, 27), ("A3", "M", 13, 22),
 
 
 def locker_config(path: Path, state: Path, broker: MosquittoBroker | None, *, door_limit: float = 60.0,
-                  pulse: dict[str, float] | None = None, **policy: Any) -> Path:
-    """A hub config with one sim bank, a sim keypad, a sim scanner and (optionally) a broker."""
+                  pulse: dict[str, float] | None = None, extra: tuple[str, ...] = (), **policy: Any) -> Path:
+    """A hub config with one sim bank, a sim keypad, a sim scanner and (optionally) a broker.
+
+    ``extra`` lines go into the scanner's table first, then may open tables of their own.
+    """
     lines = ["[hub]", f'id = "{HUB}"', f'state_dir = "{state}"', 'log_level = "debug"', ""]
     if broker is not None:
         lines.append(mqtt_table(broker.port, telemetry_s=60.0))
-    lines += ["[scanners.front]", 'driver = "sim"', "", "[keypads.front]", 'driver = "sim"', "",
+    lines += ["[scanners.front]", 'driver = "sim"', *extra, "", "[keypads.front]", 'driver = "sim"', "",
               "[lockers.bank-a]", 'driver = "sim"', f"door_open_limit_s = {door_limit}", ""]
     for name, size, lock, door in COMPARTMENTS:
         lines += [f"[lockers.bank-a.compartments.{name}]", f"lock_pin = {lock}", f"door_pin = {door}",
@@ -149,7 +152,7 @@ def test_expiry_staff_retrieval_and_return_dropoff(central: Central, mqtt_broker
                                                    hub_state: Path) -> None:
     hub = start(daemon_factory, tmp_path, hub_state, mqtt_broker)
     central.wait_for_state("online")
-    assert central.command("staff.set", {"staff": "S-7", "code": "2468 0"})["ok"]
+    assert central.command("staff.set", {"staff": "S-7", "code": "2468 0", "badge": "b7-Qx93"})["ok"]
     comp, stored = load(hub, central, "P-200", "S", expires_at=in_seconds(2.5))
     expired = central.wait_for_events(1, timeout=20, kind="parcel.expired")[0]["data"]
     assert expired["parcel"] == "P-200" and expired["stage"] == "stored"
@@ -174,7 +177,7 @@ def test_expiry_staff_retrieval_and_return_dropoff(central: Central, mqtt_broker
     load(hub, central, "P-201", "M", expires_at=in_seconds(2.0))
     central.wait_for(lambda: [e for e in central.events("parcel.expired") if e["data"]["parcel"] == "P-201"],
                      timeout=20, what="P-201 expired")
-    hub.sim("scanners", "scan", code="HA:STAFF:S-7")
+    hub.sim("scanners", "scan", code="HA:STAFF:b7-Qx93")
     hub.sim("scanners", "scan", code="HA:PCL:P-201")
     open_and_close(hub, "A3", "retrieving")
     assert central.wait_for_events(2, kind="parcel.retrieved")[-1]["data"]["parcel"] == "P-201"

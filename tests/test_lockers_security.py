@@ -76,7 +76,7 @@ def test_ten_thousand_wrong_codes_open_nothing(core: Core) -> None:
         # the last 20 guesses come in a burst, so the keypad ends up locked out.
         for n, guess in enumerate(batch):
             burst = last and n >= len(batch) - 20
-            left = svc.limiter.check("front", clock.monotonic())
+            left = svc.limiter.check("keypad:front", clock.monotonic())
             if left > 0 and rng.random() < 0.5 and not burst:
                 clock.advance(left)
             svc.desk.on_code(CodeEntered("front", guess))
@@ -95,16 +95,16 @@ def test_ten_thousand_wrong_codes_open_nothing(core: Core) -> None:
     assert max(e["duration_s"] for e in lockouts) == svc.policy.max_lockout_s
     assert [e["level"] for e in lockouts[:4]] == [1, 2, 3, 4]
     # The front keypad is locked out (an alarm), but another keypad's valid code works.
-    assert svc.limiter.check("front", clock.monotonic()) > 0 and "locker-input:front" in core.app.alerts
+    assert svc.limiter.check("keypad:front", clock.monotonic()) > 0 and "locker-input:keypad:front" in core.app.alerts
     type_code(core, "front", P1_CODE)
     assert core.compartment(c1)["state"] == "occupied"  # refused unchecked while locked out
     type_code(core, "side", P2_CODE)
     wait(lambda: core.compartment(c2)["state"] == "picking", what="side keypad opened P2")
     # Once the lock-out ends, the valid code on the attacked keypad works.
-    core.advance(svc.limiter.check("front", clock.monotonic()))
+    core.advance(svc.limiter.check("keypad:front", clock.monotonic()))
     type_code(core, "front", P1_CODE)
     wait(lambda: core.compartment(c1)["state"] == "picking", what="front keypad opened P1")
-    assert "locker-input:front" not in core.app.alerts
+    assert "locker-input:keypad:front" not in core.app.alerts
     # P1's pulse waits for P2's to end (one pulse per bank at a time).
     core.tick_until(lambda: len(pulses(lock_pin(core, c1))) > before[c1], what="P1 pulse")
     final = {c: len(pulses(lock_pin(core, c))) for c in LOCKS}
@@ -124,8 +124,10 @@ def test_codes_are_stored_only_as_keyed_hashes(core: Core, tmp_path: Path, caplo
     rows = core.call(lambda: core.app.store.query("SELECT hash, purpose FROM locker_codes ORDER BY id"))
     assert [(r["purpose"], r["hash"]) for r in rows] == [
         ("pickup", codes.hash_code(secret, pickup, "pickup")),
-        ("return", codes.hash_code(secret, ret, "return")),
-        ("staff", codes.hash_code(secret, staff, "staff"))]
+        ("return", codes.hash_code(secret, ret, "return"))]
+    # Staff codes live in the staff registry, hashed the same way.
+    staff_rows = core.call(lambda: core.app.store.query("SELECT code_hash FROM staff_members"))
+    assert [r["code_hash"] for r in staff_rows] == [codes.hash_code(secret, staff, "staff")]
     core.call(core.app.store.checkpoint)
     raw = b"".join(p.read_bytes() for p in tmp_path.glob("hubagent.db*"))
     for plain in (pickup, ret, staff, secret.hex()):

@@ -8,17 +8,16 @@ SQLite file and a simulated scanner on a pseudo-terminal.
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Callable, Iterator
 
 import pytest
 
 from central import Central
 from fixtures_mqtt import MosquittoBroker
-from hubagent.app import App, build_app
+from corethread import CoreThread
+from hubagent.app import build_app
 from hubagent.clock import ManualClock
 from hubagent.config import from_dict
 from hubproc import wait_until
@@ -28,8 +27,8 @@ MONDAY_0700 = datetime(2026, 11, 30, 6, 0, tzinfo=timezone.utc)
 TEA = {"sku": "TEA-1", "name": "Green tea", "gtins": ["05901234123457"]}
 
 
-class Hub:
-    """The app on its own loop thread."""
+class Hub(CoreThread):
+    """The hub in-process on a manual clock, connected to the test's broker."""
 
     def __init__(self, state: Path, broker: MosquittoBroker) -> None:
         doc = {
@@ -43,28 +42,10 @@ class Hub:
                         "holidays": ["2026-12-25"], "publish_days": 2},
         }
         self.clock = ManualClock(wall=MONDAY_0700)
-        self.app: App = build_app(from_dict(doc, "<restock test>"), clock=self.clock)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.app.start(), self.loop).result(30)
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        fut = asyncio.run_coroutine_threadsafe(_run(fn), self.loop)
-        return fut.result(30)
+        super().__init__(build_app(from_dict(doc, "<restock test>"), clock=self.clock))
 
     def scan(self, code: str) -> None:
         self.call(lambda: self.app.sim_command("scanners", "front", "scan", {"code": code}))
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.app.stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
-async def _run(fn: Callable[[], Any]) -> Any:
-    return fn()
 
 
 @pytest.fixture

@@ -99,6 +99,8 @@ def test_every_workflow_from_pty_to_central(hub: Daemon, central: Central, tmp_p
     kinds: list[str] = []
     assert central.command("catalog.upsert", {"items": CATALOG}, id="cat")["ok"]
     kinds.append("catalog.updated")
+    assert central.command("staff.set", {"staff": "anna", "badge": "anna"}, id="staff")["ok"]
+    kinds.append("staff.updated")
 
     # receive without an expected delivery (the CLI path once, as staff would type it)
     done = hub.cli("sim", "--state-dir", str(hub.state_dir), "scan", "HA:MODE:RECEIVE")

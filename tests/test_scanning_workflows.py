@@ -87,10 +87,20 @@ class Hub:
         return int(self.app.store.query("SELECT COUNT(*) AS n FROM movements")[0]["n"])
 
 
+STAFF = ("anna", "bob", "cy", "dee")
+
+
+def register_staff(h: Hub) -> None:
+    """Central registers the staff the tests sign in with (badge = staff id here)."""
+    for who in STAFF:
+        assert h.cmd("staff.set", id=f"st-{who}", staff=who, badge=who)["ok"]
+
+
 @pytest.fixture
 def hub(tmp_path: Path) -> Iterator[Hub]:
     h = Hub(tmp_path)
     assert h.cmd("catalog.upsert", id="cat", items=CATALOG)["ok"]
+    register_staff(h)
     yield h
     h.close()
 
@@ -295,6 +305,7 @@ def test_device_rejection_and_long_garbage_are_reported_with_safe_excerpt(hub: H
 def test_mode_staff_and_open_pick_survive_a_restart_but_the_bin_does_not(tmp_path: Path) -> None:
     h = Hub(tmp_path)
     h.cmd("catalog.upsert", id="cat", items=CATALOG)
+    register_staff(h)
     h.cmd("pick.request", id="p1", pick="PK-9", lines=[{"sku": "MUG-2", "qty": 3}])
     h.scan("HA:MODE:PICK")
     h.scan("HA:STAFF:bob")

@@ -11,7 +11,7 @@ from selenium.webdriver.common.by import By
 
 from test_web_kiosk import store_parcel, type_code
 from test_web_staff import STAFF_CODE, sign_in
-from web_harness import WebHub, browser, mock_pin_factory, submit, web_hub  # noqa: F401
+from web_harness import WebHub, browser, submit, web_hub  # noqa: F401
 
 AXE = (Path(__file__).parent / "vendor" / "axe.min.js").read_text()
 

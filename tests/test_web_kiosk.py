@@ -10,7 +10,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from hubproc import wait_until
-from web_harness import WebHub, browser, mock_pin_factory, screenshot, submit, web_hub  # noqa: F401
+from web_harness import WebHub, browser, screenshot, submit, web_hub  # noqa: F401
 
 
 def settle(hub: WebHub, predicate: Any, what: str, timeout: float = 15.0) -> Any:
@@ -153,3 +153,20 @@ def test_kiosk_idle_returns_to_start(web_hub: WebHub, browser: Any) -> None:
         assert d.find_element(By.ID, "pickup")
     finally:
         d.execute_cdp_cmd("Page.removeScriptToEvaluateOnNewDocument", {"identifier": script["identifier"]})
+
+
+def test_return_with_no_room_tells_the_customer(web_hub: WebHub, browser: Any) -> None:
+    hub, d = web_hub, browser
+    for comp in ("A5", "A6"):  # both large compartments are out of service
+        hub.command("locker.service", bank="bank-a", compartment=comp, in_service=False, reason="repair")
+    hub.command("return.expect", **{"return": "R-L", "size": "L", "code": "246813"})
+    d.get(f"{hub.base}/kiosk")
+    submit(d, d.find_element(By.ID, "return"))
+    type_code(d, "246813")
+    submit(d, d.find_element(By.ID, "submit"))
+    assert outcome(d) == "no_space", d.page_source
+    assert "No compartment of the right size is free" in d.page_source
+    screenshot(d, "kiosk-return-no-space")
+    refused = settle(hub, lambda: hub.events("return.refused"), "return.refused")[0]
+    assert refused == {**refused, "return": "R-L", "reason": "no_compartment", "size": "L"}
+    assert {compartment(hub, c)["state"] for c in ("A5", "A6")} == {"free"}

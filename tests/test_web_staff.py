@@ -14,7 +14,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from test_web_kiosk import compartment, settle
-from web_harness import WebHub, browser, mock_pin_factory, screenshot, submit, web_hub  # noqa: F401
+from web_harness import WebHub, browser, screenshot, submit, web_hub  # noqa: F401
 
 STAFF_CODE = "246801"
 
@@ -44,6 +44,49 @@ def test_unregistered_code_signs_nobody_in(web_hub: WebHub, browser: Any) -> Non
     d.get(f"{hub.base}/staff")
     assert d.current_url.endswith("/staff/login")
     assert hub.events("locker.code_rejected")[-1]["source"].startswith("web-")
+
+
+def sign_in_badge(hub: WebHub, d: Any, badge: str, pin: str) -> None:
+    d.delete_all_cookies()
+    d.get(f"{hub.base}/staff/login")
+    d.find_element(By.ID, "badge").send_keys(badge)
+    if pin:
+        d.find_element(By.ID, "pin").send_keys(pin)
+    submit(d, d.find_element(By.ID, "signin"))
+
+
+def test_badge_and_pin_sign_in_checks_the_registry(web_hub: WebHub, browser: Any) -> None:
+    hub, d = web_hub, browser
+    hub.command("staff.set", staff="S-9", badge="Q4-s9-badge", pin="8642")
+    hub.command("staff.set", staff="S-10", badge="Q4-s10-badge")  # a badge with no PIN
+    attempts = [("HA-mallory", "8642"), ("Q4-s9-badge", "1111"), ("Q4-s9-badge", ""), ("Q4-s10-badge", "")]
+    for badge, pin in attempts:  # unregistered, wrong PIN, no PIN, a badge alone
+        sign_in_badge(hub, d, badge, pin)
+        assert "not registered" in d.find_element(By.ID, "problem").text
+        d.get(f"{hub.base}/staff")
+        assert d.current_url.endswith("/staff/login")
+    rejected = hub.events("locker.code_rejected")
+    assert [e["reason"] for e in rejected] == ["unknown_staff", "wrong_pin", "wrong_pin", "wrong_pin"]
+    assert {e["source"] for e in rejected} == {"web-127.0.0.1"}
+    sign_in_badge(hub, d, "Q4-s9-badge", "8642")
+    assert d.current_url.endswith("/staff") and "Signed in as S-9" in d.page_source
+    # Revoked: the same badge and PIN sign nobody in.
+    hub.command("staff.revoke", staff="S-9")
+    sign_in_badge(hub, d, "Q4-s9-badge", "8642")
+    assert "not registered" in d.find_element(By.ID, "problem").text
+
+
+def test_failed_sign_ins_lock_out_the_address_not_the_keypad(web_hub: WebHub, browser: Any) -> None:
+    hub, d = web_hub, browser
+    hub.command("staff.set", staff="S-7", code=STAFF_CODE)
+    for _ in range(5):  # max_failures of the sim config
+        sign_in(hub, d, "999999")
+    locked = hub.events("locker.lockout")[-1]
+    assert locked["input"] == "web:127.0.0.1" and locked["source"] == "web-127.0.0.1"
+    sign_in(hub, d, STAFF_CODE)
+    assert d.find_element(By.ID, "problem") and d.current_url.endswith("/staff/login")
+    # The keypad of the hub is not locked out by the browser's failures.
+    assert hub.status()["lockers"]["lockouts"].keys() == {"web:127.0.0.1"}
 
 
 def test_dashboard_lives_and_actions_are_commands(web_hub: WebHub, browser: Any) -> None:
@@ -97,6 +140,17 @@ def test_dashboard_lives_and_actions_are_commands(web_hub: WebHub, browser: Any)
         "SELECT detail FROM locker_audit WHERE compartment='A3' ORDER BY seq"))
     assert any("cleaning" in (r["detail"] or "") for r in audit), audit
     hub.sim("lockers", "bank-a", "close", compartment="A3")
+
+    # A compartment taken out of service from the page (the locker.service command), then put back.
+    d.get(f"{hub.base}/staff/lockers")
+    d.find_element(By.ID, "service-reason-A4").send_keys("hinge broken")
+    submit(d, d.find_element(By.ID, "service-A4"))
+    assert "Done." in d.find_element(By.ID, "reply").text
+    assert compartment(hub, "A4")["out_of_service"]["reason"] == "hinge broken"
+    assert "hinge broken" in d.find_element(By.CSS_SELECTOR, '[data-compartment="bank-a/A4"]').text
+    submit(d, d.find_element(By.ID, "service-A4"))
+    assert "Done." in d.find_element(By.ID, "reply").text
+    assert compartment(hub, "A4")["in_service"] is True
 
     # A reprint of a printed label.
     hub.sim("printers", "label", "paper-in")

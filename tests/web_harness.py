@@ -8,20 +8,18 @@ Chromium and chromedriver come from Debian's ``chromium`` and
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import json
 import os
 import shutil
-import threading
 import tomllib
 from importlib import resources
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Iterator
 
 import pytest
 
-from hubagent.app import App, build_app
+from corethread import CoreThread
+from hubagent.app import build_app
 from hubagent.clock import ManualClock
 from hubagent.config import from_dict
 
@@ -31,7 +29,7 @@ SCREENSHOTS = Path(os.environ.get("HUBAGENT_ARTIFACTS", Path(__file__).resolve()
 SIZES = {"pi-touch": (800, 480), "laptop": (1366, 768)}
 
 
-class WebHub:
+class WebHub(CoreThread):
     """A sim hub on its own loop thread, with its pages on 127.0.0.1 and a manual clock."""
 
     def __init__(self, state: Path, **web: Any) -> None:
@@ -39,34 +37,10 @@ class WebHub:
         doc["hub"]["state_dir"] = str(state)
         doc["web"] = {**doc.get("web", {}), "listen": "127.0.0.1:0", **web}
         self.clock = ManualClock()
-        self.app: App = build_app(from_dict(doc, "<web test>"), simulated=True, clock=self.clock)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.app.start(), self.loop).result(30)
+        super().__init__(build_app(from_dict(doc, "<web test>"), simulated=True, clock=self.clock))
         urls = self.call(lambda: self.app.status()["web"]["urls"])
         assert urls, self.call(lambda: self.app.status()["alerts"])
         self.base = urls[0].rsplit("/", 1)[0]
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        """Run ``fn`` on the core thread and return its result."""
-        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                fut.set_result(fn())
-            except BaseException as e:
-                fut.set_exception(e)
-
-        self.loop.call_soon_threadsafe(run)
-        return fut.result(30)
-
-    def command(self, name: str, **payload: Any) -> dict[str, Any]:
-        """A command as central sends it; asserts it succeeded and returns the result."""
-        payload.setdefault("id", f"t-{name}-{os.urandom(4).hex()}")
-        reply = self.call(lambda: self.app.commands.handle(name, json.dumps(payload).encode()))
-        assert reply["ok"], reply
-        return reply["result"]  # type: ignore[no-any-return]
 
     def sim(self, role: str, name: str | None, verb: str, **args: Any) -> dict[str, Any]:
         """A simulated device's verb."""
@@ -82,31 +56,9 @@ class WebHub:
             "SELECT data FROM outbox WHERE kind=? ORDER BY seq", (kind,)))
         return [json.loads(r["data"]) for r in rows]
 
-    def close(self) -> None:
-        """Stop the hub and its loop."""
-        asyncio.run_coroutine_threadsafe(self.app.stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
 
 @pytest.fixture
-def mock_pin_factory() -> Iterator[Any]:
-    """gpiozero's pins as a fresh MockFactory for the sim locker bank."""
-    from gpiozero import Device
-    from gpiozero.pins.mock import MockFactory
-
-    old = Device.pin_factory
-    Device.pin_factory = factory = MockFactory()
-    try:
-        yield factory
-    finally:
-        factory.reset()
-        Device.pin_factory = old
-
-
-@pytest.fixture
-def web_hub(tmp_path: Path, mock_pin_factory: Any) -> Iterator[WebHub]:
+def web_hub(tmp_path: Path, mock_pins: Any) -> Iterator[WebHub]:
     """A running sim hub with its pages."""
     hub = WebHub(tmp_path / "state")
     try:

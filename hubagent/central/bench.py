@@ -15,12 +15,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import pwd
 import shutil
-import socket
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -30,6 +26,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from hubagent.bench.broker import broker
 from hubagent.central import books
 from hubagent.central.books import Incoming
 from hubagent.central.db import Database
@@ -85,34 +82,12 @@ def ingest_rate(url: str, n: int, hubs: int = 200) -> float:
 
 @contextmanager
 def _broker() -> Iterator[int]:
-    """A private Mosquitto without queue limits on a free port."""
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not os.access(exe, os.X_OK):
-        raise RuntimeError("mosquitto is not installed (apt-get install mosquitto)")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    """A private Mosquitto without queue limits on a free port (the hub bench's own)."""
     work = Path(tempfile.mkdtemp(prefix="hubctl-bench-"))
-    conf = work / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
-                    f"user {pwd.getpwuid(os.getuid()).pw_name}\nmax_queued_messages 0\n"
-                    "log_type error\n")
-    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("mosquitto did not start") from None
-                time.sleep(0.05)
-        yield port
+        with broker(work) as port:
+            yield port
     finally:
-        proc.terminate()
-        proc.wait(10)
         shutil.rmtree(work, ignore_errors=True)
 
 

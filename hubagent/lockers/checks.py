@@ -46,6 +46,12 @@ def check_gpio_pins(config: "Config") -> None:
         raise ValueError(f"{key}: {message}") from None
 
 
+def check_parcel_labels(config: "Config") -> None:
+    """``print_parcel_labels`` needs a printer to print on (else every assign would be refused)."""
+    if LOCKER_POLICY.of(config).print_parcel_labels and not config.devices_of("printers"):
+        raise ValueError("locker_policy.print_parcel_labels: parcel labels need a [printers.NAME] printer")
+
+
 def check_token_key(config: "Config") -> None:
     """Raise ValueError("locker_policy.token_public_key: ...") when the key cannot be loaded."""
     if not config.devices_of("lockers"):

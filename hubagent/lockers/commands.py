@@ -19,7 +19,9 @@ from msgspec import Meta
 
 from hubagent.commands import CommandArgs, CommandContext
 from hubagent.errors import CommandError, InputError
-from hubagent.lockers import codes, repo
+from hubagent.interfaces import LabelQueue
+from hubagent.lockers import barcodes, codes, loading, repo
+from hubagent.lockers.service_state import LockerServiceArgs, ServiceCommands
 from hubagent.lockers import state as sm
 from hubagent.lockers.state import Purpose, State
 
@@ -49,6 +51,14 @@ class ParcelAssign(CommandArgs, frozen=True):
     expires_at: str | None = None
     pickup: Literal["generate"] | CodeSpec = "generate"
     bank: Name | None = None
+    # Carrier tracking numbers and/or SSCCs already on the parcel (lockers/barcodes.py).
+    barcodes: list[str] = msgspec.field(default_factory=list)
+    # "chilled" only lands in a chilled compartment, "ambient" only in an ambient one.
+    temperature: Literal["ambient", "chilled"] = "ambient"
+    # "now" reserves a compartment at once; "on_load" when the courier scans the parcel.
+    allocate: Literal["now", "on_load"] = "now"
+    # Queue the parcel's HA:PCL label on the printer (also [locker_policy] print_parcel_labels).
+    label: bool = False
 
 
 class ParcelCancel(CommandArgs, frozen=True):
@@ -63,15 +73,6 @@ class ReturnExpect(CommandArgs, frozen=True):
     # "return" is a Python keyword, hence the rename.
     return_id: Id = msgspec.field(name="return")
     size: Size
-    code: str | None = None
-    code_hash: str | None = None
-    expires_at: str | None = None
-
-
-class StaffSet(CommandArgs, frozen=True):
-    """``staff.set``: give a staff member a keypad code (or revoke it with neither code nor hash)."""
-
-    staff: Id
     code: str | None = None
     code_hash: str | None = None
     expires_at: str | None = None
@@ -95,9 +96,10 @@ class ClearFault(CommandArgs, frozen=True):
 class LockerCommands:
     """Handlers of the locker commands."""
 
-    def __init__(self, svc: "LockerService") -> None:
-        """Use ``svc`` for allocation, releases and the code secret."""
+    def __init__(self, svc: "LockerService", labels: LabelQueue | None = None) -> None:
+        """Use ``svc`` for allocation, releases and the code secret; ``labels`` to print parcel labels."""
         self.svc = svc
+        self.labels = labels
 
     def register(self, app: "App") -> None:
         """Add every locker command to the dispatcher."""
@@ -105,9 +107,9 @@ class LockerCommands:
         c.register("parcel.assign", self.assign, ParcelAssign)
         c.register("parcel.cancel", self.cancel, ParcelCancel)
         c.register("return.expect", self.expect_return, ReturnExpect)
-        c.register("staff.set", self.staff_set, StaffSet)
         c.register("locker.open", self.open, LockerOpen)
         c.register("locker.clear_fault", self.clear_fault, ClearFault)
+        c.register("locker.service", ServiceCommands(self.svc).handle, LockerServiceArgs)
 
     # -- codes --------------------------------------------------------------------
     def _hash(self, tx: Any, purpose: str, code: str | None, code_hash: str | None) -> str | None:
@@ -143,25 +145,41 @@ class LockerCommands:
         if repo.parcel(tx, args.parcel) is not None:
             raise CommandError("duplicate_parcel", f"parcel {args.parcel} is already known")
         expires_at = self._expiry(args.expires_at)
-        bank, comp = self.svc.allocate(tx, args.size, args.bank)
-        row = repo.compartment(tx, bank, comp)
-        assert row is not None
-        target = sm.assign(State(row["state"]))
+        found = barcodes.parse_barcodes(args.barcodes)
+        bank: str | None = None
+        comp: str | None = None
+        if args.allocate == "now":
+            bank, comp = self.svc.allocate(tx, args.size, args.bank, temperature=args.temperature)
+        elif args.bank is not None:
+            self.svc.bank(args.bank)
         generate = args.pickup == "generate"
         now = repo.format_time(self.svc.wall())
         tx.execute("INSERT INTO locker_parcels(id, size, state, bank, compartment, expires_at, generate, "
-                   "assigned_by, created_at, updated_at) VALUES (?, ?, 'assigned', ?, ?, ?, ?, ?, ?, ?)",
-                   (args.parcel, args.size, bank, comp, expires_at, int(generate), ctx.id, now, now))
+                   "assigned_by, created_at, updated_at, temperature) "
+                   "VALUES (?, ?, 'assigned', ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (args.parcel, args.size, bank, comp, expires_at, int(generate), ctx.id, now, now,
+                    args.temperature))
+        loading.record_barcodes(tx, args.parcel, found)
         if isinstance(args.pickup, CodeSpec):
             code_hash = self._hash(tx, "pickup", args.pickup.code, args.pickup.code_hash)
             if code_hash is None:
                 raise CommandError("bad_args", "pickup needs code or code_hash (or \"generate\")")
             repo.add_code(tx, code_hash, "pickup", args.parcel, expires_at)
-        repo.update_compartment(tx, bank, comp, state=target.value, item_kind="parcel", item_id=args.parcel)
+        if bank is not None and comp is not None:
+            row = repo.compartment(tx, bank, comp)
+            assert row is not None
+            repo.update_compartment(tx, bank, comp, state=sm.assign(State(row["state"])).value,
+                                    item_kind="parcel", item_id=args.parcel)
         repo.audit(tx, "assigned", bank=bank, compartment=comp, ref=args.parcel, source=ctx.source,
-                   command=ctx.id, size=args.size)
-        result = {"parcel": args.parcel, "bank": bank, "compartment": comp,
-                  "size": self.svc.layouts[bank][comp].size, "expires_at": expires_at}
+                   command=ctx.id, size=args.size, temperature=args.temperature,
+                   barcodes=[b.code for b in found])
+        result: dict[str, Any] = {
+            "parcel": args.parcel, "bank": bank, "compartment": comp,
+            "size": self.svc.layouts[bank][comp].size if bank and comp else args.size,
+            "expires_at": expires_at, "temperature": args.temperature}
+        if args.label or self.svc.policy.print_parcel_labels:
+            result["label_job"] = loading.queue_label(self.labels, tx, args.parcel, comp,
+                                                      self.svc.app.hub_id)
         ctx.tx.emit("parcel.assigned", {**result, "command": ctx.id})
         return result
 
@@ -171,6 +189,8 @@ class LockerCommands:
         parcel = repo.parcel(tx, args.parcel)
         if parcel is None or parcel["state"] not in ("assigned", "stored"):
             raise CommandError("wrong_state", f"parcel {args.parcel} cannot be cancelled now")
+        if parcel["bank"] is None:
+            return self._cancel_unplaced(ctx, args.parcel)
         row = repo.compartment(tx, parcel["bank"], parcel["compartment"])
         assert row is not None
         try:
@@ -188,6 +208,15 @@ class LockerCommands:
         result = {"parcel": args.parcel, "bank": parcel["bank"], "compartment": parcel["compartment"],
                   "state": target.value}
         tx.emit("parcel.cancelled", {**result, "command": ctx.id})
+        return result
+
+    def _cancel_unplaced(self, ctx: CommandContext, parcel: str) -> dict[str, Any]:
+        """Cancel a parcel that waits for its load scan with no compartment yet."""
+        repo.set_item_state(ctx.tx, "parcel", parcel, "cancelled")
+        repo.spend_codes_of(ctx.tx, "pickup", parcel, "cancelled")
+        repo.audit(ctx.tx, "cancelled", ref=parcel, command=ctx.id)
+        result = {"parcel": parcel, "bank": None, "compartment": None, "state": "cancelled"}
+        ctx.tx.emit("parcel.cancelled", {**result, "command": ctx.id})
         return result
 
     def expect_return(self, ctx: CommandContext, args: ReturnExpect) -> dict[str, Any]:
@@ -210,19 +239,6 @@ class LockerCommands:
         repo.audit(tx, "return_expected", ref=args.return_id, source=ctx.source, command=ctx.id)
         result = {"return": args.return_id, "size": args.size, "expires_at": expires_at}
         tx.emit("return.expected", {**result, "command": ctx.id})
-        return result
-
-    def staff_set(self, ctx: CommandContext, args: StaffSet) -> dict[str, Any]:
-        """Replace (or revoke) one staff member's keypad code."""
-        tx = ctx.tx
-        repo.spend_codes_of(tx, "staff", args.staff, "replaced")  # rolled back if the new one is refused
-        code_hash = self._hash(tx, "staff", args.code, args.code_hash)
-        expires_at = self._expiry(args.expires_at)
-        if code_hash is not None:
-            repo.add_code(tx, code_hash, "staff", args.staff, expires_at)
-        repo.audit(tx, "staff_code", ref=args.staff, command=ctx.id, revoked=code_hash is None)
-        result = {"staff": args.staff, "active": code_hash is not None, "expires_at": expires_at}
-        tx.emit("staff.updated", {**result, "command": ctx.id})
         return result
 
     def open(self, ctx: CommandContext, args: LockerOpen) -> dict[str, Any]:

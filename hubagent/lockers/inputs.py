@@ -5,9 +5,18 @@ and ``HA:RET:`` codes one purpose each. A code is normalised, then its
 keyed hash for each purpose is compared in constant time
 (``hmac.compare_digest``) with every live code of that purpose - the loop
 never stops early, so timing does not tell how close a guess was. Wrong
-codes count against the input device (:class:`AttemptLimiter`); a locked
-out device is refused without checking, while every other device goes on
-working. Every attempt is audited and sent as an event, never with the code.
+codes count against the input device's identity, its role and name
+(:func:`~hubagent.lockers.lockout.input_key`: a keypad and a scanner both
+named ``front`` are two devices); a locked out device is refused without
+checking, while every other device goes on working. Every attempt is
+audited and sent as an event naming the source, never with the code.
+
+Staff are checked against the staff registry (``staff.set``) at the moment
+they act: a keypad staff code is looked up there, and a scanner's signed-in
+staff member must still be registered. With ``[staff] require_pin`` a badge
+scanned on scanner ``X`` waits for the PIN on keypad ``X``: the next code
+typed there is checked as that PIN (it counts against the keypad like a
+wrong code when it is not), never as a pickup code.
 """
 
 from __future__ import annotations
@@ -20,8 +29,12 @@ from typing import TYPE_CHECKING, Any
 
 from hubagent.errors import CommandError, InputError
 from hubagent.events import CodeEntered
-from hubagent.interfaces import StaffDirectory
-from hubagent.lockers import codes, repo
+from hubagent.interfaces import BadgePins, StaffDirectory, StaffRecords
+from hubagent.lockers import barcodes, codes, loading, repo
+from hubagent.lockers.couriers import CourierDesk
+from hubagent.lockers.loading import Loader
+from hubagent.lockers.lockout import input_key
+from hubagent.lockers.signins import WhoIsSignedIn
 from hubagent.lockers.feedback import KeypadFeedback
 from hubagent.lockers.state import Purpose, State
 from hubagent.ports import FeedbackPattern
@@ -64,35 +77,79 @@ class Attempt:
 class CodeDesk:
     """Checks codes and scans and asks the service for the matching release."""
 
-    def __init__(self, svc: "LockerService", staff: StaffDirectory | None = None) -> None:
-        """Use ``svc`` for releases, its limiter, secret and clock; ``staff`` for who is signed in."""
+    def __init__(self, svc: "LockerService", staff: StaffDirectory | None = None, *,
+                 records: StaffRecords | None = None, pins: BadgePins | None = None) -> None:
+        """Use ``svc`` for releases, its limiter, secret and clock; ``staff`` for who is signed in.
+
+        ``records`` is the staff registry every staff action is checked
+        against (None: nobody is staff); ``pins`` the badges waiting for a PIN.
+        """
         self.svc = svc
         self.staff = staff
+        self.records = records
+        self.pins = pins
         self.app = svc.app
         self.store = svc.store
         self._failed_sources: set[str] = set()
         self.feedback = KeypadFeedback(svc.app)
+        self.couriers = CourierDesk(svc, self)
+        self.who = WhoIsSignedIn(self.couriers.sessions, self._staff_on)
+        """Who is signed in at an input: couriers, then staff."""
+        self.loader = Loader(svc, self.who, self.couriers.sessions.touch)
 
     # -- input sources ------------------------------------------------------------
     def on_code(self, ev: CodeEntered) -> None:
-        """A code typed on a keypad (core thread); its outcome is played on the keypad's feedback."""
+        """A code typed on a keypad (core thread): a PIN awaited there, a courier's code, or a locker code."""
+        if self._pin_awaited(ev.source) is not None:
+            self._pin(ev.source, ev.code)
+            return
+        if self.couriers.sign_in_code(ev.source, ev.code):
+            log.info("keypad %s: courier signed in", ev.source)
+            return
         attempt = self.attempt(ev.source, ev.code, KEYPAD_PURPOSES)
         log.info("keypad %s: code %s (%s)", ev.source, attempt.outcome.value,
                  attempt.reason)  # the code itself is never logged
         self.feedback.play(ev.source, attempt)
 
+    def _pin_awaited(self, keypad: str) -> str | None:
+        return self.pins.pin_awaited(keypad) if self.pins is not None else None
+
+    def _pin(self, keypad: str, raw: str) -> None:
+        """Check a PIN typed on ``keypad`` for the badge scanned on the scanner of that name."""
+        key = input_key("keypad", keypad)
+        now = self.svc.clock.monotonic()
+        staff = self._pin_awaited(keypad)
+        registry, pins = self.records, self.pins
+        if staff is None or registry is None or pins is None:
+            return
+        wait = self.svc.limiter.check(key, now)
+        if wait > 0:
+            self._rejected(keypad, "locked_out", retry_in_s=round(wait, 1))
+            pins.pin_result(keypad, None, "locked_out")
+            return
+        if not registry.pin_matches(self.store.conn, staff, raw):
+            self._failure(keypad, key, now, "wrong_pin")
+            pins.pin_result(keypad, None, "wrong_pin")
+            return
+        self.svc.limiter.success(key, now)
+        with self.store.write() as tx:
+            repo.audit(tx, "staff_sign_in", ref=staff, source=keypad, by="badge_and_pin")
+        pins.pin_result(keypad, staff, "")
+
     def scan_parcel(self, scan: Any, scanner: str) -> FeedbackPattern:
         """``HA:PCL:<id>``: load a reserved parcel, or staff retrieve a stored one."""
-        parcel = repo.parcel(self.store.conn, scan.value)
+        return self.parcel_scanned(scan.value, scanner)
+
+    def parcel_scanned(self, parcel_id: str, scanner: str) -> FeedbackPattern:
+        """A parcel identified by its label or a barcode on it: load it, or staff retrieve it."""
+        parcel = repo.parcel(self.store.conn, parcel_id)
+        if parcel is not None and parcel["state"] == "assigned":
+            return self.loader.load(parcel, scanner)  # its own compartment, or one chosen now
         if parcel is None or not parcel["bank"]:
             return FeedbackPattern.ERROR
         try:
+            staff = self._staff_on(scanner)
             with self.store.write() as tx:
-                if parcel["state"] == "assigned":
-                    self.svc.release(tx, parcel["bank"], parcel["compartment"], Purpose.LOAD,
-                                     source=scanner, reason="load")
-                    return FeedbackPattern.OK
-                staff = self._staff_on(scanner)
                 allowed = ("expired",) if self.svc.policy.staff_retrieval == "expired" else ("expired", "stored")
                 if staff is None or parcel["state"] not in allowed:
                     return FeedbackPattern.ERROR
@@ -103,30 +160,47 @@ class CodeDesk:
             log.info("parcel scan on %s refused: %s", scanner, e.message)
             return FeedbackPattern.ERROR
 
+    def scan_barcode(self, data: bytes, symbology: str | None, scanner: str) -> FeedbackPattern | None:
+        """A read that is a live parcel's tracking number or SSCC: as its label; None otherwise."""
+        key = barcodes.scan_key(data, symbology)
+        parcel = loading.parcel_by_barcode(self.store.conn, key) if key else None
+        return None if parcel is None else self.parcel_scanned(parcel["id"], scanner)
+
     def scan_pickup(self, scan: Any, scanner: str) -> FeedbackPattern:
         """``HA:PICKUP:<code>`` shown to the locker camera or a scanner."""
-        return _feedback(self.submit(scanner, scan.value, ("pickup",)))
+        return _feedback(self.attempt(scanner, scan.value, ("pickup",), role="scanner").outcome)
 
     def scan_return(self, scan: Any, scanner: str) -> FeedbackPattern:
         """``HA:RET:<code>``: a return label's code."""
-        return _feedback(self.submit(scanner, scan.value, ("return",)))
+        return _feedback(self.attempt(scanner, scan.value, ("return",), role="scanner").outcome)
 
     def _staff_on(self, scanner: str) -> str | None:
-        return self.staff.staff_for(scanner) if self.staff is not None else None
+        """The staff member signed in on ``scanner`` if the registry still has them."""
+        staff = self.staff.staff_for(scanner) if self.staff is not None else None
+        if staff is None or self.records is None:
+            return None
+        member = self.records.member(self.store.conn, staff)
+        return member.id if member is not None else None
 
     # -- checking -------------------------------------------------------------------
-    def submit(self, source: str, raw: str, purposes: tuple[str, ...]) -> Outcome:
+    def submit(self, source: str, raw: str, purposes: tuple[str, ...], *, role: str = "keypad") -> Outcome:
         """Check one attempt from ``source`` and open what it entitles to."""
-        return self.attempt(source, raw, purposes).outcome
+        return self.attempt(source, raw, purposes, role=role).outcome
 
-    def attempt(self, source: str, raw: str, purposes: tuple[str, ...]) -> "Attempt":
-        """Like :meth:`submit`, with what a screen tells the person: door, reason, wait."""
+    def attempt(self, source: str, raw: str, purposes: tuple[str, ...], *,
+                role: str = "keypad") -> "Attempt":
+        """Like :meth:`submit`, with what a screen tells the person: door, reason, wait.
+
+        ``role`` is the kind of input device ``source`` is (``keypad``,
+        ``scanner``, ``kiosk``, ``web``); with its name it keys the lock-out.
+        """
+        key = input_key(role, source)
         now = self.svc.clock.monotonic()
-        wait = self.svc.limiter.check(source, now)
+        wait = self.svc.limiter.check(key, now)
         if wait > 0:
             self._rejected(source, "locked_out", retry_in_s=round(wait, 1))
             return Attempt(Outcome.LOCKED_OUT, "locked_out", retry_in_s=round(wait, 1))
-        self.app.set_alert(f"locker-input:{source}", None)
+        self.app.set_alert(f"locker-input:{key}", None)
         found, reason = self._find(raw, purposes)
         if found is None and reason == "expired":
             # Not counted towards a lock-out: only someone who once held the
@@ -135,8 +209,8 @@ class CodeDesk:
             self._rejected(source, reason)
             return Attempt(Outcome.REJECTED, reason)
         if found is None:
-            self._failure(source, now, reason)
-            left = self.svc.limiter.check(source, self.svc.clock.monotonic())
+            self._failure(source, key, now, reason)
+            left = self.svc.limiter.check(key, self.svc.clock.monotonic())
             return Attempt(Outcome.REJECTED, reason, retry_in_s=round(left, 1) if left > 0 else None)
         purpose, row = found
         try:
@@ -146,39 +220,68 @@ class CodeDesk:
                            source=source, purpose=purpose)
             # Only an opening forgives earlier failures: a live code that opens
             # nothing now (a parcel not loaded yet) neither counts nor resets.
-            self.svc.limiter.success(source, now)
+            self.svc.limiter.success(key, now)
             return Attempt(Outcome.OPENED, purpose, bank=opened[0], compartment=opened[1])
         except CommandError as e:
             with self.store.write() as tx:
                 repo.audit(tx, "code_no_action", ref=row["ref"], source=source, purpose=purpose,
                            why=e.code)
                 tx.emit("locker.code_no_action", {"source": source, "purpose": purpose, "reason": e.code})
+                if purpose == "return" and e.code == "no_compartment":
+                    ret = repo.return_row(tx, row["ref"]) or {}
+                    tx.emit("return.refused", {"return": row["ref"], "reason": e.code, "size": ret.get("size"),
+                                               "source": source})
             return Attempt(Outcome.NOTHING, e.code)
 
-    def lockout_left(self, source: str) -> float:
-        """Seconds ``source`` stays locked out (0 when it may try)."""
-        return float(self.svc.limiter.check(source, self.svc.clock.monotonic()))
+    def lockout_left(self, role: str, name: str) -> float:
+        """Seconds input ``role``/``name`` stays locked out (0 when it may try)."""
+        return float(self.svc.limiter.check(input_key(role, name), self.svc.clock.monotonic()))
 
-    def identify_staff(self, source: str, raw: str) -> str | None:
+    def identify_staff(self, source: str, raw: str, *, role: str = "web", name: str | None = None) -> str | None:
         """The staff member a typed staff code belongs to (a sign-in), opening nothing.
 
-        Checked like any code: the same hashes, the same lock-out for ``source``,
-        and every attempt audited.
+        Checked like any code: the same hashes, the same lock-out for the
+        input (``role`` and ``name``, by default ``source``), and every attempt
+        audited under ``source``.
         """
+        key = input_key(role, name or source)
         now = self.svc.clock.monotonic()
-        wait = self.svc.limiter.check(source, now)
+        wait = self.svc.limiter.check(key, now)
         if wait > 0:
             self._rejected(source, "locked_out", retry_in_s=round(wait, 1))
             return None
         found, reason = self._find(raw, ("staff",))
         if found is None:
-            self._failure(source, now, reason)
+            self._failure(source, key, now, reason)
             return None
-        self.svc.limiter.success(source, now)
+        self.svc.limiter.success(key, now)
         staff = str(found[1]["ref"])
         with self.store.write() as tx:
-            repo.audit(tx, "staff_sign_in", ref=staff, source=source)
+            repo.audit(tx, "staff_sign_in", ref=staff, source=source, by="code")
         return staff
+
+    def identify_badge(self, source: str, badge: str, pin: str, *, role: str = "web", name: str | None = None) -> str | None:
+        """The staff member holding ``badge`` whose PIN is ``pin`` (a sign-in), opening nothing.
+
+        A badge alone is never enough here (its identifier is printed, not
+        secret): a member without a PIN cannot sign in this way. Failures
+        count against the input (``role`` and ``name``) like wrong codes.
+        """
+        key = input_key(role, name or source)
+        now = self.svc.clock.monotonic()
+        wait = self.svc.limiter.check(key, now)
+        if wait > 0:
+            self._rejected(source, "locked_out", retry_in_s=round(wait, 1))
+            return None
+        registry = self.records
+        member = registry.by_badge(self.store.conn, badge) if registry is not None else None
+        if registry is None or member is None or not registry.pin_matches(self.store.conn, member.id, pin):
+            self._failure(source, key, now, "unknown_staff" if member is None else "wrong_pin")
+            return None
+        self.svc.limiter.success(key, now)
+        with self.store.write() as tx:
+            repo.audit(tx, "staff_sign_in", ref=member.id, source=source, by="badge_and_pin")
+        return member.id
 
     def _find(self, raw: str, purposes: tuple[str, ...]) -> tuple[tuple[str, dict[str, Any]] | None, str]:
         assert self.svc.secret is not None, "the locker service has not started"
@@ -189,7 +292,7 @@ class CodeDesk:
         found: tuple[str, dict[str, Any]] | None = None
         for purpose in purposes:
             mac = codes.hash_code(self.svc.secret, code, purpose)
-            for row in repo.live_codes(self.store.conn, purpose):
+            for row in self._live_codes(purpose):
                 # No early exit: every live code is compared, match or not.
                 if hmac.compare_digest(mac, row["hash"]) and found is None:
                     found = (purpose, row)
@@ -210,28 +313,34 @@ class CodeDesk:
                 hit = hmac.compare_digest(mac, row["hash"]) or hit
         return hit
 
-    def _failure(self, source: str, now: float, reason: str) -> None:
-        lockout = self.svc.limiter.failure(source, now)
-        self._failed_sources.add(source)
+    def _live_codes(self, purpose: str) -> list[dict[str, Any]]:
+        """Live codes of ``purpose``; staff codes come from the staff registry."""
+        if purpose != "staff":
+            return repo.live_codes(self.store.conn, purpose)
+        return list(self.records.live_codes(self.store.conn)) if self.records is not None else []
+
+    def _failure(self, source: str, key: str, now: float, reason: str) -> None:
+        lockout = self.svc.limiter.failure(key, now)
+        self._failed_sources.add(key)
         with self.store.write() as tx:
-            repo.audit(tx, "code_rejected", source=source, reason=reason)
+            repo.audit(tx, "code_rejected", source=source, reason=reason, input=key)
             tx.emit("locker.code_rejected", {"source": source, "reason": reason})
             if lockout is not None:
-                repo.audit(tx, "lockout", source=source, level=lockout.level, duration_s=lockout.duration_s,
-                           failures=lockout.failures)
-                tx.emit("locker.lockout", {"source": source, "level": lockout.level,
-                                           "duration_s": lockout.duration_s, "failures": lockout.failures})
+                data = {"level": lockout.level, "duration_s": lockout.duration_s,
+                        "failures": lockout.failures}
+                repo.audit(tx, "lockout", source=source, input=key, level=lockout.level,
+                           duration_s=lockout.duration_s, failures=lockout.failures)
+                tx.emit("locker.lockout", {"source": source, "input": key, **data})
         if lockout is not None:
-            log.warning("input %s locked out for %.0f s after %d wrong codes", source,
+            log.warning("input %s locked out for %.0f s after %d wrong codes", key,
                         lockout.duration_s, lockout.failures)
-            key = f"locker-input:{source}"
-            self.app.set_alert(key, f"locked out for {lockout.duration_s:.0f} s after "
-                                    f"{lockout.failures} wrong codes")
-            self.svc.later(lockout.duration_s + 0.05, lambda: self._lockout_over(source))
+            self.app.set_alert(f"locker-input:{key}", f"locked out for {lockout.duration_s:.0f} s after "
+                                                      f"{lockout.failures} wrong codes")
+            self.svc.later(lockout.duration_s + 0.05, lambda: self._lockout_over(key))
 
-    def _lockout_over(self, source: str) -> None:
-        if self.svc.limiter.check(source, self.svc.clock.monotonic()) <= 0:
-            self.app.set_alert(f"locker-input:{source}", None)
+    def _lockout_over(self, key: str) -> None:
+        if self.svc.limiter.check(key, self.svc.clock.monotonic()) <= 0:
+            self.app.set_alert(f"locker-input:{key}", None)
 
     def _rejected(self, source: str, reason: str, **detail: Any) -> None:
         with self.store.write() as tx:
@@ -280,7 +389,7 @@ class CodeDesk:
         raise CommandError("nothing_to_retrieve", "no expired parcel or dropped return is waiting")
 
     def lockouts(self) -> dict[str, float]:
-        """Input devices locked out right now, with the seconds left."""
+        """Input devices locked out right now (``keypad:front``...), with the seconds left."""
         now = self.svc.clock.monotonic()
         out = {}
         for source in sorted(self._failed_sources):

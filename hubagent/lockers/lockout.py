@@ -1,15 +1,27 @@
 """Limit code guessing per input source with growing, always-ending lock-outs.
 
 A six-digit code has a million values; at five guesses per lock-out and
-lock-outs doubling up to 15 minutes, guessing one takes years. Each source
-(a keypad, the touchscreen) has its own state, so a locked-out keypad never
-stops another. Pure: the caller passes a monotonic ``now`` and calls from
+lock-outs doubling up to 15 minutes, guessing one takes years. Each input
+device has its own state, keyed by its identity - its role and name
+(:func:`input_key`: ``keypad:front``, ``scanner:front``, ``kiosk:kiosk``,
+``web:192.0.2.7``) - so a locked-out keypad never stops another device,
+not even a scanner that shares its name. Pure: the caller passes a monotonic ``now`` and calls from
 one thread (the core's).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+INPUT_ROLES = ("keypad", "scanner", "kiosk", "web")
+"""Kinds of input device a code can come from."""
+
+
+def input_key(role: str, name: str) -> str:
+    """The lock-out identity of input device ``name`` of kind ``role`` (``keypad:front``)."""
+    if role not in INPUT_ROLES:
+        raise ValueError(f"input role {role!r} is not one of {', '.join(INPUT_ROLES)}")
+    return f"{role}:{name}"
 
 
 @dataclass(frozen=True)

@@ -88,25 +88,26 @@ MIGRATIONS: list[tuple[str, str]] = [
         """,
     ),
     (
-        "lockers-0002-pickup-tokens",
+        "lockers-0002-staff-codes-to-registry",
         """
-        -- Signed pickup tokens used (hubagent.lockers.tokens): single use by id,
-        -- written in the transaction of the release they opened.
-        CREATE TABLE locker_tokens_spent (
-            id          TEXT PRIMARY KEY,
-            parcel      TEXT NOT NULL,
-            release_id  INTEGER,
-            spent_at    TEXT NOT NULL
-        );
-        """,
-    ),
-    (
-        "lockers-0003-hub-deadlines",
-        """
-        -- 1 when the hub computed expires_at itself (no deadline from central),
-        -- so a deadline computed on a wrong clock can be computed again.
-        ALTER TABLE locker_parcels ADD COLUMN deadline_by_hub INTEGER NOT NULL DEFAULT 0;
-        ALTER TABLE locker_returns ADD COLUMN deadline_by_hub INTEGER NOT NULL DEFAULT 0;
+        -- Staff keypad codes given before the staff registry existed move
+        -- into it (staff_members, created by the staff feature's migration,
+        -- which runs first), hashes unchanged: same secret, same "staff" purpose.
+        INSERT OR IGNORE INTO staff_members(id, code_hash, expires_at, updated_at)
+            SELECT ref, hash, expires_at, created_at FROM locker_codes
+            WHERE purpose = 'staff' AND spent_at IS NULL;
+        UPDATE locker_codes SET spent_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now'), spent_why = 'moved'
+            WHERE purpose = 'staff' AND spent_at IS NULL;
         """,
     ),
 ]
+
+# Couriers, parcel barcodes, out-of-service and chilled compartments.
+from hubagent.lockers.schema_couriers import MIGRATIONS as _COURIER_MIGRATIONS  # noqa: E402
+
+MIGRATIONS.extend(_COURIER_MIGRATIONS)
+
+# Signed pickup tokens and hub-computed deadlines (a wrong clock's decisions undone).
+from hubagent.lockers.schema_recovery import MIGRATIONS as _RECOVERY_MIGRATIONS  # noqa: E402
+
+MIGRATIONS.extend(_RECOVERY_MIGRATIONS)

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Callable
 from hubagent.clock import Clock, Timer
 from hubagent.errors import CommandError, DeviceError, InputError
 from hubagent.events import DeviceHealthChanged, DoorChanged, Health
-from hubagent.interfaces import StaffDirectory
-from hubagent.lockers import codes, expiry, repo, restore, retime, tokens
+from hubagent.interfaces import BadgePins, StaffDirectory, StaffRecords
+from hubagent.lockers import codes, couriers, expiry, repo, restore, retime, service_state, tokens
 from hubagent.lockers.inputs import CodeDesk
 from hubagent.lockers.trust import ClockTrust, kernel_ntp_synced
 from hubagent.lockers.lockout import AttemptLimiter
@@ -46,12 +46,14 @@ class LockerService:
     """Locker banks, their compartments and the flows that move parcels through them."""
 
     def __init__(self, app: "App", policy: LockerPolicySettings, *, clock: Clock,
-                 staff: StaffDirectory | None = None) -> None:
+                 staff: StaffDirectory | None = None, records: StaffRecords | None = None,
+                 pins: BadgePins | None = None) -> None:
         """Collect the configured banks; opens nothing.
 
         ``clock`` times lock-outs, pulse waits, door timers and the expiry
         check (monotonic), and dates expiry and records (wall). ``staff``
-        says who is signed in on a scanner.
+        says who is signed in on a scanner; ``records`` is the staff registry
+        staff actions are checked against; ``pins`` the badges awaiting a PIN.
         """
         self.app = app
         self.store = app.store
@@ -75,7 +77,8 @@ class LockerService:
         self.ntp_synced: Callable[[], bool | None] = kernel_ntp_synced
         """Whether the kernel says NTP set the clock (tests inject their own)."""
         self.retimer: retime.Retimer | None = None
-        self.desk = CodeDesk(self, staff)
+        self.records = records
+        self.desk = CodeDesk(self, staff, records=records, pins=pins)
         """Checks typed codes and scans, and asks this service for releases."""
 
     # -- life cycle ----------------------------------------------------------
@@ -207,7 +210,8 @@ class LockerService:
     # -- releasing -----------------------------------------------------------
     def release(self, tx: Tx, bank: str, compartment: str, purpose: Purpose, *, source: str,
                 reason: str = "", command: str | None = None, code_id: int | None = None,
-                staff: str | None = None, expires_at: float | None = None, token: str | None = None) -> int:
+                staff: str | None = None, expires_at: float | None = None,
+                courier: str | None = None, token: str | None = None) -> int:
         """Move a compartment to its in-flight state and pulse its lock after commit.
 
         Returns the release id (its audit seq). Raises CommandError when the
@@ -220,13 +224,16 @@ class LockerService:
         if row is None or compartment not in self.layouts[bank]:
             raise CommandError("unknown_compartment", f"bank {bank} has no compartment {compartment!r}")
         current = State(row["state"])
+        if purpose in _CUSTOMER_PURPOSES and service_state.is_out(tx, bank, compartment):
+            raise CommandError("out_of_service", f"compartment {bank}/{compartment} is out of service")
         try:
             target = sm.release(current, purpose)
         except TransitionError as e:
             raise CommandError("busy" if sm.is_releasing(current) else "wrong_state", str(e)) from None
         detail: dict[str, Any] = {"purpose": purpose.value, "reason": reason, "from": current.value,
                                   "input": source}
-        for k, v in (("command", command), ("code_id", code_id), ("staff", staff), ("token", token),
+        for k, v in (("command", command), ("code_id", code_id), ("staff", staff), ("courier", courier),
+                     ("token", token),
                      ("item", row["item_id"]), ("item_kind", row["item_kind"])):
             if v is not None:
                 detail[k] = v
@@ -258,7 +265,7 @@ class LockerService:
             data = {"bank": job.bank, "compartment": job.compartment, "release": job.release_id,
                     "purpose": detail.get("purpose"), "reason": detail.get("reason", ""),
                     "source": detail.get("input")}
-            for k in ("command", "staff", "item", "item_kind"):
+            for k in ("command", "staff", "courier", "item", "item_kind"):
                 if k in detail:
                     data[k] = detail[k]
             tx.emit("locker.opened", data)
@@ -435,9 +442,17 @@ class LockerService:
         A keypad tries pickup, return and staff codes, so the same digits may
         be live for one of them only, or one person's code would open another's.
         """
+        return self.locker_code_clashes(db, code) or self.staff_code_clashes(db, code)
+
+    def locker_code_clashes(self, db: Any, code: str) -> bool:
+        """Whether ``code`` (normalised) is a live pickup or return code."""
         assert self.secret is not None
         return any(repo.code_is_live(db, p, codes.hash_code(self.secret, code, p))
-                   for p in ("pickup", "return", "staff"))
+                   for p in ("pickup", "return")) or couriers.code_is_live(db, self.secret, code)
+
+    def staff_code_clashes(self, db: Any, code: str) -> bool:
+        """Whether ``code`` (normalised) is a registered staff member's keypad code."""
+        return self.records is not None and self.records.code_in_use(db, code)
 
     # -- alarms ---------------------------------------------------------------
     def _alarm(self, tx: Tx, kind: str, bank: str, comp: str | None, **detail: Any) -> None:
@@ -538,23 +553,33 @@ class LockerService:
         return expiry.expire_due(self)
 
     # -- allocation -----------------------------------------------------------
-    def allocate(self, tx: Tx, size: str, bank: str | None = None) -> tuple[str, str]:
-        """The smallest free, healthy, closed compartment of ``size`` or larger.
+    def allocate(self, tx: Tx, size: str, bank: str | None = None, *,
+                 temperature: str = "ambient") -> tuple[str, str]:
+        """The smallest free, healthy, in-service, closed compartment of ``size`` or larger.
 
-        Raises CommandError("no_compartment") when none is free.
+        ``temperature`` "chilled" takes only chilled compartments and
+        "ambient" only ambient ones (a chilled compartment is kept for what
+        needs it). Raises CommandError("no_compartment") when none is free.
         """
         banks = [bank] if bank is not None else list(self.banks)
         for name in banks:
             self.bank(name)
         wanted = repo.SIZES[repo.SIZES.index(size):]
+        chilled = temperature == "chilled"
+        out = service_state.out_of_service(tx)
         free = {(r["bank"], r["compartment"]) for r in repo.compartments(tx, banks)
-                if r["state"] == State.FREE.value and not r["fault"]}
+                if r["state"] == State.FREE.value and not r["fault"]} - set(out)
         for want in wanted:
             for b in banks:
                 for comp, info in self.layouts[b].items():
-                    if info.size == want and (b, comp) in free and self.door_open(b, comp) is False:
+                    if info.size == want and info.chilled == chilled and (b, comp) in free \
+                            and self.door_open(b, comp) is False:
                         return b, comp
-        raise CommandError("no_compartment", f"no free compartment of size {size} or larger")
+        raise CommandError("no_compartment", f"no free {temperature} compartment of size {size} or larger")
+
+
+_CUSTOMER_PURPOSES = frozenset({Purpose.PICKUP, Purpose.RETURN, Purpose.LOAD})
+"""Releases an out-of-service compartment refuses (staff and central may still open it)."""
 
 
 def _as_bank(device: Device) -> LockerBank:

@@ -79,6 +79,8 @@ class CompartmentSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=Tr
     occupancy_pin: PinSpec | None = None
     # Pin level that means "occupied" (the occupancy input uses the internal pull-up).
     occupied_when: Literal["high", "low"] = "low"
+    # A chilled compartment: only parcel.assign with "temperature": "chilled" lands here, and only here.
+    chilled: bool = False
 
     def pins(self) -> dict[str, str]:
         """Canonical pin per role (``lock_pin``, ``door_pin``, ``occupancy_pin`` if set).
@@ -249,6 +251,12 @@ class LockerPolicySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=T
     # Central's Ed25519 public key for signed pickup tokens (HA:TOK:...): base64 of the 32 raw bytes,
     # or the path of a PEM or base64 file; unset refuses every token ("tokens_off").
     token_public_key: str | None = None
+    # A load (parcel scan) opens a door only after a courier or staff member signed in at that input.
+    load_requires_sign_in: bool = False
+    # A courier's sign-in ends this long after their last scan or sign-in.
+    courier_session_s: Annotated[float, msgspec.Meta(ge=10.0, le=86400.0)] = 900.0
+    # Print every assigned parcel's HA:PCL label (as if parcel.assign said "label": true).
+    print_parcel_labels: bool = False
 
     def __post_init__(self) -> None:
         """The lock-out limits must fit together (see AttemptLimiter)."""

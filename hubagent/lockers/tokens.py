@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from hubagent.errors import CommandError
 from hubagent.lockers import repo
 from hubagent.lockers.inputs import Attempt, Outcome, _feedback
+from hubagent.lockers.lockout import input_key
 from hubagent.lockers.state import Purpose
 from hubagent.store.store import Tx
 
@@ -192,8 +193,9 @@ class TokenDesk:
     def redeem(self, source: str, value: str) -> Attempt:
         """Check one token from ``source`` and open its parcel's door (single use)."""
         svc, desk = self.svc, self.desk
+        key = input_key("scanner", source)  # tokens are scanned: the scanner's lock-out
         now = svc.clock.monotonic()
-        wait = svc.limiter.check(source, now)
+        wait = svc.limiter.check(key, now)
         if wait > 0:
             desk._rejected(source, "locked_out", retry_in_s=round(wait, 1))
             return Attempt(Outcome.LOCKED_OUT, "locked_out", retry_in_s=round(wait, 1))
@@ -202,14 +204,14 @@ class TokenDesk:
         except TokenRefused as e:
             detail = {"token": e.token_id} if e.token_id else {}
             if e.reason in COUNTED:
-                desk._failure(source, now, e.reason)
+                desk._failure(source, key, now, e.reason)
             else:
                 desk._rejected(source, e.reason, **detail)
             return Attempt(Outcome.REJECTED, e.reason)
         try:
             with svc.store.write() as tx:
                 bank, comp = self._open(tx, token, source)
-            svc.limiter.success(source, now)
+            svc.limiter.success(key, now)
             return Attempt(Outcome.OPENED, "token", bank=bank, compartment=comp)
         except TokenRefused as e:
             desk._rejected(source, e.reason, token=token.id)

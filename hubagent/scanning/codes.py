@@ -39,6 +39,7 @@ PARCEL = "PCL"
 PICKUP = "PICKUP"
 STAFF = "STAFF"
 RETURN = "RET"
+COURIER = "COURIER"
 MODE = "MODE"
 QTY = "QTY"
 DONE = "DONE"
@@ -65,6 +66,7 @@ _ID_PATTERNS: dict[str, re.Pattern[str]] = {
     PICKUP: re.compile(r"[A-Za-z0-9]{4,16}"),
     STAFF: re.compile(_ID),
     RETURN: re.compile(_ID),
+    COURIER: re.compile(r"[A-Za-z0-9._-]{8,40}"),
     # base64url(payload) "." base64url(Ed25519 signature): see docs/scan-codes.md
     TOKEN: re.compile(r"[A-Za-z0-9_-]{8,600}\.[A-Za-z0-9_-]{86}"),
 }
@@ -97,6 +99,7 @@ class ScanKind(enum.Enum):
     PICKUP = "pickup"      # HA:PICKUP:<code>
     STAFF = "staff"        # HA:STAFF:<id>
     RETURN = "return"      # HA:RET:<code>
+    COURIER = "courier"    # HA:COURIER:<badge>
     MODE = "mode"          # HA:MODE:<mode>
     QTY = "qty"            # HA:QTY:<n>
     DONE = "done"          # HA:DONE
@@ -108,8 +111,9 @@ class ScanKind(enum.Enum):
 
 _KIND_BY_TAG = {
     BIN: ScanKind.BIN, PARCEL: ScanKind.PARCEL, PICKUP: ScanKind.PICKUP, STAFF: ScanKind.STAFF,
-    RETURN: ScanKind.RETURN, MODE: ScanKind.MODE, QTY: ScanKind.QTY, DONE: ScanKind.DONE,
-    CANCEL: ScanKind.CANCEL, COND: ScanKind.CONDITION, ZERO: ScanKind.ZERO, TOKEN: ScanKind.TOKEN,
+    RETURN: ScanKind.RETURN, COURIER: ScanKind.COURIER, MODE: ScanKind.MODE, QTY: ScanKind.QTY,
+    DONE: ScanKind.DONE, CANCEL: ScanKind.CANCEL, COND: ScanKind.CONDITION, ZERO: ScanKind.ZERO,
+    TOKEN: ScanKind.TOKEN,
 }
 
 

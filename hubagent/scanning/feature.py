@@ -3,7 +3,9 @@
 Installs the ``RawScan``/``ScanRejectedAtDevice`` handlers, the commands
 ``delivery.expect``, ``pick.request`` and ``scanner.mode`` and the
 ``scanning`` status section; offers who is signed in on each scanner
-(:class:`~hubagent.interfaces.StaffDirectory`) and the scan counts.
+(:class:`~hubagent.interfaces.StaffDirectory`), badges waiting for their PIN
+(:class:`~hubagent.interfaces.BadgePins`) and the scan counts. Badges are
+checked against the staff registry (:class:`~hubagent.interfaces.StaffRecords`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from hubagent.scanning.commands import ScanCommands
 from hubagent.scanning.schema import MIGRATIONS
 from hubagent.scanning.service import ScanService
 from hubagent.scanning.settings import SCANNING, CameraScannerSettings, ScannerSettings
+from hubagent.staff.settings import STAFF
 
 if TYPE_CHECKING:
     from hubagent.app import App
@@ -26,13 +29,14 @@ if TYPE_CHECKING:
 
 def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     """The scan service; shelf labels go to the label queue when there is one."""
-    svc = ScanService(app, SCANNING.of(app.config), labels=uses.labels, clock=clock)
+    svc = ScanService(app, SCANNING.of(app.config), labels=uses.labels, clock=clock,
+                      records=uses.staff_records, staff=STAFF.of(app.config))
     app.on(RawScan, svc.on_raw)
     app.on(ScanRejectedAtDevice, svc.on_device_reject)
     app.on_start(svc.load)
     ScanCommands(app, svc.set_mode).install()
     app.add_status("scanning", svc.status)
-    return Built(svc, Interfaces(staff=svc, scan_counts=svc))
+    return Built(svc, Interfaces(staff=svc, scan_counts=svc, badge_pins=svc))
 
 
 def check_feedback_devices(cfg: "Config") -> None:

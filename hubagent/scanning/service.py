@@ -26,13 +26,15 @@ from typing import TYPE_CHECKING, Any, Protocol, Sequence, runtime_checkable
 from hubagent.clock import Clock
 from hubagent.errors import HubError, InputError
 from hubagent.events import RawScan, ScanRejectedAtDevice
-from hubagent.interfaces import LabelQueue
+from hubagent.interfaces import LabelQueue, StaffRecords
 from hubagent.ports import FeedbackPattern
 from hubagent.scanning import schema
 from hubagent.scanning.codes import Scan, ScanKind, interpret
+from hubagent.scanning.roles import REFUSAL, refusal
 from hubagent.scanning.session import Mode, Refused, Session
 from hubagent.scanning.settings import ScannerSettings, ScanningSettings
 from hubagent.scanning.workflows import StepContext, step
+from hubagent.staff.settings import StaffSettings
 from hubagent.stock import ledger
 
 if TYPE_CHECKING:
@@ -84,11 +86,15 @@ class ScanService:
     """Scan handling, scanner sessions and the ``scanning`` status section."""
 
     def __init__(self, app: "App", settings: ScanningSettings, *, clock: Clock,
-                 labels: LabelQueue | None = None) -> None:
+                 labels: LabelQueue | None = None, records: StaffRecords | None = None,
+                 staff: StaffSettings | None = None) -> None:
         """Scans of ``app``'s scanners; shelf labels go to ``labels`` (None: no printer).
 
-        ``clock`` times double scans, sessions and the rejection bucket.
+        ``clock`` times double scans, sessions, the rejection bucket and the
+        wait for a badge's PIN. Badges are checked against ``records`` (None:
+        every badge is refused); ``staff`` says whether a badge waits for its PIN.
         """
+        staff = staff if staff is not None else StaffSettings()
         self.app = app
         self.clock = clock
         self.settings = settings
@@ -105,12 +111,46 @@ class ScanService:
         self._last_read: dict[str, tuple[bytes, float]] = {}
         self._feedback_of = {d.name: d.settings.feedback for d in app.config.devices_of("scanners")
                              if isinstance(d.settings, ScannerSettings)}
+        self._role_of: dict[str, str | None] = {d.name: d.settings.role for d in app.config.devices_of("scanners")
+                                                if isinstance(d.settings, ScannerSettings)}
+        self.records = records
+        self.require_pin: bool = staff.require_pin
+        self.pin_timeout_s: float = staff.pin_timeout_s
 
     # -- API for other features ---------------------------------------------
     def staff_for(self, scanner: str) -> str | None:
-        """The staff member signed in on ``scanner`` (HA:STAFF:<id>), if any."""
+        """The staff member signed in on ``scanner`` (HA:STAFF:<badge>), if any.
+
+        Callers acting for staff check the member against the staff registry
+        at that moment (a sign-in may outlive a revocation).
+        """
         s = self.sessions.get(scanner)
         return s.staff if s else None
+
+    def pin_awaited(self, station: str) -> str | None:
+        """Whose PIN the keypad named ``station`` should take now (a badge was scanned there)."""
+        s = self.sessions.get(station)
+        if s is None or s.pin_staff is None or s.pin_since is None:
+            return None
+        if self.clock.monotonic() - s.pin_since > self.pin_timeout_s:
+            s.pin_staff = s.pin_since = None
+            return None
+        return s.pin_staff
+
+    def pin_result(self, station: str, staff: str | None, reason: str) -> None:
+        """The keypad checked the awaited PIN: sign ``staff`` in, or refuse (``reason``)."""
+        current = self._session(station)
+        current.pin_staff = current.pin_since = None
+        if staff is None:
+            self.reject(station, reason or "wrong_pin", "the PIN was not right; scan the badge again", b"")
+            return
+        work = copy.deepcopy(current)
+        work.staff = staff
+        with self.app.store.write() as tx:
+            schema.save_station(tx, station, *work.persisted())
+        self.sessions[station] = work
+        self.accepted[station] += 1
+        self.signal(station, FeedbackPattern.OK, f"staff {staff} signed in")
 
     def totals(self) -> tuple[int, int]:
         """``(accepted, rejected)`` scans since start, over every scanner."""
@@ -146,6 +186,13 @@ class ScanService:
             self.reject(ev.device, "double_scan", f"same code again within {self.settings.dedupe_s} s",
                         ev.data)
             return
+        for lookup in self.app.scan_lookups:
+            pattern = lookup(ev.data, ev.symbology, ev.device)
+            if isinstance(pattern, FeedbackPattern):
+                self.rejected[ev.device] += pattern is FeedbackPattern.ERROR
+                self.accepted[ev.device] += pattern is not FeedbackPattern.ERROR
+                self.signal(ev.device, pattern, "parcel barcode handled")
+                return
         try:
             scan = interpret(ev.data, ev.symbology)
         except InputError as e:
@@ -173,6 +220,10 @@ class ScanService:
     def handle(self, scanner: str, scan: Scan, at: float | None = None) -> None:
         """Route or carry out one understood scan, then signal feedback."""
         now = self.clock.monotonic() if at is None else at
+        why = refusal(self._role_of.get(scanner), scan.kind.value)
+        if why is not None:
+            self.reject(scanner, REFUSAL, why, scan.raw)
+            return
         handler = self.app.scan_handlers.get(scan.kind.value)
         if scan.kind is ScanKind.RETURN and self._session(scanner).mode is Mode.RETURN:
             handler = None  # in return mode HA:RET is the return reference of the movements
@@ -214,7 +265,8 @@ class ScanService:
         work = copy.deepcopy(current)
         try:
             with self.app.store.write() as tx:
-                ctx = StepContext(tx, scanner, self.settings, self.labels)
+                ctx = StepContext(tx, scanner, self.settings, self.labels, staff=self.records,
+                                  require_pin=self.require_pin, now=self.clock.monotonic())
                 done = step(ctx, work, scan)
                 if work.persisted() != current.persisted():
                     schema.save_station(tx, scanner, *work.persisted())
@@ -291,7 +343,8 @@ class ScanService:
         for name in self._feedback_of:
             s = self._session(name)
             scanners[name] = {
-                "mode": s.mode.value, "staff": s.staff, "bin": s.bin, "dest": s.dest, "qty": s.qty,
+                "role": self._role_of.get(name), "mode": s.mode.value, "staff": s.staff,
+                "awaiting_pin": self.pin_awaited(name) is not None, "bin": s.bin, "dest": s.dest, "qty": s.qty,
                 "condition": s.condition, "ref": s.ref, "counted": dict(s.counts),
                 "delivery": self._delivery(s.delivery), "pick": self._pick(s.pick),
                 "accepted": self.accepted[name], "rejected": self.rejected[name],

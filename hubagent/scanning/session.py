@@ -46,6 +46,10 @@ class Session:
     ref: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
     touched: float | None = None
+    # A registered badge scanned on a hub that requires a PIN: whose PIN is
+    # awaited on the keypad of the same name, and since when (memory only).
+    pin_staff: str | None = None
+    pin_since: float | None = None
 
     def persisted(self) -> tuple[str, str | None, str | None, str | None]:
         """The part that is stored in ``scan_stations`` (survives a restart)."""

@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from hubagent.feature import Section
+from hubagent.scanning.roles import ScannerRole
 
 Seconds = Annotated[float, msgspec.Meta(gt=0, le=3600)]
 """A positive duration in seconds."""
@@ -44,8 +45,13 @@ def _check_framing(prefix: str, suffix: str, terminator: str) -> None:
             raise ValueError(f"{label} must not contain the terminator or line breaks")
 
 
-class SerialScannerSettings(_Base, frozen=True):
+class SerialScannerSettings(_Base, frozen=True, kw_only=True):
     """A scanner that types into a serial port (USB CDC-ACM or RS-232)."""
+
+    # What the scanner is for: "shelf" (stock flows, staff badges), "locker" (parcel loads,
+    # pickup, return and staff codes) or "kiosk" (customer-facing: pickup and return codes
+    # only); unset accepts every code. See docs/scan-codes.md.
+    role: ScannerRole | None = None
 
     # pyserial URL or device path, e.g. "/dev/hubagent-scanner0" or "rfc2217://host:port".
     url: Annotated[str, msgspec.Meta(min_length=1)]
@@ -73,8 +79,13 @@ class SerialScannerSettings(_Base, frozen=True):
             raise ValueError("reopen_initial_s must not exceed reopen_max_s")
 
 
-class HidScannerSettings(_Base, frozen=True):
+class HidScannerSettings(_Base, frozen=True, kw_only=True):
     """A USB keyboard-wedge scanner read through the Linux input layer."""
+
+    # What the scanner is for: "shelf" (stock flows, staff badges), "locker" (parcel loads,
+    # pickup, return and staff codes) or "kiosk" (customer-facing: pickup and return codes
+    # only); unset accepts every code. See docs/scan-codes.md.
+    role: ScannerRole | None = None
 
     # Input device, preferably a stable /dev/input/by-id/... path.
     device: Annotated[str, msgspec.Meta(min_length=1)]
@@ -97,8 +108,13 @@ class HidScannerSettings(_Base, frozen=True):
             raise ValueError("reopen_initial_s must not exceed reopen_max_s")
 
 
-class CameraScannerSettings(_Base, frozen=True):
+class CameraScannerSettings(_Base, frozen=True, kw_only=True):
     """A camera (or video file / stream) decoded with zbar or zxing-cpp."""
+
+    # What the scanner is for: "shelf" (stock flows, staff badges), "locker" (parcel loads,
+    # pickup, return and staff codes) or "kiosk" (customer-facing: pickup and return codes
+    # only); unset accepts every code. See docs/scan-codes.md.
+    role: ScannerRole | None = None
 
     # Camera index (0 for /dev/video0) or a file path / stream URL.
     source: int | str = 0
@@ -135,8 +151,13 @@ class CameraScannerSettings(_Base, frozen=True):
             raise ValueError("reopen_initial_s must not exceed reopen_max_s")
 
 
-class SimScannerSettings(_Base, frozen=True):
+class SimScannerSettings(_Base, frozen=True, kw_only=True):
     """A simulated serial scanner on a pseudo-terminal."""
+
+    # What the scanner is for: "shelf" (stock flows, staff badges), "locker" (parcel loads,
+    # pickup, return and staff codes) or "kiosk" (customer-facing: pickup and return codes
+    # only); unset accepts every code. See docs/scan-codes.md.
+    role: ScannerRole | None = None
 
     # End-of-code marker the simulated scanner sends.
     terminator: Terminator = "\r"
@@ -246,6 +267,9 @@ class ScanningSettings(_Base, frozen=True):
     session_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 300.0
     # Sim feedback patterns listed per scanner in `hubagent status`.
     status_history: Annotated[int, msgspec.Meta(ge=0, le=50)] = 5
+    # Every movement needs a staff member signed in on the scanner (HA:STAFF:<badge>);
+    # item scans and HA:DONE without one are refused as "no_staff".
+    require_staff: bool = False
     # Most scan.rejected events one scanner records per minute (a burst of as many is allowed);
     # beyond, rejections still beep and count, and the next event recorded says how many were not.
     rejected_events_per_min: Annotated[int, msgspec.Meta(ge=1, le=6000)] = 60

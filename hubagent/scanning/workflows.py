@@ -8,7 +8,8 @@ movements and emits events through ``ctx.tx``, and returns an
 :class:`~hubagent.scanning.session.Refused` (the caller rolls back).
 
 Codes that work in every mode: ``HA:MODE:*`` switches mode (and drops the
-current task), ``HA:STAFF:<id>`` signs staff in, ``HA:QTY:<n>`` sets the
+current task), ``HA:STAFF:<badge>`` signs in the registered holder of the badge
+(:func:`sign_in`), ``HA:QTY:<n>`` sets the
 quantity of the next item, ``HA:CANCEL`` drops the current selection/task
 or, with nothing in hand, signs staff out. ``HA:BIN``, items and ``HA:DONE``
 mean what the mode says (see ``docs/scan-codes.md``).
@@ -26,7 +27,7 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable
 
 from hubagent.errors import HubError, InputError
-from hubagent.interfaces import LabelQueue
+from hubagent.interfaces import LabelQueue, StaffRecords
 from hubagent.scanning import measure, schema
 from hubagent.scanning.codes import Scan, ScanKind
 from hubagent.scanning.session import Mode, Outcome, Refused, Session, attention, first_needed, ok
@@ -45,6 +46,9 @@ class StepContext:
     scanner: str
     settings: ScanningSettings
     labels: LabelQueue | None = None  # None: no printer configured
+    staff: StaffRecords | None = None  # the staff registry (badges are checked against it)
+    require_pin: bool = False  # [staff] require_pin: a badge waits for its PIN
+    now: float = 0.0  # monotonic time of the scan (the PIN wait starts then)
 
     def who(self, s: Session) -> dict[str, Any]:
         """``actor``/``device`` of the movements this scan records."""
@@ -60,8 +64,7 @@ def step(ctx: StepContext, s: Session, scan: Scan) -> Outcome:
         s.mode = mode
         return ok(f"mode {mode.value}")
     if kind is ScanKind.STAFF:
-        s.staff = scan.value
-        return ok(f"staff {scan.value} signed in")
+        return sign_in(ctx, s, scan.value)
     if kind is ScanKind.QTY:
         s.qty = scan.quantity
         return ok(f"quantity {scan.quantity} for the next item")
@@ -76,17 +79,48 @@ def step(ctx: StepContext, s: Session, scan: Scan) -> Outcome:
         s.ref = scan.value
         return ok(f"return {scan.value}")
     if kind is ScanKind.DONE:
+        _need_staff(ctx, s)
         return _DONE[s.mode](ctx, s)
     if kind is ScanKind.ZERO:
         _need_mode(s, Mode.COUNT, scan)
+        _need_staff(ctx, s)
         return _count_zero(ctx, s)
     if kind is ScanKind.BIN:
         return _BIN[s.mode](ctx, s, scan.value)
     if kind in (ScanKind.GTIN, ScanKind.SKU):
+        _need_staff(ctx, s)
         item = resolve_item(ctx.tx, scan, ctx.settings)
         qty = _take_qty(s, scan) * item.pack
         return _ITEM[s.mode](ctx, s, item, qty, scan)
     raise Refused("unsupported_code", f"a {kind.value} code means nothing in {s.mode.value} mode")
+
+
+def sign_in(ctx: StepContext, s: Session, badge: str) -> Outcome:
+    """``HA:STAFF:<badge>``: sign in the registered holder, or await their PIN.
+
+    An unknown, revoked or expired badge is refused (``unknown_staff``) and
+    changes nothing. With ``require_pin`` the scanner signs out whoever was
+    signed in and waits for the badge holder's PIN on the keypad of the same
+    name; nobody is signed in until it is right.
+    """
+    member = ctx.staff.by_badge(ctx.tx, badge) if ctx.staff is not None else None
+    if member is None:
+        raise Refused("unknown_staff", "that badge is not registered (or it was revoked or expired)")
+    if ctx.require_pin:
+        s.staff = None
+        s.pin_staff, s.pin_since = member.id, ctx.now
+        return attention(f"badge of {member.id}: type the PIN on keypad {ctx.scanner}")
+    s.staff = member.id
+    s.pin_staff = s.pin_since = None
+    return ok(f"staff {member.id} signed in")
+
+
+def _need_staff(ctx: StepContext, s: Session) -> None:
+    """``require_staff``: a movement needs a signed-in staff member who is still registered."""
+    if not ctx.settings.require_staff or s.mode is Mode.LOOKUP:
+        return
+    if s.staff is None or ctx.staff is None or ctx.staff.member(ctx.tx, s.staff) is None:
+        raise first_needed("no_staff", "scan your staff badge first")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ def routes(ctx: Ctx) -> list[Route]:
         purpose = request.path_params["purpose"]
         if purpose not in PURPOSES:
             return RedirectResponse("/kiosk", status_code=303)
-        wait = ctx.view.lockout_left(ctx.settings.kiosk_input)
+        wait = ctx.view.lockout_left("kiosk", ctx.settings.kiosk_input)
         return ctx.render(request, "kiosk/keypad.html", purpose=purpose, wait=round(wait))
 
     async def enter(request: Request) -> Response:

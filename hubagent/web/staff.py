@@ -1,7 +1,9 @@
 """The staff page: sign-in, dashboard, stock, lockers, printing, events.
 
-Staff sign in with a code registered by central (``staff.set``); failed
-sign-ins count against the browser's address like wrong locker codes.
+Staff sign in with a code, or a badge and its PIN, registered by central
+(``staff.set``, checked against the staff registry); failed sign-ins count
+against the browser's address (input ``web:<address>``) like wrong locker
+codes.
 Every action is a command run as ``web:<staff id>``, so the inbox, events
 and audit trail name who did it.
 """
@@ -51,13 +53,15 @@ def routes(ctx: Ctx) -> list[Route]:
         form = await request.form()
         if not ctx.csrf_ok(request, s, form):
             return forbidden(ctx, request)
-        who = f"web-{request.client.host if request.client else 'unknown'}"
-        wait = ctx.view.lockout_left(who)
+        address = request.client.host if request.client else "unknown"
+        wait = ctx.view.lockout_left("web", address)
         if wait > 0:
             return ctx.render(request, "staff/login.html", status_code=429,
                               problem="login_locked_out", wait=round(wait))
         code = str(form.get("code") or "").strip()[:64]
-        staff = ctx.view.staff_sign_in(who, code) if code else None
+        badge = str(form.get("badge") or "").strip()[:40]
+        pin = str(form.get("pin") or "").strip()[:12]
+        staff = ctx.view.staff_sign_in(address, code, badge=badge, pin=pin) if code or badge else None
         if staff is None:
             return ctx.render(request, "staff/login.html", status_code=401, problem="login_failed")
         s.staff = staff
@@ -121,6 +125,11 @@ def routes(ctx: Ctx) -> list[Route]:
             reply = ctx.view.command("locker.open", args, source=source(request))
         elif action == "clear_fault":
             reply = ctx.view.command("locker.clear_fault", args, source=source(request))
+        elif action == "service":
+            back = form.get("in_service") == "true"
+            reason = str(form.get("reason", "")) or None
+            reply = ctx.view.command("locker.service", {**args, "in_service": back, "reason": reason},
+                                     source=source(request))
         else:
             return Response(status_code=404)
         return ctx.render(request, "staff/lockers.html", reply=reply, **_status_values(ctx))

@@ -109,7 +109,7 @@ class HubView:
         """A code typed on the kiosk, checked like a keypad's (same lock-out rules)."""
         if self._desk is None:
             return KioskResult("out_of_order")
-        attempt = self._desk.attempt(source, code, (purpose,))
+        attempt = self._desk.attempt(source, code, (purpose,), role="kiosk")
         if attempt.outcome is Outcome.OPENED:
             return KioskResult("opened", door=attempt.compartment, bank=attempt.bank)
         if attempt.outcome is Outcome.LOCKED_OUT:
@@ -122,14 +122,22 @@ class HubView:
         outcome = "expired" if attempt.reason == "expired" else "wrong"
         return KioskResult(outcome, retry_in_s=attempt.retry_in_s)
 
-    def staff_sign_in(self, source: str, code: str) -> str | None:
-        """The staff member whose registered code this is, or None (counts as a failure)."""
+    def staff_sign_in(self, address: str, code: str = "", *, badge: str = "", pin: str = "") -> str | None:
+        """The registered staff member signing in from ``address``, or None (counts as a failure).
+
+        Either a staff code, or a badge with its PIN: a badge's identifier is
+        printed, not secret, so the page never takes a badge alone. Checked
+        against the staff registry, under the lock-out of ``web:<address>``.
+        """
         if self._desk is None:
             return None
-        return self._desk.identify_staff(source, code)
+        source = f"web-{address}"
+        if badge:
+            return self._desk.identify_badge(source, badge, pin, role="web", name=address)
+        return self._desk.identify_staff(source, code, role="web", name=address)
 
-    def lockout_left(self, source: str) -> float:
-        """Seconds ``source`` stays locked out (0 when it may try)."""
+    def lockout_left(self, role: str, name: str) -> float:
+        """Seconds input ``role``/``name`` stays locked out (0 when it may try)."""
         if self._desk is None:
             return 0.0
-        return self._desk.lockout_left(source)
+        return self._desk.lockout_left(role, name)

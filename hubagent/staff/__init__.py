@@ -1,0 +1,1 @@
+"""The staff registry: who central registered as staff, with code, badge and PIN."""
