@@ -8,8 +8,11 @@ the pattern uses, waiting on an Event for the run to finish. A newer signal
 interrupts the one playing (staff scanning quickly want to hear the latest
 result, not a queue of old ones).
 
-Which outputs a pattern uses: OK -> buzzer + green LED; ERROR -> buzzer +
-red LED; ATTENTION -> buzzer + both LEDs.
+Which outputs a pattern uses: OK and OPENED -> buzzer + green LED; ERROR,
+WRONG, EXPIRED and LOCKED_OUT -> buzzer + red LED; ATTENTION and NOTHING ->
+buzzer + both LEDs. Patterns sharing outputs differ in rhythm (settings
+``<pattern>_pattern``). A signal's ``repeat`` plays the pattern that many
+times; ``text`` is ignored (no display).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from gpiozero import LED, Buzzer, GPIOZeroError
 
 from hubagent.devicekit import HealthReporter
 from hubagent.events import EventSink, Health
-from hubagent.ports import DeviceEnv, FeedbackPattern
+from hubagent.ports import MAX_REPEAT, DeviceEnv, FeedbackPattern
 from hubagent.scanning.settings import GpioFeedbackSettings
 
 log = logging.getLogger(__name__)
@@ -43,6 +46,11 @@ _USES: dict[FeedbackPattern, tuple[_Output, ...]] = {
     FeedbackPattern.OK: (_Output.BUZZER, _Output.OK_LED),
     FeedbackPattern.ERROR: (_Output.BUZZER, _Output.ERROR_LED),
     FeedbackPattern.ATTENTION: (_Output.BUZZER, _Output.OK_LED, _Output.ERROR_LED),
+    FeedbackPattern.OPENED: (_Output.BUZZER, _Output.OK_LED),
+    FeedbackPattern.WRONG: (_Output.BUZZER, _Output.ERROR_LED),
+    FeedbackPattern.EXPIRED: (_Output.BUZZER, _Output.ERROR_LED),
+    FeedbackPattern.LOCKED_OUT: (_Output.BUZZER, _Output.ERROR_LED),
+    FeedbackPattern.NOTHING: (_Output.BUZZER, _Output.OK_LED, _Output.ERROR_LED),
 }
 
 
@@ -58,6 +66,20 @@ def runs(steps: list[float]) -> list[tuple[float, float, int]]:
     return out
 
 
+REPEAT_GAP_S = 0.4
+"""Silence between two repetitions of a pattern that ends switched on."""
+
+
+def repeated(steps: list[float], repeat: int) -> list[float]:
+    """``steps`` played ``repeat`` times, with a gap where a repetition would run into the next."""
+    out: list[float] = []
+    for i in range(repeat):
+        out.extend(steps)
+        if len(steps) % 2 == 1 and i < repeat - 1:
+            out.append(REPEAT_GAP_S)  # ends "on": without a gap two beeps would merge
+    return out
+
+
 class GpioFeedback(HealthReporter):
     """Buzzer/LED feedback (Feedback port)."""
 
@@ -69,16 +91,13 @@ class GpioFeedback(HealthReporter):
         self._init_health(ROLE)
         self.settings = settings
         self.env = env
-        self._patterns = {
-            FeedbackPattern.OK: runs(settings.ok_pattern),
-            FeedbackPattern.ERROR: runs(settings.error_pattern),
-            FeedbackPattern.ATTENTION: runs(settings.attention_pattern),
-        }
+        self._patterns: dict[FeedbackPattern, list[float]] = {
+            p: list(getattr(settings, f"{p.value}_pattern")) for p in FeedbackPattern}
         self._outputs: dict[_Output, Any] = {}
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._pending: FeedbackPattern | None = None
+        self._pending: tuple[FeedbackPattern, int] | None = None
         self._thread: threading.Thread | None = None
 
     def start(self, sink: EventSink) -> None:
@@ -97,13 +116,13 @@ class GpioFeedback(HealthReporter):
         self._thread.start()
         self._set_status(Health.OK, "ready")
 
-    def signal(self, pattern: FeedbackPattern) -> None:
-        """Play ``pattern`` soon; returns at once. Dropped (logged) if not running."""
+    def signal(self, pattern: FeedbackPattern, *, repeat: int = 1, text: str | None = None) -> None:
+        """Play ``pattern`` ``repeat`` times soon; returns at once. Dropped (logged) if not running."""
         if self._thread is None or self._stop.is_set():
             log.debug("%s: not running, dropping %s", self.name, pattern)
             return
         with self._lock:
-            self._pending = pattern
+            self._pending = (pattern, max(1, min(repeat, MAX_REPEAT)))
         self._wake.set()
 
     def close(self) -> None:
@@ -143,20 +162,20 @@ class GpioFeedback(HealthReporter):
             if self._stop.is_set():
                 return
             with self._lock:
-                pattern, self._pending = self._pending, None
+                pending, self._pending = self._pending, None
                 self._wake.clear()
-            if pattern is not None:
+            if pending is not None:
                 try:
-                    self._play(pattern)
+                    self._play(*pending)
                 except Exception:  # noqa: BLE001 - a pin error must not kill the player
-                    log.exception("%s: playing %s failed", self.name, pattern)
+                    log.exception("%s: playing %s failed", self.name, pending[0])
 
-    def _play(self, pattern: FeedbackPattern) -> None:
+    def _play(self, pattern: FeedbackPattern, repeat: int = 1) -> None:
         """Blink the pattern's outputs run by run; stop early on a newer signal or close."""
         devices = [self._outputs[o] for o in _USES[pattern] if o in self._outputs]
         if not devices:
             return
-        for on, off, n in self._patterns[pattern]:
+        for on, off, n in runs(repeated(self._patterns[pattern], repeat)):
             for device in devices:
                 device.blink(on_time=on, off_time=off, n=n, background=True)
             if self._wake.wait(n * (on + off)):

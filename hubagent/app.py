@@ -88,6 +88,7 @@ class App:
         self.loop: asyncio.AbstractEventLoop | None = None
         self._handlers: dict[type, list[EventHandler]] = defaultdict(list)
         self._status: dict[str, StatusProvider] = {}
+        self._snapshot: dict[str, StatusProvider] = {}
         self._start_hooks: list[Hook] = []
         self._stop_hooks: list[Hook] = []
         self._alert_listeners: list[Callable[[], None]] = []
@@ -106,6 +107,14 @@ class App:
     def add_status(self, name: str, provider: StatusProvider) -> None:
         """Add a section to ``hubagent status``."""
         self._status[name] = provider
+
+    def add_snapshot(self, name: str, provider: StatusProvider) -> None:
+        """Add a section to the ``state.snapshot`` reply (central's resync)."""
+        self._snapshot[name] = provider
+
+    def snapshot_parts(self) -> dict[str, Any]:
+        """Every feature's ``state.snapshot`` section."""
+        return {name: provider() for name, provider in self._snapshot.items()}
 
     def on_start(self, hook: Hook) -> None:
         """Run ``hook`` after devices and store are up (in registration order)."""

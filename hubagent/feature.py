@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable, Generic, Protocol, TypeVar
 
 from hubagent.interfaces import (
     BadgePins,
+    ClockTrustView,
     LabelQueue,
     LockerDesk,
     LockParking,
@@ -72,6 +73,7 @@ class Interfaces:
     locker_desk: LockerDesk | None = None
     scan_counts: ScanCounts | None = None
     stock_summary: StockSummary | None = None
+    clock_trust: ClockTrustView | None = None
     staff_records: StaffRecords | None = None
     badge_pins: BadgePins | None = None
 

@@ -104,6 +104,14 @@ class LockParking(Protocol):
         ...
 
 
+class ClockTrustView(Protocol):
+    """Whether the wall clock may be used for decisions (offered by lockers, used by kpi)."""
+
+    def trusted(self) -> bool:
+        """True unless the clock is behind or suspected ahead (see hubagent.lockers.trust)."""
+        ...
+
+
 class LockerDesk(Protocol):
     """Codes typed at a locker's screen (offered by lockers, used by the kiosk pages)."""
 

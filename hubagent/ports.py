@@ -108,24 +108,43 @@ class RateLimited(Protocol):
 
 
 class FeedbackPattern(enum.Enum):
-    """What a scan's feedback means to the person holding the scanner."""
+    """What feedback means to the person at a scanner or keypad.
+
+    ``OK``, ``ERROR`` and ``ATTENTION`` answer scans at a shelf; the rest
+    answer a code or token at the locker, one pattern per outcome, so a
+    customer hears (or reads) which it was.
+    """
 
     OK = "ok"
     ERROR = "error"
     ATTENTION = "attention"
+    OPENED = "opened"          # a door opens for you
+    WRONG = "wrong"            # no such code
+    EXPIRED = "expired"        # the code was right but is past its deadline
+    LOCKED_OUT = "locked_out"  # too many wrong codes: wait (repeat/text carry how long)
+    NOTHING = "nothing"        # a valid code with nothing to open right now
 
 
+MAX_REPEAT = 15
+"""Most repetitions of one signal (a lock-out's wait in minutes is at most 15)."""
+
+
+@runtime_checkable
 class Feedback(Device, Protocol):
-    """A buzzer and/or LED beside a scanner.
+    """A buzzer, LEDs and/or a small display beside a scanner or keypad.
 
     ``signal`` MUST return at once (the core thread calls it) and MUST NOT
     raise for a device that is not running, closed or faulted: feedback is
-    a courtesy, the scan's outcome is recorded elsewhere. A newer signal
-    MAY cut short the one playing. ``close()`` MUST leave every output off.
+    a courtesy, the outcome is recorded elsewhere. Every implementation
+    MUST play each :class:`FeedbackPattern` distinguishably, ``repeat``
+    times in a row (1 to :data:`MAX_REPEAT`; the caller clamps). ``text``
+    (at most 32 characters) is for a device with a display; one without
+    MAY ignore it. A newer signal MAY cut short the one playing.
+    ``close()`` MUST leave every output off.
     """
 
-    def signal(self, pattern: FeedbackPattern) -> None:
-        """Play ``pattern`` without blocking the caller."""
+    def signal(self, pattern: FeedbackPattern, *, repeat: int = 1, text: str | None = None) -> None:
+        """Play ``pattern`` ``repeat`` times (showing ``text`` if it can) without blocking the caller."""
 
 
 class PrinterState(enum.Enum):

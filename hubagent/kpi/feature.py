@@ -18,7 +18,7 @@ from hubagent.clock import Timer
 from hubagent.commands import CommandArgs, CommandContext, NoArgs
 from hubagent.errors import CommandError
 from hubagent.feature import Built, Feature, Interfaces, Section
-from hubagent.interfaces import ScanCounts, Uplink
+from hubagent.interfaces import ClockTrustView, ScanCounts, Uplink
 from hubagent.kpi import compute, rollup
 from hubagent.kpi.days import clock_sane, local_day, zone
 from hubagent.kpi.settings import KpiSettings
@@ -47,8 +47,9 @@ class KpiService:
     """The hub's figures over its daily rollups."""
 
     def __init__(self, app: "App", clock: "Clock", settings: KpiSettings, scans: ScanCounts | None,
-                 uplink: Uplink | None = None) -> None:
+                 uplink: Uplink | None = None, trust: ClockTrustView | None = None) -> None:
         self.app = app
+        self.trust = trust  # the lockers' clock trust, where lockers are configured
         self.clock = clock
         self.settings = settings
         self.tz: ZoneInfo = zone(app.config.hub.timezone)
@@ -61,7 +62,7 @@ class KpiService:
     # -- incremental rollups (inside each event's transaction) ----------------------
     def on_emit(self, tx: Tx, ev: EmittedEvent) -> None:
         """Fold one event into the rollups, in its own transaction."""
-        if not ev.at or int(ev.at[:4]) < MIN_SANE_YEAR:
+        if not ev.at or int(ev.at[:4]) < MIN_SANE_YEAR or not self._trusted():
             return
         d = ev.data
         if ev.kind == "stock.moved":
@@ -78,11 +79,15 @@ class KpiService:
         elif ev.kind == "return.dropped":
             rollup.count_hub(tx, rollup.local_day(ev.at, self.tz), "returns_dropped")
 
+    def _trusted(self) -> bool:
+        """No day-based decision on a clock the lockers' trust rule distrusts (either direction)."""
+        return self.trust is None or self.trust.trusted()
+
     # -- queries ----------------------------------------------------------------------
     def today(self) -> str:
         """The hub's local day; CommandError while the clock is not set."""
         now = self.clock.now()
-        if not clock_sane(now, MIN_SANE_YEAR):
+        if not clock_sane(now, MIN_SANE_YEAR) or not self._trusted():
             raise CommandError("clock_not_set", f"the hub's clock says {now.year}: no day-based figures "
                                                 "until it is set")
         return local_day(now, self.tz)
@@ -141,7 +146,7 @@ class KpiService:
         da, dr = self.pending_scans()
         self._scans_seen = self.scans.totals()
         now = self.clock.now()
-        if (da or dr) and clock_sane(now, MIN_SANE_YEAR):
+        if (da or dr) and clock_sane(now, MIN_SANE_YEAR) and self._trusted():
             with self.app.store.write() as tx:
                 day = local_day(now, self.tz)
                 rollup.count_hub(tx, day, "scans_accepted", da)
@@ -196,7 +201,7 @@ class KpiService:
 
 def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     """The KPI service: rollups on every emit, its commands, its telemetry block."""
-    svc = KpiService(app, clock, KPI.of(app.config), uses.scan_counts, uses.uplink)
+    svc = KpiService(app, clock, KPI.of(app.config), uses.scan_counts, uses.uplink, uses.clock_trust)
     app.store.on_emit(svc.on_emit)
     app.commands.register("kpi.get", svc.get, KpiGet, read_only=True)
     app.commands.register("kpi.rebuild", svc.rebuild, NoArgs)

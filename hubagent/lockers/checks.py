@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from hubagent.lockers.settings import LOCKER_POLICY, GpioLockerSettings, check_pin_conflicts
+from hubagent.lockers.settings import LOCKER_POLICY, GpioLockerSettings, check_pin_conflicts, feedback_of
 
 if TYPE_CHECKING:
     from hubagent.config import Config
@@ -50,3 +50,31 @@ def check_parcel_labels(config: "Config") -> None:
     """``print_parcel_labels`` needs a printer to print on (else every assign would be refused)."""
     if LOCKER_POLICY.of(config).print_parcel_labels and not config.devices_of("printers"):
         raise ValueError("locker_policy.print_parcel_labels: parcel labels need a [printers.NAME] printer")
+
+
+def check_token_key(config: "Config") -> None:
+    """Raise ValueError("locker_policy.token_public_key: ...") when the key cannot be loaded."""
+    if not config.devices_of("lockers"):
+        return
+    value = LOCKER_POLICY.of(config).token_public_key
+    if not value:
+        return
+    from hubagent.lockers.tokens import load_public_key
+
+    try:
+        load_public_key(value)
+    except ImportError:
+        raise ValueError("locker_policy.token_public_key: needs the 'lockers' extra "
+                         "(pip install 'hubagent[lockers]')") from None
+    except ValueError as e:
+        raise ValueError(f"locker_policy.token_public_key: {e}") from None
+
+
+def check_keypad_feedback(config: "Config") -> None:
+    """Raise ValueError("keypads.NAME.feedback: ...") when a keypad names no configured feedback device."""
+    known = {d.name for d in config.devices_of("feedback")}
+    for keypad in config.devices_of("keypads"):
+        name = feedback_of(keypad.settings)
+        if name is not None and name not in known:
+            have = ", ".join(sorted(known)) or "none configured"
+            raise ValueError(f"keypads.{keypad.name}.feedback: no [feedback.{name}] device ({have})")

@@ -230,11 +230,13 @@ class LockerCommands:
         if code_hash is None:
             raise CommandError("bad_args", "return.expect needs code or code_hash")
         expires_at = self._expiry(args.expires_at)
-        if expires_at is None and self.svc.wall_clock_sane():
+        by_hub = expires_at is None and self.svc.wall_clock_sane()
+        if by_hub:
             expires_at = repo.format_time(self.svc.wall() + timedelta(seconds=self.svc.policy.return_expiry_s))
         now = repo.format_time(self.svc.wall())
-        tx.execute("INSERT INTO locker_returns(id, size, state, expires_at, created_at, updated_at) "
-                   "VALUES (?, ?, 'expected', ?, ?, ?)", (args.return_id, args.size, expires_at, now, now))
+        tx.execute("INSERT INTO locker_returns(id, size, state, expires_at, created_at, updated_at, deadline_by_hub) "
+                   "VALUES (?, ?, 'expected', ?, ?, ?, ?)",
+                   (args.return_id, args.size, expires_at, now, now, int(by_hub)))
         repo.add_code(tx, code_hash, "return", args.return_id, expires_at)
         repo.audit(tx, "return_expected", ref=args.return_id, source=ctx.source, command=ctx.id)
         result = {"return": args.return_id, "size": args.size, "expires_at": expires_at}

@@ -80,7 +80,7 @@ def _late_deadlines(svc: "LockerService", tx: Tx, now: datetime) -> None:
             ("locker_returns", "return", "expected", svc.policy.return_expiry_s)):
         deadline = repo.format_time(now + timedelta(seconds=seconds))
         for row in repo.rows(tx, f"SELECT id FROM {table} WHERE state=? AND expires_at IS NULL", (state,)):
-            tx.execute(f"UPDATE {table} SET expires_at=? WHERE id=?", (deadline, row["id"]))
+            tx.execute(f"UPDATE {table} SET expires_at=?, deadline_by_hub=1 WHERE id=?", (deadline, row["id"]))
             tx.execute("UPDATE locker_codes SET expires_at=? WHERE purpose=? AND ref=? AND spent_at IS NULL",
                        (deadline, kind, row["id"]))
             repo.audit(tx, "deadline_set", ref=row["id"], item_kind=kind, expires_at=deadline)

@@ -10,16 +10,19 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from hubagent.errors import InputError
+from hubagent.errors import CommandError, InputError
 from hubagent.events import CodeEntered, DeviceHealthChanged, DoorChanged, RawScan
 from hubagent.lockers import repo, service_state
 from hubagent.lockers.couriers import CourierSet
 from hubagent.lockers.commands import LockerCommands
 from hubagent.feature import Built, Feature, Interfaces
-from hubagent.lockers.checks import check_gpio_pins, check_parcel_labels
+from hubagent.lockers.checks import check_gpio_pins, check_keypad_feedback, check_parcel_labels, check_token_key
+from hubagent.lockers.restore import RestoreCommands, snapshot
+from hubagent.lockers.retime import ClockCommands, ClockConfirm, TrustView
 from hubagent.lockers.schema import MIGRATIONS
 from hubagent.lockers.service import LockerService
 from hubagent.lockers.settings import LOCKER_POLICY
+from hubagent.lockers.tokens import TokenDesk
 from hubagent.scanning.codes import interpret
 from hubagent.scanning.roles import refusal
 from hubagent.scanning.settings import ScannerSettings
@@ -30,7 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-CLAIMED_SCANS = ("parcel", "pickup", "return", "courier")
+CLAIMED_SCANS = ("parcel", "pickup", "return", "courier", "token")
 """Scan kinds the lockers handle (``staff`` sign-in belongs to the scanning feature)."""
 
 
@@ -41,7 +44,11 @@ def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     svc = LockerService(app, LOCKER_POLICY.of(app.config), clock=clock, staff=uses.staff,
                         records=uses.staff_records, pins=uses.badge_pins)
     desk = svc.desk
-    LockerCommands(svc, labels=uses.labels).register(app)
+    token_desk = TokenDesk(svc, desk, svc.policy.token_public_key)
+    commands = LockerCommands(svc, labels=uses.labels)
+    commands.register(app)
+    RestoreCommands(svc, commands).register(app)
+    app.commands.register("clock.confirm", lambda ctx, args: _clock(svc).confirm(ctx, args), ClockConfirm)
     app.commands.register("courier.set", desk.couriers.set, CourierSet)
     # A tracking number or SSCC on a live parcel is a load, whatever else it looks like.
     app.look_up_scans(desk.scan_barcode)
@@ -52,7 +59,7 @@ def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     app.on(CodeEntered, desk.on_code)
     app.on(DeviceHealthChanged, svc.on_health)
     handlers = {"parcel": desk.scan_parcel, "pickup": desk.scan_pickup, "return": desk.scan_return,
-                "courier": desk.couriers.scan_badge}
+                "courier": desk.couriers.scan_badge, "token": token_desk.scan_token}
     for kind in CLAIMED_SCANS:
         app.claim_scans(kind, handlers[kind])
     if uses.staff is None:
@@ -62,7 +69,15 @@ def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     app.on_start(svc.start)
     app.on_stop(svc.stop)
     app.add_status("lockers", lambda: status(svc))
-    return Built(svc, Interfaces(lock_parking=svc, locker_desk=desk))
+    app.add_snapshot("lockers", lambda: snapshot(svc.store.conn, svc.banks))
+    return Built(svc, Interfaces(lock_parking=svc, locker_desk=desk, clock_trust=TrustView(svc)))
+
+
+def _clock(svc: LockerService) -> ClockCommands:
+    """``clock.confirm``'s handler (the trust exists once the service started)."""
+    if svc.retimer is None:
+        raise CommandError("unavailable", "the lockers have not started yet")
+    return ClockCommands(svc, svc.retimer)
 
 
 def _route_scan(app: "App", ev: RawScan) -> None:
@@ -117,7 +132,8 @@ def status(svc: LockerService) -> dict[str, Any]:
                        "out_of_service": sorted(c for c, v in comps.items() if not v["in_service"])}
     return {"banks": banks, "lockouts": svc.desk.lockouts(),
             "clock_sane": svc.wall_clock_sane(), "parked": svc.parked,
-            "couriers": svc.desk.couriers.sessions.stations()}
+            "couriers": svc.desk.couriers.sessions.stations(), "keypads": svc.desk.feedback.status(),
+            "clock": svc.trust.status() if svc.trust is not None else None}
 
 
 def _out_detail(row: dict[str, Any] | None) -> dict[str, Any] | None:
@@ -137,5 +153,7 @@ FEATURE = Feature(
     sections=(LOCKER_POLICY,),
     migrations=tuple(MIGRATIONS),
     checks=(check_gpio_pins,  # no GPIO pin used twice (lockers, feedback, power)
-            check_parcel_labels),
+            check_parcel_labels,
+            check_keypad_feedback,  # a keypad's feedback device exists
+            check_token_key),  # central's token key loads (only when configured)
 )

@@ -35,6 +35,7 @@ from hubagent.lockers.couriers import CourierDesk
 from hubagent.lockers.loading import Loader
 from hubagent.lockers.lockout import input_key
 from hubagent.lockers.signins import WhoIsSignedIn
+from hubagent.lockers.feedback import KeypadFeedback
 from hubagent.lockers.state import Purpose, State
 from hubagent.ports import FeedbackPattern
 
@@ -90,6 +91,7 @@ class CodeDesk:
         self.app = svc.app
         self.store = svc.store
         self._failed_sources: set[str] = set()
+        self.feedback = KeypadFeedback(svc.app)
         self.couriers = CourierDesk(svc, self)
         self.who = WhoIsSignedIn(self.couriers.sessions, self._staff_on)
         """Who is signed in at an input: couriers, then staff."""
@@ -104,8 +106,10 @@ class CodeDesk:
         if self.couriers.sign_in_code(ev.source, ev.code):
             log.info("keypad %s: courier signed in", ev.source)
             return
-        outcome = self.submit(ev.source, ev.code, KEYPAD_PURPOSES)
-        log.info("keypad %s: code %s", ev.source, outcome.value)  # the code itself is never logged
+        attempt = self.attempt(ev.source, ev.code, KEYPAD_PURPOSES)
+        log.info("keypad %s: code %s (%s)", ev.source, attempt.outcome.value,
+                 attempt.reason)  # the code itself is never logged
+        self.feedback.play(ev.source, attempt)
 
     def _pin_awaited(self, keypad: str) -> str | None:
         return self.pins.pin_awaited(keypad) if self.pins is not None else None
@@ -198,6 +202,12 @@ class CodeDesk:
             return Attempt(Outcome.LOCKED_OUT, "locked_out", retry_in_s=round(wait, 1))
         self.app.set_alert(f"locker-input:{key}", None)
         found, reason = self._find(raw, purposes)
+        if found is None and reason == "expired":
+            # Not counted towards a lock-out: only someone who once held the
+            # code can type it, and a customer retrying an expired code must
+            # not lock a shared keypad for everyone (docs/operations.md).
+            self._rejected(source, reason)
+            return Attempt(Outcome.REJECTED, reason)
         if found is None:
             self._failure(source, key, now, reason)
             left = self.svc.limiter.check(key, self.svc.clock.monotonic())
@@ -289,7 +299,19 @@ class CodeDesk:
         if found is not None and self.svc.wall_clock_sane() \
                 and repo.is_past(found[1]["expires_at"], self.svc.wall()):
             return None, "expired"
+        if found is None and self._was_expired(code, purposes):
+            return None, "expired"
         return found, "wrong"
+
+    def _was_expired(self, code: str, purposes: tuple[str, ...]) -> bool:
+        """Whether ``code`` matches a code voided by expiry (compared like live ones, no early exit)."""
+        assert self.svc.secret is not None
+        hit = False
+        for purpose in purposes:
+            mac = codes.hash_code(self.svc.secret, code, purpose)
+            for row in repo.expired_codes(self.store.conn, purpose):
+                hit = hmac.compare_digest(mac, row["hash"]) or hit
+        return hit
 
     def _live_codes(self, purpose: str) -> list[dict[str, Any]]:
         """Live codes of ``purpose``; staff codes come from the staff registry."""

@@ -157,6 +157,12 @@ def live_codes(db: Reader, purpose: str) -> list[dict[str, Any]]:
                     "WHERE purpose=? AND spent_at IS NULL ORDER BY id", (purpose,))
 
 
+def expired_codes(db: Reader, purpose: str) -> list[dict[str, Any]]:
+    """Code rows of one purpose voided by expiry (to tell "expired" from "wrong")."""
+    return rows(db, "SELECT id, hash, ref, expires_at FROM locker_codes "
+                    "WHERE purpose=? AND spent_why='expired' ORDER BY id", (purpose,))
+
+
 def spend_code(tx: Tx, code_id: int, why: str) -> None:
     """Mark one code used (single use) or void."""
     tx.execute("UPDATE locker_codes SET spent_at=?, spent_why=? WHERE id=? AND spent_at IS NULL",

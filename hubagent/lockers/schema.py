@@ -106,3 +106,8 @@ MIGRATIONS: list[tuple[str, str]] = [
 from hubagent.lockers.schema_couriers import MIGRATIONS as _COURIER_MIGRATIONS  # noqa: E402
 
 MIGRATIONS.extend(_COURIER_MIGRATIONS)
+
+# Signed pickup tokens and hub-computed deadlines (a wrong clock's decisions undone).
+from hubagent.lockers.schema_recovery import MIGRATIONS as _RECOVERY_MIGRATIONS  # noqa: E402
+
+MIGRATIONS.extend(_RECOVERY_MIGRATIONS)

@@ -23,8 +23,9 @@ from hubagent.clock import Clock, Timer
 from hubagent.errors import CommandError, DeviceError, InputError
 from hubagent.events import DeviceHealthChanged, DoorChanged, Health
 from hubagent.interfaces import BadgePins, StaffDirectory, StaffRecords
-from hubagent.lockers import codes, couriers, expiry, repo, service_state
+from hubagent.lockers import codes, couriers, expiry, repo, restore, retime, service_state, tokens
 from hubagent.lockers.inputs import CodeDesk
+from hubagent.lockers.trust import ClockTrust, kernel_ntp_synced
 from hubagent.lockers.lockout import AttemptLimiter
 from hubagent.lockers.pulses import PulseJob, PulseQueue
 from hubagent.lockers.settings import LockerPolicySettings
@@ -72,6 +73,10 @@ class LockerService:
         self._pulsed: set[int] = set()  # release ids whose lock this process energised
         self._unreconciled: set[str] = set()  # banks whose doors could not be read at start
         self._started = False
+        self.trust: ClockTrust | None = None
+        self.ntp_synced: Callable[[], bool | None] = kernel_ntp_synced
+        """Whether the kernel says NTP set the clock (tests inject their own)."""
+        self.retimer: retime.Retimer | None = None
         self.records = records
         self.desk = CodeDesk(self, staff, records=records, pins=pins)
         """Checks typed codes and scans, and asks this service for releases."""
@@ -85,11 +90,15 @@ class LockerService:
         layout: dict[str, dict[str, str]] = {bank: {c: info.size for c, info in comps.items()}
                   for bank, comps in self.layouts.items()}
         with self.store.write() as tx:
-            repo.sync_compartments(tx, layout)
+            restore.sync_compartments(self, tx, layout)
+        restore.remember_database(self.store)
+        self.trust = retime.build_trust(self)
+        self.retimer = retime.Retimer(self, self.trust)
         self._started = True
         for bank in self.banks:
             self.reconcile(bank)
         self._restore_alerts()
+        restore.refresh_alert(self.app, self.store.conn, self.banks)
         self.later(0.0, self._expiry_tick)
 
     def stop(self) -> None:
@@ -178,9 +187,18 @@ class LockerService:
         except (DeviceError, InputError, AssertionError, KeyError):
             return None
 
+    def occupied(self, bank: str, compartment: str) -> bool | None:
+        """The occupancy sensor's reading, or None without a sensor or when the bank cannot be read."""
+        try:
+            return self.banks[bank].occupied(compartment)
+        except (DeviceError, InputError, AssertionError, KeyError):
+            return None
+
     def wall_clock_sane(self) -> bool:
-        """Whether the wall clock can be trusted for expiry (see ``min_sane_year``)."""
-        return self.wall().year >= self.policy.min_sane_year
+        """Whether the wall clock can be trusted for expiry (:mod:`hubagent.lockers.trust`)."""
+        if self.trust is None:  # before start: only the year can be judged
+            return self.wall().year >= self.policy.min_sane_year
+        return self.trust.trusted()
 
     def release_detail(self, db: Any, release_id: int | None) -> dict[str, Any]:
         """The audit detail of a release (purpose, source, code id, staff, command)."""
@@ -193,7 +211,7 @@ class LockerService:
     def release(self, tx: Tx, bank: str, compartment: str, purpose: Purpose, *, source: str,
                 reason: str = "", command: str | None = None, code_id: int | None = None,
                 staff: str | None = None, expires_at: float | None = None,
-                courier: str | None = None) -> int:
+                courier: str | None = None, token: str | None = None) -> int:
         """Move a compartment to its in-flight state and pulse its lock after commit.
 
         Returns the release id (its audit seq). Raises CommandError when the
@@ -215,6 +233,7 @@ class LockerService:
         detail: dict[str, Any] = {"purpose": purpose.value, "reason": reason, "from": current.value,
                                   "input": source}
         for k, v in (("command", command), ("code_id", code_id), ("staff", staff), ("courier", courier),
+                     ("token", token),
                      ("item", row["item_id"]), ("item_kind", row["item_kind"])):
             if v is not None:
                 detail[k] = v
@@ -289,6 +308,8 @@ class LockerService:
             fields.update(item_kind=None, item_id=None)
         if detail.get("code_id"):
             repo.unspend_code(tx, int(detail["code_id"]))
+        if detail.get("token"):
+            tokens.unspend(tx, str(detail["token"]))
         repo.update_compartment(tx, bank, comp, **fields)
         self._pulsed.discard(row["release_id"])
         repo.audit(tx, "release_undone", bank=bank, compartment=comp, ref=row["item_id"],
@@ -395,6 +416,7 @@ class LockerService:
         expires_at = parcel.get("expires_at")
         if not expires_at and self.wall_clock_sane():
             expires_at = repo.format_time(self.wall() + timedelta(seconds=self.policy.pickup_expiry_s))
+            tx.execute("UPDATE locker_parcels SET deadline_by_hub=1 WHERE id=?", (parcel_id,))
         data: dict[str, Any] = {"parcel": parcel_id, "expires_at": expires_at, **base}
         if parcel.get("generate"):
             # Generated now, not at assign: the plaintext exists only in this
@@ -519,6 +541,8 @@ class LockerService:
     # -- expiry -------------------------------------------------------------
     def _expiry_tick(self) -> None:
         try:
+            if self.retimer is not None:
+                self.retimer.tick()
             self.expire_due()
         finally:
             if self._started:

@@ -180,6 +180,8 @@ class HidKeypadSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
     idle_reset_s: Annotated[float, msgspec.Meta(ge=1.0, le=600.0)] = 15.0
     # Seconds between attempts to reopen an unplugged keypad.
     retry_s: Annotated[float, msgspec.Meta(ge=0.1, le=600.0)] = 2.0
+    # Name of the [feedback.NAME] device that tells the person what their code did; none if absent.
+    feedback: str | None = None
 
 
 class SimKeypadSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
@@ -187,6 +189,15 @@ class SimKeypadSettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=True
 
     # Longest code the simulator accepts, as on a real keypad.
     max_length: Annotated[int, msgspec.Meta(ge=4, le=64)] = 16
+    # Name of the [feedback.NAME] device that tells the person what their code did; none if absent.
+    feedback: str | None = None
+
+
+def feedback_of(settings: object) -> str | None:
+    """The feedback device a keypad's settings name, or None (also for any other settings)."""
+    if isinstance(settings, HidKeypadSettings | SimKeypadSettings):
+        return settings.feedback
+    return None
 
 
 Seconds = Annotated[float, msgspec.Meta(gt=0.0, le=31_536_000.0)]
@@ -217,6 +228,10 @@ class LockerPolicySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=T
     expiry_check_s: Annotated[float, msgspec.Meta(ge=0.2, le=3600.0)] = 30.0
     # Expiry runs only while the wall clock reads this year or later (a Pi without RTC boots in 1970).
     min_sane_year: Annotated[int, msgspec.Meta(ge=2020, le=2100)] = 2024
+    # A start whose wall clock is this far past the last trusted time is suspect until NTP or central confirm it.
+    clock_max_offline_s: Annotated[float, msgspec.Meta(ge=3600.0, le=31_536_000.0)] = 30 * 86400.0
+    # A wall-clock jump larger than this (against the monotonic clock) is suspect; also central's allowed offset.
+    clock_jump_tolerance_s: Annotated[float, msgspec.Meta(ge=1.0, le=86400.0)] = 300.0
     # Wrong codes allowed per input device (keypad, scanner) before it is locked out.
     max_failures: Annotated[int, msgspec.Meta(ge=1, le=100)] = 5
     # First lock-out; each further one doubles, up to max_lockout_s.
@@ -233,6 +248,9 @@ class LockerPolicySettings(msgspec.Struct, forbid_unknown_fields=True, kw_only=T
     busy_wait_s: Annotated[float, msgspec.Meta(ge=0.5, le=60.0)] = 10.0
     # Which stored items staff may take out: "expired" (expired parcels and dropped returns) or "any".
     staff_retrieval: Literal["expired", "any"] = "expired"
+    # Central's Ed25519 public key for signed pickup tokens (HA:TOK:...): base64 of the 32 raw bytes,
+    # or the path of a PEM or base64 file; unset refuses every token ("tokens_off").
+    token_public_key: str | None = None
     # A load (parcel scan) opens a door only after a courier or staff member signed in at that input.
     load_requires_sign_in: bool = False
     # A courier's sign-in ends this long after their last scan or sign-in.

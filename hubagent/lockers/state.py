@@ -14,6 +14,8 @@ back to the resting state it came from (``prior``).
     free --release(return)--> returning --closed--> returned
     returned --release(retrieve)--> retrieving --closed--> free
     <any resting> --release(remote)--> opening --closed--> <the same resting state>
+    unknown --lockers.restore--> free | occupied | expired | returned
+    unknown --locker.clear_unknown--> free
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class State(str, enum.Enum):
     RETURNING = "returning"    # released for a return drop-off
     RETURNED = "returned"      # a return waits for staff
     OPENING = "opening"        # released by central (locker.open); contents unchanged
+    UNKNOWN = "unknown"        # no record of the contents (new database): never assigned or opened by a code
 
 
 class Purpose(str, enum.Enum):
@@ -50,7 +53,7 @@ class TransitionError(ValueError):
     """The compartment cannot do that in its current state."""
 
 
-RESTING = frozenset({State.FREE, State.RESERVED, State.OCCUPIED, State.EXPIRED, State.RETURNED})
+RESTING = frozenset({State.FREE, State.RESERVED, State.OCCUPIED, State.EXPIRED, State.RETURNED, State.UNKNOWN})
 """States with no release pending."""
 
 _RELEASE: dict[tuple[State, Purpose], State] = {

@@ -47,6 +47,7 @@ QTY = "QTY"
 DONE = "DONE"
 CANCEL = "CANCEL"
 COND = "COND"
+TOKEN = "TOK"
 ZERO = "ZERO"
 
 MODES = ("RECEIVE", "PICK", "COUNT", "MOVE", "RETURN", "LOOKUP")
@@ -68,6 +69,8 @@ _ID_PATTERNS: dict[str, re.Pattern[str]] = {
     STAFF: re.compile(_ID),
     RETURN: re.compile(_ID),
     COURIER: re.compile(r"[A-Za-z0-9._-]{8,40}"),
+    # base64url(payload) "." base64url(Ed25519 signature): see docs/scan-codes.md
+    TOKEN: re.compile(r"[A-Za-z0-9_-]{8,600}\.[A-Za-z0-9_-]{86}"),
 }
 """Internal codes that carry an identifier, and what that identifier may look like."""
 
@@ -104,6 +107,7 @@ class ScanKind(enum.Enum):
     DONE = "done"          # HA:DONE
     CANCEL = "cancel"      # HA:CANCEL
     CONDITION = "condition"  # HA:COND:<condition>
+    TOKEN = "token"        # HA:TOK:<payload>.<signature>, a signed pickup token
     ZERO = "zero"          # HA:ZERO: the counted bin is empty
 
 
@@ -111,6 +115,7 @@ _KIND_BY_TAG = {
     BIN: ScanKind.BIN, PARCEL: ScanKind.PARCEL, PICKUP: ScanKind.PICKUP, STAFF: ScanKind.STAFF,
     RETURN: ScanKind.RETURN, COURIER: ScanKind.COURIER, MODE: ScanKind.MODE, QTY: ScanKind.QTY,
     DONE: ScanKind.DONE, CANCEL: ScanKind.CANCEL, COND: ScanKind.CONDITION, ZERO: ScanKind.ZERO,
+    TOKEN: ScanKind.TOKEN,
 }
 
 

@@ -184,6 +184,16 @@ class GpioFeedbackSettings(_Base, frozen=True):
     error_pattern: Pattern = msgspec.field(default_factory=lambda: [0.15, 0.1, 0.15, 0.1, 0.15])
     # Needs a look (e.g. "scan the bin next"): [on, off, on, ...] seconds.
     attention_pattern: Pattern = msgspec.field(default_factory=lambda: [0.4, 0.2, 0.4])
+    # At a keypad, a door opens: [on, off, on, ...] seconds (buzzer and green LED).
+    opened_pattern: Pattern = msgspec.field(default_factory=lambda: [0.08, 0.08, 0.08])
+    # At a keypad, no such code (buzzer and red LED).
+    wrong_pattern: Pattern = msgspec.field(default_factory=lambda: [0.6])
+    # At a keypad, a right code past its deadline (buzzer and red LED).
+    expired_pattern: Pattern = msgspec.field(default_factory=lambda: [0.3, 0.3, 0.3])
+    # At a keypad, locked out: played once per started minute of the wait (buzzer and red LED).
+    locked_out_pattern: Pattern = msgspec.field(default_factory=lambda: [1.0, 0.5])
+    # At a keypad, a valid code with nothing to open now (buzzer and both LEDs).
+    nothing_pattern: Pattern = msgspec.field(default_factory=lambda: [0.2, 0.1, 0.2, 0.1, 0.2])
 
     def __post_init__(self) -> None:
         """Cross-field checks."""
@@ -192,8 +202,9 @@ class GpioFeedbackSettings(_Base, frozen=True):
             raise ValueError("at least one of buzzer_pin, ok_led_pin, error_led_pin is required")
         if len(set(pins)) != len(pins):
             raise ValueError("buzzer_pin, ok_led_pin and error_led_pin must differ")
-        for label, pattern in (("ok_pattern", self.ok_pattern), ("error_pattern", self.error_pattern),
-                               ("attention_pattern", self.attention_pattern)):
+        for label in ("ok_pattern", "error_pattern", "attention_pattern", "opened_pattern", "wrong_pattern",
+                      "expired_pattern", "locked_out_pattern", "nothing_pattern"):
+            pattern: list[float] = getattr(self, label)
             if sum(pattern[0::2]) <= 0:
                 raise ValueError(f"{label} must switch on for some time")
 

@@ -206,7 +206,8 @@ class StockService:
         st = outbox.stats(self.store)
         oldest = outbox.oldest_retained(self.store)
         return {"last_seq": st.last_seq, "acked_seq": st.acked_seq, "oldest_retained_seq": oldest,
-                "balances": ledger.balances(self.store), "lots": ledger.lot_balances(self.store)}
+                "balances": ledger.balances(self.store), "lots": ledger.lot_balances(self.store),
+                **self.app.snapshot_parts()}
 
     # -- the shared inventory directory -------------------------------------
     def _published_moves(self, events: list[EmittedEvent]) -> None:

@@ -116,6 +116,8 @@ class HubView:
             return KioskResult("locked_out", retry_in_s=attempt.retry_in_s)
         if attempt.outcome is Outcome.NOTHING:
             outcome = "no_space" if attempt.reason in ("no_compartment", "no_free_compartment") else "nothing"
+            if attempt.reason == "parked":
+                outcome = "out_of_order"  # the locks are held for a power-off: nothing opens for anyone
             return KioskResult(outcome)
         outcome = "expired" if attempt.reason == "expired" else "wrong"
         return KioskResult(outcome, retry_in_s=attempt.retry_in_s)

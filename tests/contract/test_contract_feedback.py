@@ -29,20 +29,36 @@ from hubagent.ports import DeviceEnv, Feedback, FeedbackPattern
 LONG_S = 2.0
 """The attention pattern's single beep: long enough to act while it plays."""
 OUTPUTS = ("buzzer", "ok", "error")
-HEARD = {
-    frozenset({"buzzer", "ok"}): FeedbackPattern.OK,
-    frozenset({"buzzer", "error"}): FeedbackPattern.ERROR,
-    frozenset({"buzzer", "ok", "error"}): FeedbackPattern.ATTENTION,
+BEEP_S = 0.05
+PATTERNS: dict[FeedbackPattern, tuple[frozenset[str], int]] = {
+    FeedbackPattern.OK: (frozenset({"buzzer", "ok"}), 1),
+    FeedbackPattern.OPENED: (frozenset({"buzzer", "ok"}), 2),
+    FeedbackPattern.ERROR: (frozenset({"buzzer", "error"}), 2),
+    FeedbackPattern.WRONG: (frozenset({"buzzer", "error"}), 1),
+    FeedbackPattern.EXPIRED: (frozenset({"buzzer", "error"}), 3),
+    FeedbackPattern.LOCKED_OUT: (frozenset({"buzzer", "error"}), 4),
+    FeedbackPattern.ATTENTION: (frozenset({"buzzer", "ok", "error"}), 1),
+    FeedbackPattern.NOTHING: (frozenset({"buzzer", "ok", "error"}), 2),
 }
-"""Which outputs a person sees and hears for each pattern on a GPIO station."""
+"""Which outputs a person sees, and how many beeps they hear, for each pattern on a GPIO station."""
+HEARD = {heard: pattern for pattern, heard in PATTERNS.items()}
+
+
+def beeps(n: int, long: bool = False) -> list[float]:
+    """``n`` beeps as an [on, off, on, ...] pattern."""
+    steps: list[float] = []
+    for _ in range(n):
+        steps += [LONG_S if long else BEEP_S, BEEP_S]
+    return steps[:-1]
 
 
 def gpio_settings(buzzer: int, ok: int, error: int) -> Any:
     from hubagent.scanning.settings import GpioFeedbackSettings
 
-    return msgspec.convert({"buzzer_pin": buzzer, "ok_led_pin": ok, "error_led_pin": error,
-                            "ok_pattern": [0.05], "error_pattern": [0.05, 0.05, 0.05],
-                            "attention_pattern": [LONG_S]}, GpioFeedbackSettings, strict=True)
+    patterns = {f"{p.value}_pattern": beeps(n, long=p is FeedbackPattern.ATTENTION)
+                for p, (_, n) in PATTERNS.items()}
+    return msgspec.convert({"buzzer_pin": buzzer, "ok_led_pin": ok, "error_led_pin": error, **patterns},
+                           GpioFeedbackSettings, strict=True)
 
 
 class FeedbackRig:
@@ -96,10 +112,14 @@ class MockRig(FeedbackRig):
         return frozenset(o for o, pin in self.PINS.items()
                          if any(s.state for s in self.factory.pin(pin).states))
 
+    def _beeps(self) -> int:
+        states = self.factory.pin(self.PINS["buzzer"]).states
+        return sum(1 for before, after in zip(states, states[1:]) if after.state and not before.state)
+
     def played(self) -> list[FeedbackPattern]:
-        # One pattern per test: which outputs ever went on tells which it was.
-        lit = self._lit()
-        return [HEARD[lit]] if lit in HEARD else []
+        # One pattern per test: which outputs went on, and how often the buzzer did, tell which it was.
+        heard = (self._lit(), self._beeps())
+        return [HEARD[heard]] if heard in HEARD else []
 
     def outputs_on(self) -> set[str]:
         return {o for o, pin in self.PINS.items() if self.factory.pin(pin).state}
@@ -118,6 +138,7 @@ class HardwareRig(FeedbackRig):
         self._old_factory = Device.pin_factory
         Device.pin_factory = self.factory = make_pin_factory(env_value("gpio"))
         self._seen: set[str] = set()
+        self._buzzes = 0
         self._lock = threading.Lock()
         self.sense = {}
         for name, (_, sense) in zip(OUTPUTS, groups):
@@ -130,12 +151,13 @@ class HardwareRig(FeedbackRig):
         def seen() -> None:
             with self._lock:
                 self._seen.add(name)
+                self._buzzes += name == "buzzer"
         return seen
 
     def played(self) -> list[FeedbackPattern]:
         with self._lock:
-            lit = frozenset(self._seen)
-        return [HEARD[lit]] if lit in HEARD else []
+            heard = (frozenset(self._seen), self._buzzes)
+        return [HEARD[heard]] if heard in HEARD else []
 
     def outputs_on(self) -> set[str]:
         return {name for name, device in self.sense.items() if device.is_active}
@@ -210,3 +232,16 @@ def test_signal_never_raises_and_plays_nothing_after_close(rig: FeedbackRig) -> 
 def test_close_before_start_never_raises(rig: FeedbackRig) -> None:
     rig.device.close()
     rig.device.close()
+
+
+def test_repeat_plays_the_pattern_that_many_times(rig: FeedbackRig) -> None:
+    """A lock-out's wait is told by repetition: 3 repeats of one beep are three beeps."""
+    started(rig).device.signal(FeedbackPattern.WRONG, repeat=3, text="wait 3 min")
+    if isinstance(rig, SimRig):
+        until(lambda: rig.sim.played(), "the signal to be recorded")
+        (played,) = rig.sim.played()
+        assert (played.pattern, played.repeat, played.text) == (FeedbackPattern.WRONG, 3, "wait 3 min")
+    elif isinstance(rig, MockRig):
+        until(lambda: rig._beeps() == 3 and not rig.outputs_on(), "three separate beeps")
+    else:
+        until(lambda: rig._buzzes == 3, "three separate beeps")
