@@ -290,7 +290,8 @@ class Commands:
                 for cmd in group:
                     done[cmd.index] = self._in_group(tx, cmd)
         except (_GroupLost, DiskFull, HubError, sqlite3.Error) as e:
-            log.error("a group of %d commands failed to commit: %s", len(group), e)
+            if not isinstance(e, DiskFull):  # a full disk was logged once, by the store
+                log.error("a group of %d commands failed to commit: %s", len(group), e)
             for cmd in group:
                 replies[cmd.index] = error_reply(cmd.cid, "unavailable", str(e))
             return
