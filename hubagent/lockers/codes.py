@@ -22,7 +22,7 @@ import secrets
 from collections.abc import Mapping
 from pathlib import Path
 
-from hubagent.errors import ConfigError, InputError
+from hubagent.errors import CommandError, ConfigError, InputError
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,19 @@ _DIGITS = frozenset("0123456789")
 _SEPARATORS = str.maketrans("", "", " -")
 _PURPOSE_RE = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
 _HASH_RE = re.compile(r"^[0-9a-f]{64}$")
+
+
+def plain_or_hash(field: str, plain: str | None, hashed: str | None) -> tuple[str | None, str | None]:
+    """A command's ``field`` / ``field_hash`` pair: at most one given, a hash well formed.
+
+    Returns ``(plain, hashed)`` with at most one of them set; CommandError
+    ``bad_args`` naming the field otherwise.
+    """
+    if plain is not None and hashed is not None:
+        raise CommandError("bad_args", f"give either {field} or {field}_hash, not both")
+    if hashed is not None and not _HASH_RE.match(hashed):
+        raise CommandError("bad_args", f"{field}_hash must be 64 lower-case hex digits")
+    return plain, hashed
 
 
 def generate_code(length: int = 6) -> str:

@@ -10,7 +10,6 @@ in hex, for a central that holds the hub's secret.
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
@@ -34,7 +33,6 @@ Id = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")]
 Name = Annotated[str, Meta(min_length=1, max_length=32)]
 Size = Literal["S", "M", "L"]
 Reason = Annotated[str, Meta(min_length=1, max_length=200)]
-_HASH = re.compile(r"^[0-9a-f]{64}$")
 
 
 class CodeSpec(CommandArgs, frozen=True):
@@ -115,14 +113,9 @@ class LockerCommands:
 
     # -- codes --------------------------------------------------------------------
     def _hash(self, tx: Any, purpose: str, code: str | None, code_hash: str | None) -> str | None:
-        if code is not None and code_hash is not None:
-            raise CommandError("bad_args", "give either code or code_hash, not both")
-        if code_hash is not None:
-            if not _HASH.match(code_hash):
-                raise CommandError("bad_args", "code_hash must be 64 lower-case hex digits")
-            return code_hash
+        code, code_hash = codes.plain_or_hash("code", code, code_hash)
         if code is None:
-            return None
+            return code_hash
         try:
             normal = codes.normalise_code(code)
         except InputError as e:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
-import re
 import sqlite3
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -38,7 +37,6 @@ log = logging.getLogger(__name__)
 
 BADGE_PATTERN = r"^[A-Za-z0-9._-]{8,40}$"
 """A badge token: 8-40 letters, digits, ``. _ -`` (central makes it random)."""
-_HASH = re.compile(r"^[0-9a-f]{64}$")
 
 Id = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")]
 Badge = Annotated[str, Meta(pattern=BADGE_PATTERN)]
@@ -134,26 +132,16 @@ class CourierDesk:
             log.info("courier %s signed out at %s (revoked)", courier, station)
 
     def _badge(self, badge: str | None, given_hash: str | None) -> str | None:
-        if badge is not None and given_hash is not None:
-            raise CommandError("bad_args", "give either badge or badge_hash, not both")
-        if given_hash is not None:
-            if not _HASH.match(given_hash):
-                raise CommandError("bad_args", "badge_hash must be 64 lower-case hex digits")
-            return given_hash
+        badge, given_hash = codes.plain_or_hash("badge", badge, given_hash)
         if badge is None:
-            return None
+            return given_hash
         assert self.svc.secret is not None
         return badge_hash(self.svc.secret, badge)
 
     def _code(self, tx: Tx, code: str | None, given_hash: str | None) -> str | None:
-        if code is not None and given_hash is not None:
-            raise CommandError("bad_args", "give either code or code_hash, not both")
-        if given_hash is not None:
-            if not _HASH.match(given_hash):
-                raise CommandError("bad_args", "code_hash must be 64 lower-case hex digits")
-            return given_hash
+        code, given_hash = codes.plain_or_hash("code", code, given_hash)
         if code is None:
-            return None
+            return given_hash
         try:
             normal = codes.normalise_code(code)
         except InputError as e:

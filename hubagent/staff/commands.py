@@ -18,7 +18,7 @@ from msgspec import Meta
 from hubagent.commands import CommandArgs, CommandContext, Commands
 from hubagent.errors import CommandError, InputError
 from hubagent.lockers import codes, repo
-from hubagent.staff.registry import StaffRegistry, is_hash
+from hubagent.staff.registry import StaffRegistry
 from hubagent.store.store import Tx
 
 Id = Annotated[str, Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,39}$")]
@@ -57,14 +57,9 @@ class StaffCommands:
 
     def _secret_hash(self, field: str, plain: str | None, hashed: str | None,
                      hasher: Callable[[str], str]) -> str | None:
-        if plain is not None and hashed is not None:
-            raise CommandError("bad_args", f"give either {field} or {field}_hash, not both")
-        if hashed is not None:
-            if not is_hash(hashed):
-                raise CommandError("bad_args", f"{field}_hash must be 64 lower-case hex digits")
-            return hashed
+        plain, hashed = codes.plain_or_hash(field, plain, hashed)
         if plain is None:
-            return None
+            return hashed
         try:
             return hasher(plain)
         except InputError as e:
