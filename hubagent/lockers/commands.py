@@ -126,12 +126,7 @@ class LockerCommands:
         return codes.hash_code(self.svc.secret, normal, purpose)
 
     def _expiry(self, value: str | None) -> str | None:
-        if value is None:
-            return None
-        when = repo.parse_time(value)
-        if self.svc.wall_clock_sane() and when <= self.svc.wall():
-            raise CommandError("bad_args", f"expires_at {value} is already past")
-        return repo.format_time(when)
+        return repo.future_time(value, self.svc.wall() if self.svc.wall_clock_sane() else None)
 
     # -- handlers -----------------------------------------------------------------
     def assign(self, ctx: CommandContext, args: ParcelAssign) -> dict[str, Any]:

@@ -47,6 +47,20 @@ def format_time(value: datetime) -> str:
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
+
+def future_time(value: str | None, now: datetime | None) -> str | None:
+    """An ``expires_at`` argument, normalised; CommandError if it is already past.
+
+    ``now`` is None while the wall clock cannot be trusted: then nothing is
+    judged past (a real expiry must not be refused on a clock in 1970).
+    """
+    if value is None:
+        return None
+    when = parse_time(value)
+    if now is not None and when <= now:
+        raise CommandError("bad_args", f"expires_at {value} is already past")
+    return format_time(when)
+
 def is_past(expires_at: str | None, now: datetime) -> bool:
     """Whether a stored ``expires_at`` lies before ``now`` (None never expires)."""
     if not expires_at:

@@ -66,13 +66,8 @@ class StaffCommands:
             raise CommandError("bad_code", f"{field}: {e.message}") from None
 
     def _expiry(self, value: str | None) -> str | None:
-        if value is None:
-            return None
-        when = repo.parse_time(value)
-        reg = self.registry
-        if reg.wall().year >= reg.min_sane_year and when <= reg.wall():
-            raise CommandError("bad_args", f"expires_at {value} is already past")
-        return repo.format_time(when)
+        now = self.registry.wall()
+        return repo.future_time(value, now if now.year >= self.registry.min_sane_year else None)
 
     def set(self, ctx: CommandContext, args: StaffSet) -> dict[str, Any]:
         """Register (or replace) one staff member; revoke with neither code nor badge."""
