@@ -109,10 +109,17 @@ def screenshot(driver: Any, name: str) -> list[Path]:
 
 def submit(driver: Any, element: Any) -> None:
     """Click ``element`` (a submit button or link) and wait for the next page to load."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    old = driver.find_element(By.TAG_NAME, "html")
+    # Mark the current document, then wait for a complete document without the
+    # mark. Asking about the old <html> element instead races the navigation:
+    # Chromium sometimes answers "Node with given id does not belong to the
+    # document" as an unknown error rather than as a stale element.
+    driver.execute_script("window.__hubagentOld = true")
     element.click()
-    WebDriverWait(driver, 15).until(ec.staleness_of(old))
+    WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,)).until(
+        lambda d: d.execute_script(
+            "return !window.__hubagentOld && document.readyState === 'complete'"
+        )
+    )
