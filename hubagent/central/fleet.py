@@ -340,6 +340,9 @@ class Fleet:
         for c in self._clients:
             props = Properties(PacketTypes.CONNECT)
             props.SessionExpiryInterval = 0
+            # One connection carries the acks and commands of many hubs: let the
+            # broker stream them rather than queue (and drop) behind 20 in flight.
+            props.ReceiveMaximum = 65_535
             c.connect_async(self.host, self.port, keepalive=30, clean_start=True,
                             properties=props)
             c.loop_start()

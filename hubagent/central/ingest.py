@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 STATES = frozenset({"online", "alert", "offline", "lost"})
 # Events parked per hub while its database id is unknown (the hub resends anyway).
 _PARK_LIMIT = 10_000
+# QoS 1 messages the broker may have in flight to the ingest (the MQTT 5 maximum).
+_RECEIVE_MAXIMUM = 65_535
 # Seconds before asking again for subscriptions the broker refused.
 _RESUBSCRIBE_S = 5.0
 
@@ -174,7 +176,11 @@ class Ingest:
     def run(self, ready: Callable[[], None] | None = None) -> int:
         """Connect, then store and ack until stopped; returns the exit status."""
         self.db.migrate()
-        connect_async(self.client, self.broker, session_expiry=self.opt.session_expiry)
+        # The broker streams events to us as fast as they come (paho's thread
+        # only queues them): with Mosquitto's default 20 in flight, a burst from
+        # a large fleet would overflow its per-client queue and be dropped.
+        connect_async(self.client, self.broker, session_expiry=self.opt.session_expiry,
+                      receive_maximum=_RECEIVE_MAXIMUM)
         # A few workers: a hub that does not answer holds one up for the command timeout.
         workers = [threading.Thread(target=self._work_loop, name=f"ingest-resync-{i}", daemon=True)
                    for i in range(self.opt.workers)]

@@ -121,14 +121,22 @@ def make_client(broker: Broker, client_id: str, *, session_expiry: int = 0) -> m
     return c
 
 
-def connect_async(client: mqtt.Client, broker: Broker, *, session_expiry: int = 0) -> None:
-    """Start connecting in the background (paho's network thread)."""
+def connect_async(client: mqtt.Client, broker: Broker, *, session_expiry: int = 0,
+                  receive_maximum: int | None = None) -> None:
+    """Start connecting in the background (paho's network thread).
+
+    ``receive_maximum`` (MQTT 5) is how many QoS 1 messages the broker may
+    have in flight to us; without it Mosquitto allows its
+    ``max_inflight_messages`` (20) and queues the rest behind them.
+    """
     s = broker.settings
     props = None
     clean: bool | Literal[3] = mqtt.MQTT_CLEAN_START_FIRST_ONLY
     if s.protocol == "5":
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = session_expiry
+        if receive_maximum is not None:
+            props.ReceiveMaximum = receive_maximum
         clean = session_expiry == 0
     client.connect_async(s.host, s.port, keepalive=s.keepalive_s, clean_start=clean,
                          properties=props)
