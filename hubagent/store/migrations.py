@@ -45,6 +45,25 @@ CORE: list[tuple[str, str]] = [
         );
         """,
     ),
+    (
+        # Event ids are unique by construction (time-ordered, with 64 random
+        # bits) and nothing looks an event up by id: the index on id only cost
+        # a page write for every event. The outbox holds only what central has
+        # not acknowledged (or the retention window), so the copy is small.
+        "core-0002-outbox-without-id-index",
+        """
+        CREATE TABLE outbox_new (
+            seq      INTEGER PRIMARY KEY,
+            id       TEXT NOT NULL,
+            kind     TEXT NOT NULL,
+            at       TEXT NOT NULL,
+            data     TEXT NOT NULL
+        );
+        INSERT INTO outbox_new(seq, id, kind, at, data) SELECT seq, id, kind, at, data FROM outbox;
+        DROP TABLE outbox;
+        ALTER TABLE outbox_new RENAME TO outbox;
+        """,
+    ),
 ]
 
 def apply(conn: sqlite3.Connection, migrations: Iterable[tuple[str, str]], now: datetime) -> list[str]:
