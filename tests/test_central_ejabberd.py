@@ -102,13 +102,17 @@ def test_partitioned_ingest_through_ejabberd(
         fleet.close()
 
 
-def test_ingest_survives_ejabberds_in_node_restart_fault(ejabberd: Ejabberd,
-                                                        tmp_path: Path) -> None:
+def test_ingest_survives_ejabberds_in_node_restart_fault(
+        ejabberd: Ejabberd, daemon_factory: Callable[..., Daemon], tmp_path: Path) -> None:
     """After ``ejabberdctl restart`` mod_mqtt refuses every subscription: the ingest says
-    so and keeps asking; after a full stop and start of the node everything is stored."""
-    for user, password in (("central", "c-secret"), ("fleet", "f-secret")):
+    so and keeps asking; after a full stop and start of the node the hub and the ingest
+    reconnect by themselves and everything is stored, including what the hub recorded
+    while the node was down."""
+    for user, password in (("central", "c-secret"), ("fleet", "f-secret"), ("hub-r", "h-secret")):
         ejabberd.register(user, password)
     central_cfg = _central_config(tmp_path, ejabberd)
+    hub = daemon_factory("run", "--config", str(_hub_config(tmp_path, ejabberd, "hub-r")),
+                         state_dir=tmp_path / "hub-r", env={"HUB_MQTT_PASSWORD": "h-secret"})
     fleet = Fleet(ejabberd.host, ejabberd.port, 5, username="fleet", password="f-secret").start()
     db_url = f"sqlite:///{tmp_path}/central.db"
     ingest = IngestProc(0, db_url, tmp_path / "ingest.log", "--partition", "0/1")
@@ -117,6 +121,8 @@ def test_ingest_survives_ejabberds_in_node_restart_fault(ejabberd: Ejabberd,
     ingest.env = {"CENTRAL_MQTT_PASSWORD": "c-secret"}
     try:
         ingest.start()
+        hub.command("catalog.upsert", {"id": "cat-1", "items": [
+            {"sku": "TEA-1", "name": "Green tea", "gtins": ["4006381333931"], "bin": "A-01"}]})
         fleet.record(3)
         assert fleet.wait_all_acked(30), ingest.log()
         ejabberd.restart_in_node()
@@ -124,10 +130,21 @@ def test_ingest_survives_ejabberds_in_node_restart_fault(ejabberd: Ejabberd,
                    lambda: ingest.log())
         fleet.record(3)
         ejabberd.halt()
+        # Recorded while the node is down: kept in the hub's outbox.
+        reply = hub.command("stock.adjust", {"id": "adj-down", "sku": "TEA-1", "bin": "A-01",
+                                             "delta": 4, "reason": "delivery"})
+        assert reply["ok"] is True, reply
         ejabberd.start()
         assert fleet.wait_all_acked(60), ingest.log()
-        rows = query(db_url, "SELECT hub, COUNT(*), COUNT(DISTINCT seq) FROM events GROUP BY hub")
+        rows = query(db_url, "SELECT hub, COUNT(*), COUNT(DISTINCT seq) FROM events "
+                     "WHERE hub != 'hub-r' GROUP BY hub")
         assert sorted(rows) == sorted((h.hub, 6, 6) for h in fleet.hubs)
+        last = hub.status()["sync"]["last_seq"]
+        wait_until(lambda: hub.status()["sync"]["subscribed"]
+                   and hub.status()["sync"]["acked_seq"] >= last
+                   and upto(db_url, "hub-r") >= last, 60, lambda: hub.log() + ingest.log())
+        assert query(db_url, "SELECT on_hand FROM stock WHERE hub = 'hub-r' AND sku = 'TEA-1'") \
+            == [(4,)]
     finally:
         ingest.close()
         fleet.close()

@@ -3,7 +3,8 @@
 Starts its own Mosquitto on a free loopback port, runs an in-process hub
 with a simulated bank (MockFactory pins) on its own core-loop thread, and
 publishes ``locker.open`` with paho as central would. Each sample is the
-time from ``publish()`` until the bank reports the lock energised; the door
+time from ``publish()`` until the lock output pin went active, as stamped
+by the MockPin itself (so the measuring thread need not poll hard); the door
 is closed (through the simulator) and the release completed before the
 next command, so no sample waits for a busy bank.
 """
@@ -23,7 +24,6 @@ from typing import Any, Callable, cast
 
 from hubagent.bench.broker import broker, no_delay
 from hubagent.bench.rows import Row, percentile
-from hubagent.ports import LockerBank
 from hubagent.clock import SYSTEM
 
 _HUB = "bench-hub"
@@ -84,14 +84,23 @@ def _state(core: _Core, comp: str) -> str:
 
 
 def _one_open(core: _Core, client: Any, comp: str) -> float:
-    # The registry built this device for the role "lockers": a LockerBank.
-    bank = cast(LockerBank, core.app.device("lockers", "bank-a"))
+    from hubagent.lockers.settings import normalise_pin
+    from hubagent.sim.lockers import SimLockerBank
+
+    # The registry built this device for the role "lockers" with driver "sim".
+    bank = cast(SimLockerBank, core.app.device("lockers", "bank-a"))
+    # The lock output's MockPin stamps each change with time.monotonic(): the
+    # moment the pin went active comes from the pin itself, so this thread can
+    # wait with a coarse step instead of spinning against the hub for the GIL.
+    pin = bank.mock_pins.pin(normalise_pin(_COMPS[comp][0]))
+    pin.clear_states()
+    cleared = time.monotonic()  # the stamp clear_states() just took, within microseconds
     payload = json.dumps({"id": uuid.uuid4().hex, "bank": "bank-a", "compartment": comp,
                           "reason": "bench"}).encode()
-    started = time.perf_counter()
+    started = time.monotonic()
     client.publish(f"hubs/{_HUB}/cmd/locker.open", payload, qos=1)
-    _wait(lambda: bank.energised(comp), 10.0, "the lock pin", step=0.0002)
-    latency = time.perf_counter() - started
+    _wait(lambda: len(pin.states) > 1, 10.0, "the lock pin", step=0.005)
+    latency = cleared + pin.states[1].timestamp - started
     _wait(lambda: bank.door_open(comp) and not bank.energised(comp), 10.0, "the pulse to end")
     core.call(lambda: core.app.sim_command("lockers", "bank-a", "close", {"compartment": comp}))
     _wait(lambda: _state(core, comp) == "free", 10.0, "the release to complete")
