@@ -91,14 +91,17 @@ def bench(quick: bool) -> list[Row]:
             ready, base = ready[1:], base[1:]
             base_start = statistics.median(base)
             # Central acknowledges what the hub emits at start, as it would:
-            # idle means nothing left to send.
+            # idle means nothing left to send. The web-on hub is another hub
+            # (another database, so another seq space) with a central of its own.
             central = Consumer(port, "hubs/bench")
+            web_central = Consumer(port, "hubs/bench-web")
             try:
                 with daemon([*common, "--state-dir", str(root / "idle"), "--no-web"], root) as (proc, _):
                     time.sleep(settle)
                     rss, wake = rss_mb(proc.pid), wakeups_per_s(proc.pid, window)
                 web = free_port()
-                with daemon([*common, "--state-dir", str(root / "web"), "--web", f"127.0.0.1:{web}"],
+                web_args = [a if a != "bench" else "bench-web" for a in common]
+                with daemon([*web_args, "--state-dir", str(root / "web"), "--web", f"127.0.0.1:{web}"],
                             root) as (proc, _):
                     time.sleep(settle)
                     web_wake = wakeups_per_s(proc.pid, window)
@@ -106,6 +109,7 @@ def bench(quick: bool) -> list[Row]:
                     web_rss = rss_mb(proc.pid)  # after serving pages: what a kiosk costs
             finally:
                 central.close()
+                web_central.close()
     start = statistics.median(ready)
     return [
         Row(name="idle RSS, MQTT + sim devices, web off", value=rss, unit="MB", target="<= 40 MB",
