@@ -88,6 +88,10 @@ class MqttSettings(_Section, frozen=True):
     ack_timeout_s: Seconds = 30.0
     # Publishes on the wire without a PUBACK (the hub hands paho up to 2x this).
     inflight: Annotated[int, Meta(ge=1, le=1000)] = 32
+    # Commands the broker may send before the hub PUBACKs them (MQTT 5 Receive
+    # Maximum). A command is PUBACKed once its group commits, so this bounds how
+    # many commands share one commit; under 3.1.1 the broker's own limit applies.
+    receive_maximum: Annotated[int, Meta(ge=1, le=65535)] = 100
     # Most events out without central's ack. Mosquitto's default max_queued_messages is 1000:
     # raise this only together with the broker's queue for central's client.
     max_unacked: Annotated[int, Meta(ge=10, le=1_000_000)] = 1000

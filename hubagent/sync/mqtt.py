@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import select
 import selectors
 import socket
 import ssl
@@ -63,6 +64,8 @@ Job = Callable[[], None]
 HANDOFF_FACTOR = 2
 # Events the core reads from the outbox ahead of paho (one query per half).
 STREAM_AHEAD = 512
+# Most packets read in one turn of the network loop (a burst of commands).
+READ_BURST = 256
 
 
 @dataclass(frozen=True)
@@ -114,7 +117,12 @@ class MqttLink:
                  will: tuple[str, bytes], post: Post, listener: LinkListener,
                  event_topic: Callable[[str], str], clock: Clock) -> None:
         self._s = settings
-        self._post = post
+        self._post_to_core = post
+        # What the network thread has for the core, handed over once per turn
+        # of its loop: the commands read in one turn reach the core together
+        # and commit as one group (one fsync), instead of the core waking for
+        # the first one while the rest are still being read.
+        self._for_core: list[Callable[[], None]] = []
         self._listener = listener
         self._clock = clock
         self._thread: threading.Thread | None = None
@@ -182,6 +190,9 @@ class MqttLink:
             return None
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self._s.session_expiry_s
+        # Without it Mosquitto sends 20 commands and waits for their PUBACKs,
+        # which go out only after the commit: groups of a handful of commands.
+        props.ReceiveMaximum = self._s.receive_maximum
         return props
 
     # -- lifecycle -----------------------------------------------------------
@@ -271,7 +282,9 @@ class MqttLink:
                     self._lost("network loop failed")
                 if self._sock is None and not self._stopping and next_attempt <= now:
                     next_attempt = self._clock.monotonic() + self.backoff.next()
+                self._hand_over()
         finally:
+            self._hand_over()
             self._sel.close()
             self._wake.close()
 
@@ -306,7 +319,7 @@ class MqttLink:
             self._wake.clear()
         self._run_jobs()
         if readable and self._sock is not None:
-            self.client.loop_read()
+            self._read_burst()
         if self._sock is not None:
             self.stream.pull()
         if self._sock is not None and (writable or self.client.want_write()):
@@ -314,6 +327,47 @@ class MqttLink:
         if self._sock is not None:
             self.client.loop_misc()
         self._watch_writes()
+
+    def _post(self, fn: Callable[[], None]) -> None:
+        """Queue ``fn`` for the core; the network thread hands the queue over per turn."""
+        if threading.current_thread() is self._thread:
+            self._for_core.append(fn)
+        else:
+            self._post_to_core(fn)
+
+    def _hand_over(self) -> None:
+        """Give the core, in one loop callback and in order, what this turn produced."""
+        if not self._for_core:
+            return
+        batch, self._for_core = self._for_core, []
+
+        def deliver() -> None:
+            for fn in batch:
+                try:
+                    fn()
+                except Exception:
+                    log.exception("MQTT callback failed in the core")
+        self._post_to_core(deliver)
+
+    def _read_burst(self) -> None:
+        """Read what the socket holds now, up to READ_BURST packets.
+
+        paho's ``loop_read`` reads only as many packets as it has messages in
+        flight (one when idle), so a burst of commands would take a turn each.
+        """
+        for _ in range(READ_BURST):
+            self.client.loop_read()
+            sock = self._sock
+            if sock is None:
+                return
+            if isinstance(sock, ssl.SSLSocket) and sock.pending():
+                continue
+            try:
+                more, _, _ = select.select([sock], [], [], 0)
+            except (OSError, ValueError):  # closed under us: the next turn notices
+                return
+            if not more:
+                return
 
     def _run_jobs(self) -> None:
         while self._jobs:
