@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
 import os
-import shutil
+import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypedDict
+
+_NO_SPEC = importlib.machinery.ModuleSpec("none", None)
 
 
 class Row(TypedDict, total=False):
@@ -43,25 +46,22 @@ def python(*args: str) -> list[str]:
 
 @contextmanager
 def cached_bytecode() -> Iterator[None]:
-    """Child processes keep their compiled bytecode, in a temporary cache.
+    """Child processes start from compiled bytecode, as an installed hub does.
 
-    An installed hub starts from bytecode pip compiled at install time.
-    With ``PYTHONDONTWRITEBYTECODE`` set (some shells and containers set
-    it), a checkout would compile every module on every start, and start-up
-    figures would measure the compiler. Children get a cache of their own
-    (``PYTHONPYCACHEPREFIX``), so nothing is written beside the sources;
-    each start-up figure drops its first run, which fills it.
+    pip compiles a package's bytecode when it installs it. With
+    ``PYTHONDONTWRITEBYTECODE`` set (some shells and containers set it), a
+    checkout would compile every module on every start and start-up figures
+    would time the compiler. So the children may write bytecode, and the
+    hub's own packages are compiled first (``compileall``, beside the
+    sources, as pip does); the variable is restored afterwards.
     """
-    saved = {k: os.environ.get(k) for k in ("PYTHONDONTWRITEBYTECODE", "PYTHONPYCACHEPREFIX")}
-    cache = tempfile.mkdtemp(prefix="hubagent-bench-pycache-")
-    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
-    os.environ["PYTHONPYCACHEPREFIX"] = cache
+    saved = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     try:
+        dirs = [d for name in ("hubagent", "hubagent.drivers", "hubagent.sim")
+                for d in (importlib.util.find_spec(name) or _NO_SPEC).submodule_search_locations or []]
+        subprocess.run(python("-m", "compileall", "-q", *dirs), check=False,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         yield
     finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        shutil.rmtree(cache, ignore_errors=True)
+        if saved is not None:
+            os.environ["PYTHONDONTWRITEBYTECODE"] = saved

@@ -30,8 +30,9 @@ if TYPE_CHECKING:
     from hubagent.app import App
     from hubagent.clock import Clock
 
-REPUBLISH_PAGE = 100
-"""Retained summaries republished per loop turn after a reconnect."""
+REPUBLISH_PAGE = 20
+"""Retained summaries republished per loop turn after a reconnect (a page
+takes about 10 ms on a small machine: a command waits at most that long)."""
 
 Code = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$")]
 Gtin = Annotated[str, Meta(max_length=14)] | Annotated[int, Meta(ge=0)]
