@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tomllib
-import uuid
-from importlib import resources
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -30,6 +29,8 @@ DEFAULT_SOCKET = Path("/run/hubagent/api.sock")
 
 def sim_config(hub_id: str | None, mqtt: str | None, state_dir: str | None) -> config_mod.Config:
     """The embedded simulator config with the command line's overrides."""
+    from importlib import resources  # only for --sim: importlib.resources costs start-up time
+
     doc = tomllib.loads(resources.files("hubagent").joinpath("sim.toml").read_text())
     if hub_id:
         doc["hub"]["id"] = hub_id
@@ -240,7 +241,7 @@ def _cmd_print(args: argparse.Namespace) -> int:
 def _send_command(args: argparse.Namespace, name: str, payload: dict[str, Any],
                   cid: str | None) -> int:
     """Run one command through the local API; print the reply; exit 1 unless ok."""
-    payload.setdefault("id", cid or f"cli-{uuid.uuid4().hex[:12]}")
+    payload.setdefault("id", cid or f"cli-{os.urandom(6).hex()}")
     reply = _call(args, {"op": "command", "name": name, "payload": payload})
     print(json.dumps(reply, sort_keys=True))
     return 0 if reply.get("ok") else EXIT_FAILURE

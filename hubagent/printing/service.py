@@ -13,7 +13,6 @@ import asyncio
 import concurrent.futures
 import functools
 import logging
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -27,7 +26,7 @@ from hubagent.printing.settings import PrintingSettings, font_path
 from hubagent.printing.templates import Template, get_template
 from hubagent.printing.validate import check_fits, coerce_fields
 from hubagent.printing.worker import Outcome, PrinterWorker, SendRequest, SendResult
-from hubagent.store.store import Tx
+from hubagent.store.store import Tx, ordered_id
 
 if TYPE_CHECKING:
     from hubagent.app import App
@@ -114,7 +113,7 @@ class PrintService:
         check_fits(tpl, values, lane.device)
         if queue.waiting_count(tx.conn) >= self.settings.max_queue:
             raise CommandError("queue_full", f"{self.settings.max_queue} jobs are already waiting to print")
-        job = queue.insert(tx, job_id=job_id or uuid.uuid4().hex, printer=lane.name, template=template,
+        job = queue.insert(tx, job_id=job_id or ordered_id(), printer=lane.name, template=template,
                            fields=values, copies=copies, origin=origin, reprint_of=reprint_of)
         tx.emit("print.queued", {"job": job.id, "printer": job.printer, "template": job.template,
                                  "copies": job.copies, "origin": origin})

@@ -46,7 +46,6 @@ import dataclasses
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -119,6 +118,8 @@ class Template:
 
 def builtin_dir() -> Path:
     """Directory of the templates shipped with hubagent."""
+    from importlib import resources  # here, not at import: it costs start-up time
+
     return Path(str(resources.files("hubagent") / "templates"))
 
 

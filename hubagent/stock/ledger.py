@@ -19,7 +19,6 @@ first (FEFO), one movement per lot, sharing a ``group``.
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Collection, Iterable
@@ -316,7 +315,7 @@ def record(tx: Tx, *, type: str, sku: str, bin: str, delta: int, reason: str | N
         parts = [(replace(item, lot=lot.lot, expiry=lot.expiry, best_before=lot.best_before), -qty)
                  for lot, qty in allocate(tx, sku, bin, -delta)]
         if len(parts) > 1 and grp is None:
-            grp = uuid.uuid4().hex
+            grp = ordered_id()
     last: Movement | None = None
     for part, qty in parts:
         last = _record_one(tx, type, sku, bin, qty, reason, ref, actor, device, grp, part, extra)
@@ -429,7 +428,7 @@ def move(tx: Tx, *, sku: str, src: str, dst: str, qty: int, item: ItemData = NO_
     if src == dst:
         raise CommandError("bad_args", "source and destination bin are the same")
     require_sku(tx, sku)
-    grp = uuid.uuid4().hex
+    grp = ordered_id()
     parts = [(item, qty)] if item.names_lot else allocate(tx, sku, src, qty)
     out = into = None
     for part, n in parts:
