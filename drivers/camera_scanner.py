@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import cv2
+import msgspec
 
 from hubagent.devicekit import ThreadedDevice
 from hubagent.errors import InputError
@@ -35,8 +35,7 @@ ROLE = "scanners"
 MIN_FPS, MAX_FPS = 0.1, 120.0
 
 
-@dataclass(frozen=True)
-class Decoded:
+class Decoded(msgspec.Struct, frozen=True):
     """One code found in a frame."""
 
     data: bytes

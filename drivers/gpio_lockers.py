@@ -20,9 +20,10 @@ import logging
 import math
 import threading
 import time
-from dataclasses import dataclass
 from collections.abc import Mapping
 from typing import Any, Callable
+
+import msgspec
 
 from hubagent.devicekit import emit_safely
 from hubagent.errors import BankBusy, DeviceError, DeviceUnavailable, InputError
@@ -59,8 +60,7 @@ def make_pin_factory(name: str) -> Any:
     return getattr(importlib.import_module(module), cls)()
 
 
-@dataclass
-class _Compartment:
+class _Compartment(msgspec.Struct):
     """The open gpiozero devices of one compartment."""
 
     settings: CompartmentSettings
@@ -82,8 +82,7 @@ class _Compartment:
                 _quietly(device.close)
 
 
-@dataclass
-class _Pulse:
+class _Pulse(msgspec.Struct):
     compartment: str
     timer: threading.Timer
 

@@ -11,12 +11,13 @@ read it emits one ``reachable=False`` reading per outage, reports
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import math
 import os
 import threading
 from collections.abc import Mapping
+
+import msgspec.structs
 
 from hubagent.devicekit import HealthReporter
 from hubagent.drivers.nut_client import NutClient, NutConnectionError, NutError, NutServerError
@@ -63,7 +64,7 @@ def _same(a: PowerReading | None, b: PowerReading) -> bool:
     """Whether two readings say the same thing (ignoring when they were taken)."""
     if a is None:
         return False
-    return dataclasses.replace(a, at=b.at) == b
+    return msgspec.structs.replace(a, at=b.at) == b
 
 
 class NutPowerSource(HealthReporter):

@@ -11,7 +11,8 @@ import logging
 import os
 import socket
 import threading
-from dataclasses import dataclass
+
+import msgspec
 
 from hubagent.devicekit import HealthReporter
 from hubagent.errors import DeviceUnavailable, InputError
@@ -29,8 +30,7 @@ STX, ETX = b"\x02", b"\x03"
 _HS_REPLY_MAX = 4096
 
 
-@dataclass(frozen=True)
-class HostStatus:
+class HostStatus(msgspec.Struct, frozen=True):
     """The flags of a ``~HS`` reply that decide whether the printer can print."""
 
     paper_out: bool

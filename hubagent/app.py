@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import asyncio
 import fcntl
-import dataclasses
 import logging
 from collections import defaultdict
-from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, Awaitable, Callable, Mapping, TypeVar
+
+import msgspec
+import msgspec.structs
 
 from hubagent import __version__, registry
 from hubagent.clock import LoopClock, ManualClock
@@ -45,8 +46,7 @@ E = TypeVar("E", bound=Event)
 T = TypeVar("T")
 
 
-@dataclass(frozen=True)
-class DeviceEntry:
+class DeviceEntry(msgspec.Struct, frozen=True):
     """A built device and where it came from."""
 
     role: str
@@ -183,7 +183,7 @@ class App:
         here, as it arrives; it is dropped while the core is not running.
         """
         if event.at is None:
-            event = dataclasses.replace(event, at=self.clock.monotonic())
+            event = msgspec.structs.replace(event, at=self.clock.monotonic())
         self.clock.call_from_thread(lambda: self.dispatch(event))
 
     def dispatch(self, event: Any) -> None:

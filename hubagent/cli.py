@@ -67,16 +67,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _web_override(cfg: config_mod.Config, web: str | None, no_web: bool) -> config_mod.Config:
     """Apply ``--web HOST:PORT`` / ``--no-web`` to the config's ``[web]``."""
-    import dataclasses
-
     import msgspec
+    import msgspec.structs
 
     from hubagent.web.settings import WebSettings
 
     if no_web:
         if web:
             raise UsageError("--web and --no-web exclude each other")
-        return dataclasses.replace(cfg, web=None)
+        return msgspec.structs.replace(cfg, web=None)
     if not web:
         return cfg
     try:
@@ -84,7 +83,7 @@ def _web_override(cfg: config_mod.Config, web: str | None, no_web: bool) -> conf
         settings = msgspec.convert({**base, "listen": web}, WebSettings)
     except msgspec.ValidationError as e:
         raise UsageError(f"--web: expected HOST:PORT, got {web!r} ({e})") from None
-    return dataclasses.replace(cfg, web=settings)
+    return msgspec.structs.replace(cfg, web=settings)
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

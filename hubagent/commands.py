@@ -14,7 +14,6 @@ import json
 import logging
 import math
 import sqlite3
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, Mapping, Sequence
 
@@ -37,22 +36,20 @@ PRUNE_BATCH = 500
 MAX_DEPTH = 32
 
 
-@dataclass
-class CommandContext:
+class CommandContext(msgspec.Struct):
     """What a handler gets besides its arguments."""
 
     tx: Tx
     id: str
     name: str
     source: str
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 Handler = Callable[[CommandContext, Any], Mapping[str, Any]]
 
 
-@dataclass(frozen=True)
-class Incoming:
+class Incoming(msgspec.Struct, frozen=True):
     """One command as it arrived, for :meth:`Commands.handle_batch`."""
 
     name: str
@@ -61,8 +58,7 @@ class Incoming:
     extra: dict[str, Any] | None = None
 
 
-@dataclass
-class _Parsed:
+class _Parsed(msgspec.Struct):
     """A command of a group, parsed, and where its reply goes."""
 
     index: int
@@ -77,8 +73,7 @@ class _GroupLost(Exception):
     """SQLite ended the shared transaction (disk full, I/O error): the whole group fails."""
 
 
-@dataclass(frozen=True)
-class _Entry:
+class _Entry(msgspec.Struct, frozen=True):
     handler: Handler
     schema: type | None
     read_only: bool = False
@@ -177,8 +172,7 @@ def _safe_id(doc: Any) -> Any:
     return None
 
 
-@dataclass(frozen=True)
-class InboxWindow:
+class InboxWindow(msgspec.Struct, frozen=True):
     """How long command ids are remembered for dedup.
 
     A row is kept while it is younger than ``keep_s`` by the wall clock, and

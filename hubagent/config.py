@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -36,8 +35,7 @@ _CORE_SECTIONS: dict[str, type] = {
     "sim": SimSettings,
 }
 
-@dataclass(frozen=True)
-class DeviceConfig:
+class DeviceConfig(msgspec.Struct, frozen=True):
     """One configured device: its role, name, driver and typed settings."""
 
     role: str
@@ -46,8 +44,7 @@ class DeviceConfig:
     settings: Any
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(msgspec.Struct, frozen=True):
     """The whole validated configuration."""
 
     path: str
@@ -57,7 +54,7 @@ class Config:
     web: WebSettings | None = None
     store: StoreSettings = StoreSettings()
     sim: SimSettings = SimSettings()
-    sections: Mapping[str, object] = field(default_factory=dict)
+    sections: Mapping[str, object] = msgspec.field(default_factory=dict)
     devices: tuple[DeviceConfig, ...] = ()
     features: tuple[Feature, ...] = FEATURES
     """What the hub is made of, in build order (:data:`hubagent.features.FEATURES`)."""

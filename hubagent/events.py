@@ -13,8 +13,9 @@ None, since only the core's :class:`~hubagent.clock.Clock` tells the time.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Callable, Mapping
+
+import msgspec
 
 
 class Health(enum.Enum):
@@ -26,16 +27,14 @@ class Health(enum.Enum):
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
-class DeviceStatus:
+class DeviceStatus(msgspec.Struct, frozen=True):
     """A device's health with a human-readable detail (``paper out``, ...)."""
 
     health: Health
     detail: str = ""
 
 
-@dataclass(frozen=True)
-class DeviceHealthChanged:
+class DeviceHealthChanged(msgspec.Struct, frozen=True):
     """A device changed health (unplugged, paper out, back online)."""
 
     role: str
@@ -44,8 +43,7 @@ class DeviceHealthChanged:
     at: float | None = None
 
 
-@dataclass(frozen=True)
-class RawScan:
+class RawScan(msgspec.Struct, frozen=True):
     """One complete read from a scanner, before interpretation.
 
     ``data`` is exactly what the scanner delivered between its framing
@@ -61,8 +59,7 @@ class RawScan:
     at: float | None = None
 
 
-@dataclass(frozen=True)
-class ScanRejectedAtDevice:
+class ScanRejectedAtDevice(msgspec.Struct, frozen=True):
     """The driver received bytes it could not frame (over-long line, noise)."""
 
     device: str
@@ -71,8 +68,7 @@ class ScanRejectedAtDevice:
     at: float | None = None
 
 
-@dataclass(frozen=True)
-class DoorChanged:
+class DoorChanged(msgspec.Struct, frozen=True):
     """A locker door sensor settled (after debounce) in a new position."""
 
     bank: str
@@ -81,8 +77,7 @@ class DoorChanged:
     at: float | None = None
 
 
-@dataclass(frozen=True)
-class CodeEntered:
+class CodeEntered(msgspec.Struct, frozen=True):
     """A customer or staff member entered a code on a keypad or touchscreen."""
 
     source: str
@@ -90,8 +85,7 @@ class CodeEntered:
     at: float | None = None
 
 
-@dataclass(frozen=True)
-class PowerReading:
+class PowerReading(msgspec.Struct, frozen=True):
     """A reading from a power source.
 
     ``flags`` are NUT ``ups.status`` words (``OL``, ``OB``, ``LB``, ...);
@@ -110,8 +104,7 @@ class PowerReading:
     at: float | None = None
 
 
-@dataclass(frozen=True)
-class Custom:
+class Custom(msgspec.Struct, frozen=True):
     """An event of a kind a feature defines for itself."""
 
     kind: str

@@ -15,8 +15,10 @@ features built before it. It returns what it offers in turn.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Callable, Generic, Protocol, TypeVar
+
+import msgspec
+import msgspec.structs
 
 from hubagent.interfaces import (
     BadgePins,
@@ -46,8 +48,7 @@ ConfigCheck = Callable[["Config"], None]
 """A check across config sections; raises ``ValueError("dotted.key: reason")``."""
 
 
-@dataclass(frozen=True)
-class Section(Generic[S]):
+class Section(msgspec.Struct, Generic[S], frozen=True):
     """A config section a feature owns, with the msgspec Struct that validates it."""
 
     name: str
@@ -61,8 +62,7 @@ class Section(Generic[S]):
         return value
 
 
-@dataclass(frozen=True)
-class Interfaces:
+class Interfaces(msgspec.Struct, frozen=True):
     """What the features built so far offer the next ones (None: not offered)."""
 
     uplink: Uplink | None = None
@@ -79,16 +79,16 @@ class Interfaces:
 
     def merged(self, offered: "Interfaces") -> "Interfaces":
         """These interfaces plus ``offered``; offering one twice is a wiring error."""
-        have = vars(self)
-        changes = {name: new for name, new in vars(offered).items() if new is not None}
+        have = msgspec.structs.asdict(self)
+        changes = {name: new for name, new in msgspec.structs.asdict(offered).items()
+                   if new is not None}
         for name in changes:
             if have[name] is not None:
                 raise ValueError(f"two features offer {name!r}")
-        return replace(self, **changes)
+        return msgspec.structs.replace(self, **changes)
 
 
-@dataclass(frozen=True)
-class Built:
+class Built(msgspec.Struct, frozen=True):
     """What a build function returns: its service (if any) and the interfaces it offers."""
 
     service: object | None = None
@@ -103,8 +103,7 @@ class Build(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Feature:
+class Feature(msgspec.Struct, frozen=True):
     """One feature of a hub, as the composition root sees it."""
 
     name: str

@@ -36,9 +36,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+import msgspec
 
 from hubagent.errors import LabelTooBig
 from hubagent.events import DeviceStatus, EventSink
@@ -47,8 +48,7 @@ if TYPE_CHECKING:
     from hubagent.printing.model import Label
 
 
-@dataclass(frozen=True)
-class DeviceEnv:
+class DeviceEnv(msgspec.Struct, frozen=True):
     """What the composition root gives every device besides its settings."""
 
     hub_id: str
@@ -209,8 +209,7 @@ Size = Literal["S", "M", "L"]
 """Compartment sizes, smallest first."""
 
 
-@dataclass(frozen=True)
-class CompartmentInfo:
+class CompartmentInfo(msgspec.Struct, frozen=True):
     """What the core needs to know about one compartment of a bank.
 
     ``size`` is matched against parcel sizes when allocating; ``max_pulse_s``

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import msgspec
@@ -37,8 +36,7 @@ DeviceFactory = Callable[[str, Any, DeviceEnv], Device]
 """A driver class: ``cls(name, settings, env)`` builds the device (opens nothing)."""
 
 
-@dataclass(frozen=True)
-class DriverSpec:
+class DriverSpec(msgspec.Struct, frozen=True):
     """Where a driver lives and what it needs.
 
     ``load`` imports the driver module and returns its class; it runs only

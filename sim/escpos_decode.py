@@ -10,20 +10,19 @@ not silently skip bytes a real printer would act on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 
 from PIL import Image, ImageDraw, ImageFont
+import msgspec
 
 ESC, GS, LF = 0x1B, 0x1D, 0x0A
 _INVERT = bytes(255 - i for i in range(256))
 DEFAULT_LINE = 30  # dots per line at the default 1/6 inch spacing on a 180/203 dpi head
 
 
-@dataclass
-class EscposJob:
+class EscposJob(msgspec.Struct):
     """The decoded job: one image per cut-off piece of paper and the cut count."""
 
-    pages: list[Image.Image] = field(default_factory=list)
+    pages: list[Image.Image] = msgspec.field(default_factory=list)
     cuts: int = 0
 
 

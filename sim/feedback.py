@@ -10,8 +10,9 @@ from __future__ import annotations
 import collections
 import threading
 import time
-from dataclasses import dataclass
 from typing import Any, Mapping
+
+import msgspec
 
 from hubagent.errors import InputError
 from hubagent.events import DeviceStatus, EventSink, Health
@@ -19,8 +20,7 @@ from hubagent.ports import MAX_REPEAT, DeviceEnv, FeedbackPattern
 from hubagent.scanning.settings import SimFeedbackSettings
 
 
-@dataclass(frozen=True)
-class Played:
+class Played(msgspec.Struct, frozen=True):
     """One signal the simulator was asked to play."""
 
     at: float

@@ -23,9 +23,10 @@ import logging
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from hubagent.errors import DeviceError, DeviceUnavailable, InputError
 from hubagent.events import DeviceHealthChanged, DeviceStatus, EventSink, Health
@@ -44,8 +45,7 @@ log = logging.getLogger(__name__)
 _SAFE = re.compile(r"[^A-Za-z0-9_.-]+")
 
 
-@dataclass(frozen=True)
-class SimJob:
+class SimJob(msgspec.Struct, frozen=True):
     """One captured job: the exact printer bytes and its PNG preview."""
 
     seq: int

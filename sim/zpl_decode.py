@@ -9,17 +9,16 @@ ValueError, so a change in the encoder cannot go unnoticed.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from PIL import Image
+import msgspec
 
 _COMMAND = re.compile(r"\^([A-Z]{2})")
 _INVERT = bytes(255 - i for i in range(256))
 _KNOWN = {"XA", "PW", "LL", "LH", "FO", "GF", "FS", "PQ", "XZ"}
 
 
-@dataclass(frozen=True)
-class ZplLabel:
+class ZplLabel(msgspec.Struct, frozen=True):
     """One decoded ``^XA...^XZ`` format: the image and the copy count."""
 
     image: Image.Image

@@ -186,8 +186,7 @@ def test_unicode_text_prints_with_real_glyphs_and_every_code_scans(tmp_path, tem
 
 def test_the_glyph_check_catches_a_transliterated_label(tmp_path, templates) -> None:
     """The check above can fail: the same label with "Łódź" printed as "Lodz" is caught."""
-    import dataclasses
-
+    import msgspec.structs
     from unidecode import unidecode
 
     from hubagent.printing.model import Text
@@ -195,8 +194,8 @@ def test_the_glyph_check_catches_a_transliterated_label(tmp_path, templates) -> 
     printer, _ = make(tmp_path, language="zpl")
     label = templates["parcel"].layout(UNICODE_FIELDS["parcel"]("Łódź"), printer.dpi, printer.width_dots)
     boxes = text_boxes(label, "Łódź")
-    mangled = dataclasses.replace(label, elements=tuple(
-        dataclasses.replace(el, lines=tuple(unidecode(ln) for ln in el.lines)) if isinstance(el, Text) else el
+    mangled = msgspec.structs.replace(label, elements=tuple(
+        msgspec.structs.replace(el, lines=tuple(unidecode(ln) for ln in el.lines)) if isinstance(el, Text) else el
         for el in label.elements))
     printer.print_label(mangled)
     with Image.open(printer.jobs()[0].preview) as png:

@@ -9,9 +9,10 @@ same functions the incremental path uses.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from typing import Any, Iterable
 from zoneinfo import ZoneInfo
+
+import msgspec
 
 from hubagent.kpi.days import local_day, parse_utc
 from hubagent.store.store import Tx
@@ -78,8 +79,7 @@ MIGRATIONS: list[tuple[str, str]] = [
 HUB_COUNTERS = ("stored", "picked_up", "expired", "returns_dropped", "scans_accepted", "scans_refused")
 
 
-@dataclass(frozen=True)
-class Move:
+class Move(msgspec.Struct, frozen=True):
     """What the rollups need of one movement."""
 
     type: str

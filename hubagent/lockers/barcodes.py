@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
 
+
+import msgspec
 
 from hubagent.errors import CommandError, InputError
 
@@ -39,8 +40,7 @@ class BarcodeKind(str, enum.Enum):
     SSCC = "sscc"
 
 
-@dataclass(frozen=True)
-class ParcelBarcode:
+class ParcelBarcode(msgspec.Struct, frozen=True):
     """One normalised parcel barcode: ``code`` is what scans are matched against."""
 
     kind: BarcodeKind

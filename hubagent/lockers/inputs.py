@@ -22,10 +22,11 @@ wrong code when it is not), never as a pickup code.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 import hmac
 import logging
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from hubagent.errors import CommandError, InputError
 from hubagent.events import CodeEntered
@@ -57,8 +58,7 @@ class Outcome(enum.Enum):
     NOTHING = "nothing"        # a valid code with nothing to open right now
 
 
-@dataclass(frozen=True)
-class Attempt:
+class Attempt(msgspec.Struct, frozen=True):
     """One code attempt's outcome, with what a screen can tell the person.
 
     ``reason`` is the purpose that opened (``pickup``, ``return``, ``staff``),

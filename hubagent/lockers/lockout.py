@@ -11,7 +11,8 @@ one thread (the core's).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
+
 
 INPUT_ROLES = ("keypad", "scanner", "kiosk", "web")
 """Kinds of input device a code can come from."""
@@ -24,8 +25,7 @@ def input_key(role: str, name: str) -> str:
     return f"{role}:{name}"
 
 
-@dataclass(frozen=True)
-class Lockout:
+class Lockout(msgspec.Struct, frozen=True):
     """A lock-out that just engaged; raise an alarm with it."""
 
     source: str
@@ -38,8 +38,7 @@ class Lockout:
     """Failures since the source was last reset, this one included."""
 
 
-@dataclass
-class _SourceState:
+class _SourceState(msgspec.Struct):
     failures: int = 0  # Failures since the last lock-out ended (or reset).
     total: int = 0  # Failures since the last reset.
     level: int = 0  # Lock-outs since the last reset.

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import logging
 from collections import deque
-from dataclasses import dataclass
 from collections.abc import Mapping
 from typing import Any, Callable
+
+import msgspec
 
 from hubagent.clock import Clock
 from hubagent.errors import BankBusy, DeviceError, InputError
@@ -26,8 +27,7 @@ RETRY_S = 0.05
 """How often a waiting job asks its busy bank again."""
 
 
-@dataclass(frozen=True)
-class PulseJob:
+class PulseJob(msgspec.Struct, frozen=True):
     """One lock pulse a committed release asked for."""
 
     bank: str

@@ -12,8 +12,9 @@ answers for both, so a flow asks one question and gets a typed answer.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
 from typing import Callable, Protocol
+
+import msgspec
 
 
 class Role(str, enum.Enum):
@@ -23,8 +24,7 @@ class Role(str, enum.Enum):
     STAFF = "staff"
 
 
-@dataclass(frozen=True)
-class SignedIn:
+class SignedIn(msgspec.Struct, frozen=True):
     """One person signed in at a station; ``carrier`` only for couriers."""
 
     role: Role
@@ -40,8 +40,7 @@ class SignInLookup(Protocol):
         ...
 
 
-@dataclass
-class _Session:
+class _Session(msgspec.Struct):
     courier: str
     carrier: str
     until: float

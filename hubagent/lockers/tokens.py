@@ -24,9 +24,10 @@ import binascii
 import json
 import logging
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from hubagent.errors import CommandError
 from hubagent.lockers import repo
@@ -70,8 +71,7 @@ class TokenRefused(Exception):
         self.token_id = token_id
 
 
-@dataclass(frozen=True)
-class Token:
+class Token(msgspec.Struct, frozen=True):
     """A token whose signature checked out."""
 
     id: str

@@ -30,9 +30,10 @@ import ctypes
 import ctypes.util
 import enum
 import logging
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
+
+import msgspec
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,7 @@ class Trust(str, enum.Enum):
     AHEAD = "ahead"      # too far past the floor at start, or jumped forward
 
 
-@dataclass(frozen=True)
-class TrustLimits:
+class TrustLimits(msgspec.Struct, frozen=True):
     """The tolerances of :class:`ClockTrust` (from ``[locker_policy]``)."""
 
     min_sane_year: int = 2024

@@ -25,7 +25,8 @@ from __future__ import annotations
 
 import enum
 import logging
-from dataclasses import dataclass
+
+import msgspec
 
 from hubagent.events import PowerReading
 from hubagent.power.settings import PowerPolicySettings
@@ -42,8 +43,7 @@ class PowerState(enum.Enum):
     UNKNOWN = "unknown"
 
 
-@dataclass(frozen=True)
-class StateChanged:
+class StateChanged(msgspec.Struct, frozen=True):
     """The confirmed state changed; ``reading`` is the one that confirmed it."""
 
     old: PowerState
@@ -51,22 +51,19 @@ class StateChanged:
     reading: PowerReading
 
 
-@dataclass(frozen=True)
-class BeginShutdown:
+class BeginShutdown(msgspec.Struct, frozen=True):
     """Start the shutdown sequence now."""
 
     reason: str
 
 
-@dataclass(frozen=True)
-class CancelShutdown:
+class CancelShutdown(msgspec.Struct, frozen=True):
     """Mains came back before the shutdown command ran: stop the sequence."""
 
     reason: str
 
 
-@dataclass(frozen=True)
-class SetCameraFps:
+class SetCameraFps(msgspec.Struct, frozen=True):
     """Change camera frame rate; ``fps`` None means back to the configured rate."""
 
     fps: float | None

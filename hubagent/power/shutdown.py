@@ -15,7 +15,8 @@ import logging
 import subprocess
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+
+import msgspec
 
 from hubagent.clock import Clock
 
@@ -26,8 +27,7 @@ RunCommand = Callable[[Sequence[str], float], object]
 """Runs the power-off command with a timeout in seconds; the default uses subprocess.run."""
 
 
-@dataclass(frozen=True)
-class ShutdownSteps:
+class ShutdownSteps(msgspec.Struct, frozen=True):
     """The daemon's steps, in the order they run; None skips a step."""
 
     stop_print_jobs: Step | None = None
@@ -50,13 +50,12 @@ class SequenceState(enum.Enum):
     DONE = "done"
 
 
-@dataclass
-class ShutdownResult:
+class ShutdownResult(msgspec.Struct):
     """What happened: steps run, steps failed, and whether the command ran."""
 
     state: SequenceState = SequenceState.IDLE
-    steps_run: list[str] = field(default_factory=list)
-    steps_failed: list[str] = field(default_factory=list)
+    steps_run: list[str] = msgspec.field(default_factory=list)
+    steps_failed: list[str] = msgspec.field(default_factory=list)
     command_ran: bool = False
     command_error: str = ""
 

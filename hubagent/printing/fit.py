@@ -8,7 +8,8 @@ line that fits here fits on paper. ``font`` arguments are font file paths;
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+
+import msgspec
 
 from hubagent.errors import InputError
 from hubagent.printing import fonts
@@ -17,8 +18,7 @@ from hubagent.printing.fonts import font, has_glyph, printable
 __all__ = ["Fitted", "fit_text", "font", "has_glyph", "line_height", "printable", "text_width"]
 
 
-@dataclass(frozen=True)
-class Fitted:
+class Fitted(msgspec.Struct, frozen=True):
     """Text that fits its box: the lines, the font size and the line pitch."""
 
     lines: tuple[str, ...]

@@ -8,8 +8,9 @@ one layout serves every printer. Coordinates are dots from the top-left.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Literal
+
+import msgspec
 
 Align = Literal["left", "center", "right"]
 Symbology = Literal["code128", "ean13", "ean8", "qr", "datamatrix"]
@@ -17,8 +18,7 @@ LINEAR: frozenset[str] = frozenset({"code128", "ean13", "ean8"})
 """Symbologies drawn as one row of bars stretched to ``height``."""
 
 
-@dataclass(frozen=True)
-class Text:
+class Text(msgspec.Struct, frozen=True):
     """Lines of text drawn inside a box with a font pixel ``size``."""
 
     x: int
@@ -32,8 +32,7 @@ class Text:
     font: str = ""  # font file path ("" = the default label font)
 
 
-@dataclass(frozen=True)
-class Barcode:
+class Barcode(msgspec.Struct, frozen=True):
     """A 1D or 2D symbol, already encoded.
 
     ``rows`` holds the module pattern ("1" = dark), one string per row (a
@@ -65,8 +64,7 @@ class Barcode:
         return self.height if self.symbology in LINEAR else len(self.rows) * self.module
 
 
-@dataclass(frozen=True)
-class Line:
+class Line(msgspec.Struct, frozen=True):
     """A straight line ``thickness`` dots wide."""
 
     x1: int
@@ -76,8 +74,7 @@ class Line:
     thickness: int = 2
 
 
-@dataclass(frozen=True)
-class Box:
+class Box(msgspec.Struct, frozen=True):
     """A rectangle outline (or filled when ``fill``)."""
 
     x: int
@@ -88,8 +85,7 @@ class Box:
     fill: bool = False
 
 
-@dataclass(frozen=True)
-class Image:
+class Image(msgspec.Struct, frozen=True):
     """A picture (a logo) scaled into a box; ``png`` is the encoded file."""
 
     x: int
@@ -102,8 +98,7 @@ class Image:
 Element = Text | Barcode | Line | Box | Image
 
 
-@dataclass(frozen=True)
-class Label:
+class Label(msgspec.Struct, frozen=True):
     """One label: its size in dots, its resolution and its elements."""
 
     name: str

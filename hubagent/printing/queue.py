@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
 from typing import Any, Mapping
+
+import msgspec
 
 from hubagent.store.store import Store, Tx, dumps
 
@@ -54,8 +55,7 @@ _COLUMNS = ("qseq, id, printer, template, fields, copies, state, attempts, error
             "origin, reprint_of, created_at, updated_at")
 
 
-@dataclass(frozen=True)
-class Job:
+class Job(msgspec.Struct, frozen=True):
     """One row of ``print_jobs``."""
 
     qseq: int

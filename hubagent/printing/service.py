@@ -14,8 +14,9 @@ import concurrent.futures
 import functools
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import msgspec
 
 from hubagent.clock import Clock, Timer
 from hubagent.errors import CommandError, InputError
@@ -40,8 +41,7 @@ INTERRUPTED_MESSAGE = ("the hub stopped while this label was being sent; it may 
                        "(reprint it with print.reprint if it did not)")
 
 
-@dataclass
-class Lane:
+class Lane(msgspec.Struct):
     """One printer's place in the queue: at most one job in flight."""
 
     name: str

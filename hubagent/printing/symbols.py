@@ -10,7 +10,8 @@ from __future__ import annotations
 import functools
 import importlib.util
 import logging
-from dataclasses import dataclass
+
+import msgspec
 
 from hubagent.errors import InputError
 
@@ -20,8 +21,7 @@ QUIET_MODULES = {"code128": 10, "ean13": 11, "ean8": 7, "qr": 4, "datamatrix": 1
 """Clear modules each symbology needs on each side (EAN: the wider left side)."""
 
 
-@dataclass(frozen=True)
-class Symbol:
+class Symbol(msgspec.Struct, frozen=True):
     """An encoded symbol: module rows and the human-readable text."""
 
     rows: tuple[str, ...]

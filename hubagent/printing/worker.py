@@ -14,7 +14,8 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+
+import msgspec
 
 from hubagent.errors import DeviceError, DeviceUnavailable, InputError
 from hubagent.ports import Printer, PrinterState
@@ -37,8 +38,7 @@ class Outcome(enum.Enum):
     ABORTED = "aborted"  # the core withheld the go-ahead (stopping, cancelled); nothing was sent
 
 
-@dataclass(frozen=True)
-class SendRequest:
+class SendRequest(msgspec.Struct, frozen=True):
     """One job handed to a worker."""
 
     job: str
@@ -47,8 +47,7 @@ class SendRequest:
     copies: int
 
 
-@dataclass(frozen=True)
-class SendResult:
+class SendResult(msgspec.Struct, frozen=True):
     """What became of a :class:`SendRequest`; ``code``/``message`` say why it did not print."""
 
     job: str

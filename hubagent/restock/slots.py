@@ -7,17 +7,17 @@ change). Pure functions: the calendar, no database.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
+
+import msgspec
 
 from hubagent.restock.settings import WEEKDAYS, RestockSettings
 
 SLOT_NAME = "%Y-%m-%dT%H:%M"
 
 
-@dataclass(frozen=True)
-class Slot:
+class Slot(msgspec.Struct, frozen=True):
     """One receiving slot: its local name and its start and end as aware times."""
 
     name: str

@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import re
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -28,6 +27,8 @@ if TYPE_CHECKING:
     from biip.sscc import Sscc
     from biip.symbology import GS1Symbology, SymbologyIdentifier
     from biip.upc import Upc
+
+import msgspec
 
 from hubagent.errors import InputError
 
@@ -119,8 +120,7 @@ _KIND_BY_TAG = {
 }
 
 
-@dataclass(frozen=True)
-class Scan:
+class Scan(msgspec.Struct, frozen=True):
     """One understood scan.
 
     ``value`` is normalised per kind: GTIN-14 for GTIN, 18 digits for SSCC,

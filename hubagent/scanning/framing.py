@@ -20,7 +20,8 @@ Rules:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
+
 
 _KEEP_CONTROL = frozenset(b"\x04\x1d\x1e")
 """Control bytes that carry meaning inside codes (GS1 / ISO 15434)."""
@@ -29,15 +30,13 @@ _NOISE = bytes(b for b in range(32) if b not in _KEEP_CONTROL) + b"\x7f"
 """Bytes removed from every frame."""
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(msgspec.Struct, frozen=True):
     """One complete code, framing removed."""
 
     data: bytes
 
 
-@dataclass(frozen=True)
-class FrameRejected:
+class FrameRejected(msgspec.Struct, frozen=True):
     """Bytes that could not be framed; ``reason`` is stable (``too_long``)."""
 
     reason: str

@@ -14,17 +14,17 @@ is recorded on the movement. Pure functions, no I/O.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from decimal import Decimal
 from typing import Iterable
 
+
+import msgspec
 
 from hubagent.errors import InputError
 from hubagent.scanning.settings import VariableMeasureLayout
 
 
-@dataclass(frozen=True)
-class Measured:
+class Measured(msgspec.Struct, frozen=True):
     """A variable-measure scan: the catalog GTIN-14 it names and its value."""
 
     gtin: str

@@ -15,7 +15,8 @@ recorded; the reason becomes a ``scan.rejected`` event).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+
+import msgspec
 
 from hubagent.ports import FeedbackPattern
 
@@ -31,8 +32,7 @@ class Mode(enum.Enum):
     LOOKUP = "lookup"
 
 
-@dataclass
-class Session:
+class Session(msgspec.Struct):
     """Working state of one scanner (see the module docstring)."""
 
     mode: Mode
@@ -44,7 +44,7 @@ class Session:
     qty: int | None = None
     condition: str | None = None
     ref: str | None = None
-    counts: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = msgspec.field(default_factory=dict)
     touched: float | None = None
     # A registered badge scanned on a hub that requires a PIN: whose PIN is
     # awaited on the keypad of the same name, and since when (memory only).
@@ -79,8 +79,7 @@ class Session:
         return had
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(msgspec.Struct, frozen=True):
     """A recorded scan: how to signal it and a short note for status."""
 
     pattern: FeedbackPattern

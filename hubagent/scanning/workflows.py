@@ -23,8 +23,10 @@ recorded on every movement it causes.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, replace
 from typing import Any, Callable
+
+import msgspec
+import msgspec.structs
 
 from hubagent.errors import HubError, InputError
 from hubagent.interfaces import LabelQueue, StaffRecords
@@ -38,8 +40,7 @@ from hubagent.store.store import Tx
 log = logging.getLogger(__name__)
 
 
-@dataclass
-class StepContext:
+class StepContext(msgspec.Struct):
     """What a workflow step may use besides the session and the scan."""
 
     tx: Tx
@@ -123,8 +124,7 @@ def _need_staff(ctx: StepContext, s: Session) -> None:
         raise first_needed("no_staff", "scan your staff badge first")
 
 
-@dataclass(frozen=True)
-class Item:
+class Item(msgspec.Struct, frozen=True):
     """A scanned item: its SKU, units per scan, and what the code said about the goods."""
 
     sku: str
@@ -155,7 +155,7 @@ def resolve_item(tx: Tx, scan: Scan, settings: ScanningSettings) -> Item:
     data = ledger.ItemData(scan.lot, scan.expiry, scan.best_before, scan.serial)
     if measured is not None and gtin == measured.gtin:
         value = str(measured.value)
-        data = replace(data, weight=value) if measured.kind == "weight" else replace(data, price=value)
+        data = msgspec.structs.replace(data, weight=value) if measured.kind == "weight" else msgspec.structs.replace(data, price=value)
     return Item(str(row[0]), int(row[1]), data)
 
 

@@ -18,9 +18,10 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable, Protocol
+
+import msgspec
 
 from hubagent.errors import InputError
 from hubagent.lockers import codes
@@ -46,8 +47,7 @@ class Reader(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class Member:
+class Member(msgspec.Struct, frozen=True):
     """A registered staff member who may act right now."""
 
     id: str

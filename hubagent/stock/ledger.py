@@ -19,9 +19,11 @@ first (FEFO), one movement per lot, sharing a ``group``.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any, Collection, Iterable
+
+import msgspec
+import msgspec.structs
 
 from hubagent.errors import CommandError
 from hubagent.stock.gtins import canonical_gtin
@@ -125,8 +127,7 @@ NET_UNITS = ("g", "kg", "ml", "l", "piece")
 MAX_QTY = 1_000_000
 
 
-@dataclass(frozen=True)
-class Movement:
+class Movement(msgspec.Struct, frozen=True):
     """One recorded movement and the balance it left."""
 
     id: str
@@ -143,8 +144,7 @@ class Movement:
         return self.on_hand < 0
 
 
-@dataclass(frozen=True)
-class ItemData:
+class ItemData(msgspec.Struct, frozen=True):
     """What a scan said about the goods, recorded on the movement.
 
     GS1 batch/lot (AI 10), expiry (17), best-before (15) and serial (21);
@@ -312,7 +312,7 @@ def record(tx: Tx, *, type: str, sku: str, bin: str, delta: int, reason: str | N
     ensure_bin(tx, bin)
     parts = [(item, delta)]
     if delta < 0 and not item.names_lot:
-        parts = [(replace(item, lot=lot.lot, expiry=lot.expiry, best_before=lot.best_before), -qty)
+        parts = [(msgspec.structs.replace(item, lot=lot.lot, expiry=lot.expiry, best_before=lot.best_before), -qty)
                  for lot, qty in allocate(tx, sku, bin, -delta)]
         if len(parts) > 1 and grp is None:
             grp = ordered_id()
@@ -353,7 +353,7 @@ def known_lot(tx: Tx, sku: str, bin: str, item: ItemData) -> ItemData:
                      "ORDER BY on_hand > 0 DESC, " + _FEFO_ORDER + " LIMIT 1", (sku, bin, item.lot)).fetchone()
     if row is None:
         return item
-    return replace(item, expiry=_date(row[0]), best_before=_date(row[1]))
+    return msgspec.structs.replace(item, expiry=_date(row[0]), best_before=_date(row[1]))
 
 
 def first_lot(db: Tx | Store, sku: str, bin: str | None) -> dict[str, Any] | None:

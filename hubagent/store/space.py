@@ -18,8 +18,9 @@ import logging
 import os
 import shutil
 import sqlite3
-from dataclasses import dataclass
 from pathlib import Path
+
+import msgspec
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +36,7 @@ class Space(enum.Enum):
     FULL = "full"
 
 
-@dataclass(frozen=True)
-class Reserve:
+class Reserve(msgspec.Struct, frozen=True):
     """The reserve file beside a database, and how much room writes need."""
 
     path: Path

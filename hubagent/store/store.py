@@ -17,9 +17,10 @@ import sqlite3
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Protocol, Sequence
+
+import msgspec
 
 from hubagent.clock import Clock, LoopClock, rfc3339
 from hubagent.errors import DiskFull, StoreError
@@ -73,8 +74,7 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), sort_keys=True, ensure_ascii=False)
 
 
-@dataclass(frozen=True)
-class EmittedEvent:
+class EmittedEvent(msgspec.Struct, frozen=True):
     """An event row as written to the outbox."""
 
     seq: int

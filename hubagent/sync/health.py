@@ -39,8 +39,9 @@ from __future__ import annotations
 
 import logging
 import ssl
-from dataclasses import dataclass
 from typing import Callable
+
+import msgspec
 
 from hubagent.clock import Clock
 
@@ -88,8 +89,7 @@ _PEER_ALERTS = {
 }
 
 
-@dataclass(frozen=True)
-class Problem:
+class Problem(msgspec.Struct, frozen=True):
     """A named alert and the one line that says what is wrong."""
 
     alert: str

@@ -41,9 +41,9 @@ import socket
 import ssl
 import threading
 from collections import deque
-from dataclasses import dataclass
 from typing import Any, Callable
 
+import msgspec
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.properties import Properties
@@ -68,8 +68,7 @@ STREAM_AHEAD = 512
 READ_BURST = 256
 
 
-@dataclass(frozen=True)
-class Inbound:
+class Inbound(msgspec.Struct, frozen=True):
     """A message from the broker, copied out of paho's objects."""
 
     topic: str

@@ -11,15 +11,13 @@ an fsync per event on an SD card.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 
 import msgspec
 
 from hubagent.store.store import Store
 
 
-@dataclass(frozen=True)
-class OutboxStats:
+class OutboxStats(msgspec.Struct, frozen=True):
     """Depth and age of what central has not acknowledged yet."""
 
     last_seq: int
@@ -33,8 +31,7 @@ def acked_seq(store: Store) -> int:
     return int(store.meta("acked_seq", "0") or 0)
 
 
-@dataclass(frozen=True)
-class Outgoing:
+class Outgoing(msgspec.Struct, frozen=True):
     """An event ready to publish: its seq, kind and MQTT payload."""
 
     seq: int

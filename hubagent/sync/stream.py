@@ -31,9 +31,9 @@ from __future__ import annotations
 import itertools
 import threading
 from collections import deque
-from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+import msgspec
 import paho.mqtt.client as mqtt
 from paho.mqtt.properties import Properties
 
@@ -42,15 +42,14 @@ from hubagent.sync.outbox import Outgoing
 Topic = Callable[[str], str]
 
 
-@dataclass
-class Replay:
+class Replay(msgspec.Struct):
     """Replayed events to publish, then the reply of the command that asked for them."""
 
     events: deque[Outgoing]
     reply_topic: str
     reply: bytes
     reply_props: Properties | None = None
-    mids: set[int] = field(default_factory=set)
+    mids: set[int] = msgspec.field(default_factory=set)
 
 
 class EventStream:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import msgspec
 
 
-@dataclass(frozen=True)
-class Topics:
+
+class Topics(msgspec.Struct, frozen=True):
     """Topics of one hub under a prefix (default ``hubs``)."""
 
     prefix: str
