@@ -8,11 +8,8 @@ threads, so tests still wait for those with ``wait``.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import json
 import sqlite3
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -20,6 +17,7 @@ from typing import Any, Callable, Iterator
 import pytest
 
 from hubagent.app import App, build_app
+from hubagent.bench.corethread import CoreThread
 from hubagent.clock import ManualClock
 from hubagent.config import from_dict
 from hubagent.errors import ConfigError
@@ -51,29 +49,13 @@ def config_doc(state: Path, **policy: Any) -> dict[str, Any]:
             "locker_policy": {"lock_confirm_s": 1.0, "expiry_check_s": 3600.0, **policy}}
 
 
-class Core:
+class Core(CoreThread):
     """Runs an app on its own asyncio loop thread; ``call`` runs code on that (core) thread."""
 
     def __init__(self, app: App) -> None:
         assert isinstance(app.clock, ManualClock), "build the app with manual_app()"
-        self.app = app
         self.clock: ManualClock = app.clock
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(app.start(), self.loop).result(20)
-
-    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                fut.set_result(fn(*args))
-            except BaseException as e:
-                fut.set_exception(e)
-
-        self.loop.call_soon_threadsafe(run)
-        return fut.result(30)
+        super().__init__(app)
 
     def command(self, name: str, extra: dict[str, Any] | None = None, **payload: Any) -> dict[str, Any]:
         return self.call(lambda: self.app.commands.handle(name, json.dumps(payload).encode(), "mqtt", extra))  # type: ignore[no-any-return]
@@ -106,12 +88,6 @@ class Core:
             return got
 
         return wait(check, what=what)
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.app.stop(), self.loop).result(20)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
 
 
 def manual_app(doc: dict[str, Any]) -> App:

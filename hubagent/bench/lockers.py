@@ -11,8 +11,6 @@ next command, so no sample waits for a busy bank.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
 import json
 import shutil
 import tempfile
@@ -23,6 +21,7 @@ from pathlib import Path
 from typing import Any, Callable, cast
 
 from hubagent.bench.broker import broker, no_delay
+from hubagent.bench.corethread import CoreThread
 from hubagent.bench.rows import Row, percentile
 from hubagent.clock import SYSTEM
 
@@ -39,51 +38,27 @@ def _wait(predicate: Callable[[], Any], timeout: float, what: str, step: float =
     return value
 
 
-class _Core:
-    """The app on its own asyncio loop thread."""
+def _core(state: Path, port: int) -> CoreThread:
+    """A hub with one simulated bank, on its own loop thread in this process."""
+    from hubagent.app import build_app
+    from hubagent.config import from_dict
 
-    def __init__(self, state: Path, port: int) -> None:
-        from hubagent.app import build_app
-        from hubagent.config import from_dict
-
-        comps = {n: {"lock_pin": lock, "door_pin": door, "size": "M", "pulse_s": 0.1}
-                 for n, (lock, door) in _COMPS.items()}
-        doc = {"hub": {"id": _HUB, "state_dir": str(state)},
-               "mqtt": {"host": "127.0.0.1", "port": port, "reconnect_max_s": 1.0},
-               "lockers": {"bank-a": {"driver": "sim", "compartments": comps}},
-               "locker_policy": {"lock_confirm_s": 2.0}}
-        self.app = build_app(from_dict(doc), simulated=True)
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        asyncio.run_coroutine_threadsafe(self.app.start(), self.loop).result(30)
-
-    def call(self, fn: Callable[[], Any]) -> Any:
-        fut: concurrent.futures.Future[Any] = concurrent.futures.Future()
-
-        def run() -> None:
-            try:
-                fut.set_result(fn())
-            except BaseException as e:
-                fut.set_exception(e)
-
-        self.loop.call_soon_threadsafe(run)
-        return fut.result(30)
-
-    def close(self) -> None:
-        asyncio.run_coroutine_threadsafe(self.app.stop(), self.loop).result(30)
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
+    comps = {n: {"lock_pin": lock, "door_pin": door, "size": "M", "pulse_s": 0.1}
+             for n, (lock, door) in _COMPS.items()}
+    doc = {"hub": {"id": _HUB, "state_dir": str(state)},
+           "mqtt": {"host": "127.0.0.1", "port": port, "reconnect_max_s": 1.0},
+           "lockers": {"bank-a": {"driver": "sim", "compartments": comps}},
+           "locker_policy": {"lock_confirm_s": 2.0}}
+    return CoreThread(build_app(from_dict(doc), simulated=True))
 
 
-def _state(core: _Core, comp: str) -> str:
+def _state(core: CoreThread, comp: str) -> str:
     rows = core.call(lambda: core.app.store.query(
         "SELECT state FROM locker_compartments WHERE bank='bank-a' AND compartment=?", (comp,)))
     return str(rows[0]["state"])
 
 
-def _one_open(core: _Core, client: Any, comp: str) -> float:
+def _one_open(core: CoreThread, client: Any, comp: str) -> float:
     from hubagent.lockers.settings import normalise_pin
     from hubagent.sim.lockers import SimLockerBank
 
@@ -151,12 +126,12 @@ def bench(quick: bool) -> list[Row]:
 
     opens = 20 if quick else 100
     tmp = Path(tempfile.mkdtemp(prefix="hubagent-bench-lockers-"))
-    core: _Core | None = None
+    core: CoreThread | None = None
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id="bench-central", protocol=mqtt.MQTTv5)
     try:
         with broker(tmp) as port:
             try:
-                core = _Core(tmp / "state", port)
+                core = _core(tmp / "state", port)
                 uplink = core.app.interfaces.uplink
                 assert uplink is not None
                 _wait(uplink.is_connected, 20.0, "the hub to connect")

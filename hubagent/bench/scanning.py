@@ -15,56 +15,20 @@ pyzbar loop on the same generated 640x480 frames
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import tempfile
-import threading
 import time
-from concurrent.futures import Future
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any
 
+from hubagent.bench.corethread import CoreThread
 from hubagent.bench.rows import Row, percentile
 from hubagent.clock import SYSTEM
-
-T = TypeVar("T")
 
 LATENCY_TARGET_S = 0.010
 FPS_RATIO_TARGET = 0.9
 FEEDBACK_TIMEOUT_S = 5.0
-
-
-class _LoopThread:
-    """An asyncio loop running in a background thread (the app's core thread)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="bench-core", daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Any, timeout: float = 30.0) -> Any:
-        """Run a coroutine on the loop and wait for its result."""
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
-
-    def call(self, fn: Callable[[], T], timeout: float = 30.0) -> T:
-        """Run ``fn`` on the loop thread and wait for its result."""
-        done: Future[T] = Future()
-
-        def wrapped() -> None:
-            try:
-                done.set_result(fn())
-            except Exception as e:  # handed back to the caller
-                done.set_exception(e)
-
-        self.loop.call_soon_threadsafe(wrapped)
-        return done.result(timeout)
-
-    def close(self) -> None:
-        """Stop the loop and its thread."""
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join(10)
-        self.loop.close()
 
 
 def _bench_app(state: Path, samples: int) -> Any:
@@ -98,9 +62,8 @@ def scan_latency(samples: int) -> list[float]:
     """Scan-to-feedback seconds for ``samples`` receive scans (see module docstring)."""
     with tempfile.TemporaryDirectory(prefix="hubagent-bench-") as tmp:
         app = _bench_app(Path(tmp), samples)
-        core = _LoopThread()
+        core = CoreThread(app)
         try:
-            core.run(app.start())
             items = [{"sku": "BENCH-A", "name": "A"}, {"sku": "BENCH-B", "name": "B"}]
             reply = core.call(lambda: app.commands.handle(
                 "catalog.upsert", json.dumps({"id": "bench", "items": items}).encode(), "local"))
@@ -111,10 +74,7 @@ def scan_latency(samples: int) -> list[float]:
                 _one(scanner, feedback, code)
             return [_one(scanner, feedback, ("BENCH-A", "BENCH-B")[i % 2]) for i in range(samples)]
         finally:
-            try:
-                core.run(app.stop())
-            finally:
-                core.close()
+            core.close()
 
 
 def _video(path: Path) -> Path:
