@@ -17,10 +17,10 @@ import msgspec
 from msgspec import Meta
 
 from hubagent.commands import CommandArgs, CommandContext
-from hubagent.errors import CommandError, InputError
+from hubagent.errors import CommandError
 from hubagent.interfaces import LabelQueue
 from hubagent.lockers.audit_list import LockerAudit, locker_audit
-from hubagent.lockers import barcodes, codes, loading, repo
+from hubagent.lockers import barcodes, loading, repo
 from hubagent.lockers.service_state import LockerServiceArgs, ServiceCommands
 from hubagent.lockers import state as sm
 from hubagent.lockers.state import Purpose, State
@@ -111,30 +111,13 @@ class LockerCommands:
         c.register("locker.service", ServiceCommands(self.svc).handle, LockerServiceArgs)
         c.register("locker.audit", locker_audit, LockerAudit, read_only=True)
 
-    # -- codes --------------------------------------------------------------------
-    def _hash(self, tx: Any, purpose: str, code: str | None, code_hash: str | None) -> str | None:
-        code, code_hash = codes.plain_or_hash("code", code, code_hash)
-        if code is None:
-            return code_hash
-        try:
-            normal = codes.normalise_code(code)
-        except InputError as e:
-            raise CommandError("bad_code", e.message) from None
-        assert self.svc.secret is not None
-        if self.svc.code_clashes(tx, normal):
-            raise CommandError("code_in_use", "that code is already in use; choose another")
-        return codes.hash_code(self.svc.secret, normal, purpose)
-
-    def _expiry(self, value: str | None) -> str | None:
-        return repo.future_time(value, self.svc.wall() if self.svc.wall_clock_sane() else None)
-
     # -- handlers -----------------------------------------------------------------
     def assign(self, ctx: CommandContext, args: ParcelAssign) -> dict[str, Any]:
         """Reserve the smallest free compartment that fits the parcel."""
         tx = ctx.tx
         if repo.parcel(tx, args.parcel) is not None:
             raise CommandError("duplicate_parcel", f"parcel {args.parcel} is already known")
-        expires_at = self._expiry(args.expires_at)
+        expires_at = self.svc.expires_at(args.expires_at)
         found = barcodes.parse_barcodes(args.barcodes)
         bank: str | None = None
         comp: str | None = None
@@ -151,7 +134,7 @@ class LockerCommands:
                     args.temperature))
         loading.record_barcodes(tx, args.parcel, found)
         if isinstance(args.pickup, CodeSpec):
-            code_hash = self._hash(tx, "pickup", args.pickup.code, args.pickup.code_hash)
+            code_hash = self.svc.new_code_hash(tx, "pickup", args.pickup.code, args.pickup.code_hash)
             if code_hash is None:
                 raise CommandError("bad_args", "pickup needs code or code_hash (or \"generate\")")
             repo.add_code(tx, code_hash, "pickup", args.parcel, expires_at)
@@ -214,10 +197,10 @@ class LockerCommands:
         tx = ctx.tx
         if repo.return_row(tx, args.return_id) is not None:
             raise CommandError("duplicate_return", f"return {args.return_id} is already known")
-        code_hash = self._hash(tx, "return", args.code, args.code_hash)
+        code_hash = self.svc.new_code_hash(tx, "return", args.code, args.code_hash)
         if code_hash is None:
             raise CommandError("bad_args", "return.expect needs code or code_hash")
-        expires_at = self._expiry(args.expires_at)
+        expires_at = self.svc.expires_at(args.expires_at)
         by_hub = expires_at is None and self.svc.wall_clock_sane()
         if by_hub:
             expires_at = repo.format_time(self.svc.wall() + timedelta(seconds=self.svc.policy.return_expiry_s))

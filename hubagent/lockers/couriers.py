@@ -106,10 +106,10 @@ class CourierDesk:
         if carrier is None:
             raise CommandError("bad_args", "carrier is required for a new courier")
         badge = self._badge(args.badge, args.badge_hash)
-        code = self._code(tx, args.code, args.code_hash)
+        code = self.svc.new_code_hash(tx, "courier", args.code, args.code_hash)
         if badge is None and code is None:
             raise CommandError("bad_args", "courier.set needs a badge or a code (or \"revoke\": true)")
-        expires_at = self._expiry(args.expires_at)
+        expires_at = self.svc.expires_at(args.expires_at)
         # Revoke the old row's hashes first, so the unique indexes see the new ones only.
         tx.execute("DELETE FROM locker_couriers WHERE id=?", (args.courier,))
         try:
@@ -137,23 +137,6 @@ class CourierDesk:
             return given_hash
         assert self.svc.secret is not None
         return badge_hash(self.svc.secret, badge)
-
-    def _code(self, tx: Tx, code: str | None, given_hash: str | None) -> str | None:
-        code, given_hash = codes.plain_or_hash("code", code, given_hash)
-        if code is None:
-            return given_hash
-        try:
-            normal = codes.normalise_code(code)
-        except InputError as e:
-            raise CommandError("bad_code", f"code: {e.message}") from None
-        assert self.svc.secret is not None
-        # A keypad tries every purpose: the same digits live twice would let one open the other's.
-        if self.svc.code_clashes(tx, normal):
-            raise CommandError("code_in_use", "that code is already in use; choose another")
-        return codes.hash_code(self.svc.secret, normal, "courier")
-
-    def _expiry(self, value: str | None) -> str | None:
-        return repo.future_time(value, self.svc.wall() if self.svc.wall_clock_sane() else None)
 
     # -- sign-in ----------------------------------------------------------------
     def scan_badge(self, scan: Any, scanner: str) -> FeedbackPattern:

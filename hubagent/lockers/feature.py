@@ -47,7 +47,7 @@ def build(*, app: "App", clock: "Clock", uses: Interfaces) -> Built:
     token_desk = TokenDesk(svc, desk, svc.policy.token_public_key)
     commands = LockerCommands(svc, labels=uses.labels)
     commands.register(app)
-    RestoreCommands(svc, commands).register(app)
+    RestoreCommands(svc).register(app)
     app.commands.register("clock.confirm", lambda ctx, args: _clock(svc).confirm(ctx, args), ClockConfirm)
     app.commands.register("courier.set", desk.couriers.set, CourierSet)
     # A tracking number or SSCC on a live parcel is a load, whatever else it looks like.

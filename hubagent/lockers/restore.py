@@ -31,7 +31,6 @@ from hubagent.store.store import Tx
 
 if TYPE_CHECKING:
     from hubagent.app import App
-    from hubagent.lockers.commands import LockerCommands
     from hubagent.lockers.service import LockerService
 
 log = logging.getLogger(__name__)
@@ -177,10 +176,9 @@ class ClearUnknown(CommandArgs, frozen=True):
 class RestoreCommands:
     """Handlers of ``lockers.restore`` and ``locker.clear_unknown``."""
 
-    def __init__(self, svc: "LockerService", commands: "LockerCommands") -> None:
-        """Use ``svc`` for compartments and ``commands`` for code hashing."""
+    def __init__(self, svc: "LockerService") -> None:
+        """Use ``svc`` for compartments and code hashing."""
         self.svc = svc
-        self.commands = commands
 
     def register(self, app: "App") -> None:
         """Add both commands to the dispatcher."""
@@ -239,7 +237,7 @@ class RestoreCommands:
         if item.state == "stored":
             if item.pickup is None:
                 raise CommandError("bad_args", f"{where}: a stored parcel needs pickup (code or code_hash)")
-            code_hash = self.commands._hash(tx, "pickup", item.pickup.code, item.pickup.code_hash)
+            code_hash = self.svc.new_code_hash(tx, "pickup", item.pickup.code, item.pickup.code_hash)
             if code_hash is None:
                 raise CommandError("bad_args", f"{where}.pickup needs code or code_hash")
             repo.add_code(tx, code_hash, "pickup", item.parcel, expires_at)

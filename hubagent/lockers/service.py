@@ -436,6 +436,29 @@ class LockerService:
         repo.set_item_state(tx, "parcel", parcel_id, "stored", expires_at=expires_at, generate=0)
         tx.emit("parcel.stored", data)
 
+    def new_code_hash(self, tx: Any, purpose: str, code: str | None, code_hash: str | None) -> str | None:
+        """The HMAC to store for a new ``purpose`` code: ``code`` checked and hashed here,
+        or central's ``code_hash`` as given; None when neither was given.
+
+        A malformed code is ``bad_code``; digits already live for any purpose
+        are ``code_in_use`` (see :meth:`code_clashes`).
+        """
+        code, code_hash = codes.plain_or_hash("code", code, code_hash)
+        if code is None:
+            return code_hash
+        try:
+            normal = codes.normalise_code(code)
+        except InputError as e:
+            raise CommandError("bad_code", f"code: {e.message}") from None
+        assert self.secret is not None
+        if self.code_clashes(tx, normal):
+            raise CommandError("code_in_use", "that code is already in use; choose another")
+        return codes.hash_code(self.secret, normal, purpose)
+
+    def expires_at(self, value: str | None) -> str | None:
+        """A command's ``expires_at``, checked to lie ahead when the wall clock is sane."""
+        return repo.future_time(value, self.wall() if self.wall_clock_sane() else None)
+
     def code_clashes(self, db: Any, code: str) -> bool:
         """Whether ``code`` (normalised) is live for any purpose a keypad accepts.
 
