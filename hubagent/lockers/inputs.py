@@ -122,9 +122,7 @@ class CodeDesk:
         registry, pins = self.records, self.pins
         if staff is None or registry is None or pins is None:
             return
-        wait = self.svc.limiter.check(key, now)
-        if wait > 0:
-            self._rejected(keypad, "locked_out", retry_in_s=round(wait, 1))
+        if self._locked_out(keypad, key, now):
             pins.pin_result(keypad, None, "locked_out")
             return
         if not registry.pin_matches(self.store.conn, staff, raw):
@@ -196,9 +194,8 @@ class CodeDesk:
         """
         key = input_key(role, source)
         now = self.svc.clock.monotonic()
-        wait = self.svc.limiter.check(key, now)
-        if wait > 0:
-            self._rejected(source, "locked_out", retry_in_s=round(wait, 1))
+        wait = self._locked_out(source, key, now)
+        if wait:
             return Attempt(Outcome.LOCKED_OUT, "locked_out", retry_in_s=round(wait, 1))
         self.app.set_alert(f"locker-input:{key}", None)
         found, reason = self._find(raw, purposes)
@@ -246,9 +243,7 @@ class CodeDesk:
         """
         key = input_key(role, name or source)
         now = self.svc.clock.monotonic()
-        wait = self.svc.limiter.check(key, now)
-        if wait > 0:
-            self._rejected(source, "locked_out", retry_in_s=round(wait, 1))
+        if self._locked_out(source, key, now):
             return None
         found, reason = self._find(raw, ("staff",))
         if found is None:
@@ -269,9 +264,7 @@ class CodeDesk:
         """
         key = input_key(role, name or source)
         now = self.svc.clock.monotonic()
-        wait = self.svc.limiter.check(key, now)
-        if wait > 0:
-            self._rejected(source, "locked_out", retry_in_s=round(wait, 1))
+        if self._locked_out(source, key, now):
             return None
         registry = self.records
         member = registry.by_badge(self.store.conn, badge) if registry is not None else None
@@ -341,6 +334,15 @@ class CodeDesk:
     def _lockout_over(self, key: str) -> None:
         if self.svc.limiter.check(key, self.svc.clock.monotonic()) <= 0:
             self.app.set_alert(f"locker-input:{key}", None)
+
+    def _locked_out(self, source: str, key: str, now: float) -> float:
+        """Seconds input ``key`` stays locked out (0: it may try); a locked-out try is
+        refused and audited under ``source``."""
+        wait = self.svc.limiter.check(key, now)
+        if wait <= 0:
+            return 0.0
+        self._rejected(source, "locked_out", retry_in_s=round(wait, 1))
+        return wait
 
     def _rejected(self, source: str, reason: str, **detail: Any) -> None:
         with self.store.write() as tx:
