@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.machinery
 import importlib.util
 import os
 import subprocess
@@ -10,8 +9,6 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TypedDict
-
-_NO_SPEC = importlib.machinery.ModuleSpec("none", None)
 
 
 class Row(TypedDict, total=False):
@@ -57,8 +54,11 @@ def cached_bytecode() -> Iterator[None]:
     """
     saved = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     try:
-        dirs = [d for name in ("hubagent", "hubagent.drivers", "hubagent.sim")
-                for d in (importlib.util.find_spec(name) or _NO_SPEC).submodule_search_locations or []]
+        dirs: list[str] = []
+        for name in ("hubagent", "hubagent.drivers", "hubagent.sim"):
+            spec = importlib.util.find_spec(name)
+            if spec is not None and spec.submodule_search_locations:
+                dirs += spec.submodule_search_locations
         subprocess.run(python("-m", "compileall", "-q", *dirs), check=False,
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         yield
