@@ -27,8 +27,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from hubagent.sync.topics import Topics
+from hubagent.central.link import RECEIVE_MAXIMUM_ALL
 from hubagent.clock import SYSTEM
+from hubagent.sync.topics import Topics
 
 SKUS = ("TEA-1", "COF-2", "RICE-5", "OIL-1", "SOAP-3")
 BINS = ("A-01", "A-02", "B-01")
@@ -342,7 +343,7 @@ class Fleet:
             props.SessionExpiryInterval = 0
             # One connection carries the acks and commands of many hubs: let the
             # broker stream them rather than queue (and drop) behind 20 in flight.
-            props.ReceiveMaximum = 65_535
+            props.ReceiveMaximum = RECEIVE_MAXIMUM_ALL
             c.connect_async(self.host, self.port, keepalive=30, clean_start=True,
                             properties=props)
             c.loop_start()

@@ -34,7 +34,8 @@ import paho.mqtt.client as mqtt
 from hubagent.central import books
 from hubagent.central.books import HubState, Incoming
 from hubagent.central.db import Database
-from hubagent.central.link import Broker, Reply, Requester, connect_async, make_client
+from hubagent.central.link import (RECEIVE_MAXIMUM_ALL, Broker, Reply, Requester, connect_async,
+                                   make_client)
 from hubagent.clock import SYSTEM
 
 log = logging.getLogger(__name__)
@@ -42,8 +43,6 @@ log = logging.getLogger(__name__)
 STATES = frozenset({"online", "alert", "offline", "lost"})
 # Events parked per hub while its database id is unknown (the hub resends anyway).
 _PARK_LIMIT = 10_000
-# QoS 1 messages the broker may have in flight to the ingest (the MQTT 5 maximum).
-_RECEIVE_MAXIMUM = 65_535
 # Seconds before asking again for subscriptions the broker refused.
 _RESUBSCRIBE_S = 5.0
 
@@ -180,7 +179,7 @@ class Ingest:
         # only queues them): with Mosquitto's default 20 in flight, a burst from
         # a large fleet would overflow its per-client queue and be dropped.
         connect_async(self.client, self.broker, session_expiry=self.opt.session_expiry,
-                      receive_maximum=_RECEIVE_MAXIMUM)
+                      receive_maximum=RECEIVE_MAXIMUM_ALL)
         # A few workers: a hub that does not answer holds one up for the command timeout.
         workers = [threading.Thread(target=self._work_loop, name=f"ingest-resync-{i}", daemon=True)
                    for i in range(self.opt.workers)]

@@ -30,6 +30,10 @@ from hubagent.secrets import read_secret
 from hubagent.settings import MqttSettings
 from hubagent.sync.topics import Topics
 
+# The largest Receive Maximum MQTT 5 allows: the broker streams to a client that
+# only queues what it receives, instead of holding all but 20 in its own queue.
+RECEIVE_MAXIMUM_ALL = 65_535
+
 log = logging.getLogger(__name__)
 
 
