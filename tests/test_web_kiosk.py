@@ -10,7 +10,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import WebDriverWait
 
 from hubproc import wait_until
-from web_harness import WebHub, browser, screenshot, submit, web_hub  # noqa: F401
+from web_harness import (SIZES, WebHub, browser, on_screen, screenshot, set_inner_size,  # noqa: F401
+                         submit, web_hub)
 
 
 def settle(hub: WebHub, predicate: Any, what: str, timeout: float = 15.0) -> Any:
@@ -89,6 +90,10 @@ def test_lockout_countdown_then_return_drop_off(web_hub: WebHub, browser: Any) -
     assert "Try again in" in lockout.text
     assert not d.find_element(By.ID, "submit").is_enabled()
     screenshot(d, "kiosk-locked-out")
+    # On the Pi's 800x480 touchscreen the notice must not push Back off the screen.
+    set_inner_size(d, *SIZES["pi-touch"])
+    assert on_screen(d, "lockout") and on_screen(d, "back") and on_screen(d, "submit")
+    set_inner_size(d, *SIZES["laptop"])
     assert hub.events("locker.lockout")[-1]["source"] == "kiosk"
 
     # The lock-out ends on the hub's clock; then a return drop-off by code works.

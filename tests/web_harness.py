@@ -96,15 +96,28 @@ def screenshot(driver: Any, name: str) -> list[Path]:
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     saved = []
     for label, (w, h) in SIZES.items():
-        driver.set_window_size(w, h)
-        # The window includes no browser chrome in headless mode, but make sure.
-        inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
-        driver.set_window_size(w + (w - inner[0]), h + (h - inner[1]))
+        set_inner_size(driver, w, h)
         path = SCREENSHOTS / f"{name}-{label}-{w}x{h}.png"
         driver.save_screenshot(str(path))
         saved.append(path)
     driver.set_window_size(*SIZES["laptop"])
     return saved
+
+
+def set_inner_size(driver: Any, width: int, height: int) -> None:
+    """Make the page's viewport ``width`` x ``height`` (a screen's own size)."""
+    driver.set_window_size(width, height)
+    # The window includes no browser chrome in headless mode, but make sure.
+    inner = driver.execute_script("return [window.innerWidth, window.innerHeight]")
+    driver.set_window_size(width + (width - inner[0]), height + (height - inner[1]))
+
+
+def on_screen(driver: Any, element_id: str) -> bool:
+    """Whether the element is wholly inside the viewport, without scrolling."""
+    return bool(driver.execute_script(
+        "const r = document.getElementById(arguments[0]).getBoundingClientRect();"
+        "return r.top >= 0 && r.left >= 0 && r.bottom <= window.innerHeight"
+        " && r.right <= window.innerWidth;", element_id))
 
 
 def submit(driver: Any, element: Any) -> None:
